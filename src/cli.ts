@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+// Command line: `agentgate --config FILE` serves, `agentgate validate --config FILE` checks a config and exits 0 or 1.
+import { readFileSync } from 'node:fs';
+import { loadConfigFile, ConfigError } from './config/load.ts';
+import { startGateway } from './gateway.ts';
+
+const USAGE = `Usage:
+  agentgate [serve] --config FILE      serve (AGENTGATE_CONFIG is the fallback for --config)
+  agentgate validate --config FILE     check a config: prints 'config OK' or each problem with file, line and key path
+  agentgate --version | --help
+
+Signals: SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP reloads the config.`;
+
+interface Args {
+  command: 'serve' | 'validate' | 'help' | 'version';
+  config: string | undefined;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { command: 'serve', config: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--config' || arg === '-c') {
+      const value = argv[++i];
+      if (!value) throw new Error(`${arg} needs a file path`);
+      args.config = value;
+    } else if (arg.startsWith('--config=')) args.config = arg.slice('--config='.length);
+    else if (arg === '--help' || arg === '-h') args.command = 'help';
+    else if (arg === '--version' || arg === '-v') args.command = 'version';
+    else if ((arg === 'serve' || arg === 'validate') && i === 0) args.command = arg;
+    else throw new Error(`unknown argument '${arg}'`);
+  }
+  args.config ??= process.env.AGENTGATE_CONFIG || undefined;
+  return args;
+}
+
+async function main(): Promise<number> {
+  let args: Args;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`agentgate: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (args.command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (args.command === 'version') {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`agentgate ${pkg.version}\n`);
+    return 0;
+  }
+  if (!args.config) {
+    process.stderr.write(`agentgate: no config file: pass --config FILE or set AGENTGATE_CONFIG\n${USAGE}\n`);
+    return 2;
+  }
+
+  if (args.command === 'validate') {
+    try {
+      await loadConfigFile(args.config);
+      process.stdout.write('config OK\n');
+      return 0;
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+  }
+
+  let gateway;
+  try {
+    gateway = await startGateway({ configFile: args.config });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`agentgate: invalid config, not starting:\n${err.message}\n`);
+    return 1;
+  }
+  const running = gateway;
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      running.logger.info({ signal }, 'signal received');
+      void running.shutdown().then(resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => void running.reload('SIGHUP'));
+  });
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`agentgate: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,335 @@
+// Reads a YAML config file into a validated Config, or throws a ConfigError naming file, line and key path of every problem.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Ajv, type ErrorObject } from 'ajv';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
+import { ConfigSchema, type Config } from './schema.ts';
+import { isDuration, isSize, parseListenAddress } from './units.ts';
+import { compilePathTemplate } from '../routing/router.ts';
+
+/** Config files larger than this are refused before parsing: a real config is a few kilobytes. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+/** YAML aliases expanded at most this often, so a "billion laughs" file cannot exhaust memory. */
+const MAX_ALIAS_COUNT = 100;
+
+export interface ConfigProblem {
+  file: string;
+  /** 1-based; 0 when the problem concerns the whole file. */
+  line: number;
+  column: number;
+  /** Where in the document, e.g. routes[2].upstream; empty for the whole file. */
+  keyPath: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    super(problems.map(formatProblem).join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  const where = p.line > 0 ? `${p.file}:${p.line}:${p.column}` : p.file;
+  return p.keyPath ? `${where}: ${p.keyPath}: ${p.message}` : `${where}: ${p.message}`;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** Absolute path of the file it came from; relative paths inside the config are resolved against its folder. */
+  file: string;
+  /** Hash of the file's bytes, to tell a real change from a watcher's spurious event. */
+  digest: string;
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, allowUnionTypes: true });
+ajv.addFormat('duration', isDuration);
+ajv.addFormat('size', isSize);
+ajv.addFormat('listen-address', (text: string) => parseListenAddress(text) !== undefined);
+const validateSchema = ajv.compile<Config>(ConfigSchema);
+
+export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
+  const absolute = path.resolve(file);
+  let text: string;
+  let digest: string;
+  try {
+    const bytes = await readFile(absolute);
+    if (bytes.length > MAX_CONFIG_BYTES) {
+      throw new ConfigError([{ file, line: 0, column: 0, keyPath: '', message: `the file is ${bytes.length} bytes; a config may be at most ${MAX_CONFIG_BYTES}` }]);
+    }
+    text = bytes.toString('utf8');
+    digest = createHash('sha256').update(bytes).digest('hex');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError([{ file, line: 0, column: 0, keyPath: '', message: `cannot read the file: ${(err as Error).message}` }]);
+  }
+  return { config: parseConfig(text, file, env), file: absolute, digest };
+}
+
+/** Parses and validates config text; `file` is only used in problem reports. */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  const at = (offset: number | undefined, keyPath: string, message: string): ConfigProblem => {
+    const pos = offset === undefined ? { line: 0, col: 0 } : lineCounter.linePos(offset);
+    return { file, line: pos.line, column: pos.col, keyPath, message };
+  };
+
+  if (doc.errors.length > 0) {
+    // Later YAML errors are almost always knock-on effects of the first; one precise message beats forty.
+    const first = doc.errors[0]!;
+    const line = text.split('\n')[lineCounter.linePos(first.pos[0]).line - 1] ?? '';
+    const hint = /\{[^}]*\{/.test(line) ? " (inside {...} flow mappings, quote values that contain { } [ ] or , e.g. path: '/orders/{id}')" : '';
+    throw new ConfigError([at(first.pos[0], '', `not valid YAML: ${firstLine(first.message)}${hint}`)]);
+  }
+  if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
+    throw new ConfigError([at(undefined, '', 'the file is empty; a config needs at least version, upstreams and routes')]);
+  }
+
+  const envProblems = substituteEnv(doc, env, at);
+  if (envProblems.length > 0) throw new ConfigError(envProblems);
+
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (err) {
+    throw new ConfigError([at(undefined, '', `cannot expand the YAML: ${(err as Error).message}`)]);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError([at(doc.contents.range?.[0], '', 'the top level must be a mapping of keys (version, upstreams, routes, ...)')]);
+  }
+
+  if (!validateSchema(data)) {
+    throw new ConfigError(schemaProblems(validateSchema.errors ?? [], doc, at));
+  }
+  const crossProblems = crossCheck(data).map(({ keyPath, message }) => at(offsetOf(doc, keyPath), formatKeyPath(keyPath), message));
+  if (crossProblems.length > 0) throw new ConfigError(crossProblems);
+  return data;
+}
+
+type At = (offset: number | undefined, keyPath: string, message: string) => ConfigProblem;
+type KeyPath = (string | number)[];
+
+/** Replaces ${NAME} in every string value; `$${` stands for a literal `${`. A missing variable is an error, never ''. */
+function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, at: At): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  visit(doc, {
+    Scalar(key, node, ancestors) {
+      if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('${')) return;
+      node.value = node.value.replace(/\$?\$\{([^}]*)\}/g, (whole: string, name: string) => {
+        if (whole.startsWith('$$')) return whole.slice(1);
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+          problems.push(at(node.range?.[0], formatKeyPath(pathOf([...ancestors, node])), `'${whole}' is not a valid variable reference; use \${NAME} with letters, digits and _`));
+          return whole;
+        }
+        const value = env[name];
+        if (value === undefined) {
+          problems.push(at(node.range?.[0], formatKeyPath(pathOf([...ancestors, node])), `environment variable ${name} is not set`));
+          return whole;
+        }
+        return value;
+      });
+    },
+  });
+  return problems;
+}
+
+/** The key path of a node, given the chain of its ancestors (as yaml's visit() passes them) followed by the node. */
+function pathOf(chain: readonly unknown[]): KeyPath {
+  const keys: KeyPath = [];
+  for (let i = 0; i < chain.length; i++) {
+    const node = chain[i];
+    if (isPair(node) && isScalar(node.key)) keys.push(String(node.key.value));
+    else if (isSeq(node) && i + 1 < chain.length) keys.push(node.items.indexOf(chain[i + 1] as never));
+  }
+  return keys;
+}
+
+function schemaProblems(errors: ErrorObject[], doc: Document, at: At): ConfigProblem[] {
+  // A union (anyOf) fails with one error per branch; report the union once, in words.
+  const unionPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath);
+  const relevant = errors.filter((e) => e.keyword === 'anyOf' || !unionPaths.some((p) => e.schemaPath.startsWith(p + '/')));
+  const seen = new Set<string>();
+  const problems: ConfigProblem[] = [];
+  for (const e of relevant) {
+    const keyPath = pointerToKeyPath(e.instancePath);
+    let target = keyPath;
+    let message: string;
+    switch (e.keyword) {
+      case 'additionalProperties': {
+        const key = String(e.params.additionalProperty);
+        target = [...keyPath, key];
+        const known = Object.keys((e.parentSchema as { properties?: object }).properties ?? {});
+        const near = closest(key, known);
+        message = `unknown key '${key}'` + (near ? ` (did you mean '${near}'?)` : known.length ? ` (allowed: ${known.join(', ')})` : '');
+        break;
+      }
+      case 'required':
+        message = `missing required key '${String(e.params.missingProperty)}'`;
+        break;
+      case 'type':
+        message = `must be ${article(String(e.params.type))}, got ${describe(e.data)}`;
+        break;
+      case 'format':
+        message = `${formatHelp(String(e.params.format))}, got ${describe(e.data)}`;
+        break;
+      case 'const':
+        message = `must be ${JSON.stringify(e.params.allowedValue)}, got ${describe(e.data)}`;
+        break;
+      case 'anyOf': {
+        const branches = (e.schema as { const?: unknown }[]) ?? [];
+        const constants = branches.every((b) => 'const' in b) ? branches.map((b) => String(b.const)) : [];
+        message = constants.length
+          ? `must be one of ${constants.join(', ')}, got ${describe(e.data)}`
+          : `${(e.parentSchema as { description?: string }).description ?? 'does not match any allowed form'}, got ${describe(e.data)}`;
+        break;
+      }
+      case 'minProperties':
+      case 'maxProperties':
+        message = (e.parentSchema as { description?: string }).description
+          ? `must be ${(e.parentSchema as { description: string }).description}`
+          : `must have ${e.keyword === 'minProperties' ? 'at least' : 'at most'} ${String(e.params.limit)} keys`;
+        break;
+      case 'pattern':
+        message = `${describe(e.data)} is not allowed here: must match ${String(e.params.pattern)}` +
+          ((e.parentSchema as { description?: string }).description ? ` (${(e.parentSchema as { description: string }).description})` : '');
+        break;
+      default:
+        message = `${e.message ?? 'is invalid'}${e.data !== undefined && typeof e.data !== 'object' ? `, got ${describe(e.data)}` : ''}`;
+    }
+    const problem = at(offsetOf(doc, target), formatKeyPath(target), message);
+    const id = `${problem.keyPath}\u0000${problem.message}`;
+    if (!seen.has(id)) {
+      seen.add(id);
+      problems.push(problem);
+    }
+  }
+  return problems;
+}
+
+/** Rules JSON Schema cannot express: references between sections and uniqueness of names. */
+function crossCheck(config: Config): { keyPath: KeyPath; message: string }[] {
+  const problems: { keyPath: KeyPath; message: string }[] = [];
+  const upstreamNames = Object.keys(config.upstreams);
+  const routeNames = new Map<string, number>();
+  config.routes.forEach((route, i) => {
+    const first = routeNames.get(route.name);
+    if (first !== undefined) problems.push({ keyPath: ['routes', i, 'name'], message: `duplicate route name '${route.name}' (first used by routes[${first}])` });
+    else routeNames.set(route.name, i);
+    if (!config.upstreams[route.upstream]) {
+      const near = closest(route.upstream, upstreamNames);
+      problems.push({
+        keyPath: ['routes', i, 'upstream'],
+        message: `unknown upstream '${route.upstream}'` + (near ? ` (did you mean '${near}'?)` : ` (defined: ${upstreamNames.join(', ')})`),
+      });
+    }
+    try {
+      compilePathTemplate(route.match.path);
+    } catch (err) {
+      problems.push({ keyPath: ['routes', i, 'match', 'path'], message: (err as Error).message });
+    }
+  });
+  const store = config.store;
+  if (store.type === 'redis' && !store.url && !store.cluster) {
+    problems.push({ keyPath: ['store'], message: "type redis needs either 'url' (standalone) or 'cluster.nodes'" });
+  }
+  if (store.type === 'redis' && store.url && store.cluster) {
+    problems.push({ keyPath: ['store', 'cluster'], message: "give either 'url' or 'cluster', not both" });
+  }
+  if (store.type === 'memory' && (store.url || store.cluster)) {
+    problems.push({ keyPath: ['store', 'type'], message: "'url' and 'cluster' are for type redis; set type: redis or remove them" });
+  }
+  return problems;
+}
+
+function pointerToKeyPath(pointer: string): KeyPath {
+  if (pointer === '') return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+export function formatKeyPath(keyPath: KeyPath): string {
+  let out = '';
+  for (const k of keyPath) out += typeof k === 'number' ? `[${k}]` : out === '' ? k : `.${k}`;
+  return out;
+}
+
+/** Source offset of the deepest existing node on the path (the key itself for a map entry). */
+function offsetOf(doc: Document, keyPath: KeyPath): number | undefined {
+  for (let depth = keyPath.length; depth >= 0; depth--) {
+    const parentPath = keyPath.slice(0, Math.max(0, depth - 1));
+    const parent = depth === 0 ? doc.contents : (doc.getIn(parentPath, true) as Node | undefined);
+    if (depth === 0) return (parent as Node | null)?.range?.[0];
+    const last = keyPath[depth - 1];
+    if (isMap(parent)) {
+      const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === String(last));
+      if (pair && isScalar(pair.key)) return pair.key.range?.[0];
+    } else if (parent && typeof last === 'number') {
+      const node = doc.getIn(keyPath.slice(0, depth), true) as Node | undefined;
+      if (node?.range) return node.range[0];
+    }
+  }
+  return undefined;
+}
+
+function formatHelp(format: string): string {
+  switch (format) {
+    case 'duration':
+      return 'must be a duration with a unit such as 250ms, 10s, 5m, 24h';
+    case 'size':
+      return 'must be a size with a unit such as 512b, 64kb, 1mb';
+    case 'listen-address':
+      return 'must be host:port, e.g. 0.0.0.0:8080 or [::1]:8080';
+    default:
+      return `must be a valid ${format}`;
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return 'nothing';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return `'${value.length > 60 ? value.slice(0, 57) + '...' : value}'`;
+  return `${typeof value} ${String(value)}`;
+}
+
+function article(type: string): string {
+  const names: Record<string, string> = { object: 'a mapping', array: 'a list', string: 'a string', integer: 'an integer', number: 'a number', boolean: 'true or false' };
+  return type.split(',').map((t) => names[t] ?? t).join(' or ');
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0] ?? text;
+}
+
+/** The known name closest to a misspelt one, if it is close enough to be a likely typo. */
+function closest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}

@@ -1,0 +1,145 @@
+// The one source of truth for the YAML config: validation (ajv), TypeScript types (Static) and defaults.
+// schema/gateway.schema.json is generated from this file by `npm run build` and checked by a test.
+import { Type, type Static } from '@sinclair/typebox';
+
+const DURATION_HELP = 'a duration with a unit: 250ms, 10s, 5m, 24h';
+const SIZE_HELP = 'a size with a unit: 512b, 64kb, 1mb';
+
+const Duration = (description: string, defaultValue?: string) =>
+  Type.String({ format: 'duration', description: `${description} (${DURATION_HELP})`, ...(defaultValue ? { default: defaultValue } : {}) });
+
+const Size = (description: string, defaultValue: string) =>
+  Type.String({ format: 'size', description: `${description} (${SIZE_HELP})`, default: defaultValue });
+
+/** Route and policy names end up as metric labels and log fields, so they are kept to a safe alphabet. */
+const Name = (description: string) => Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description });
+
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+const ServerSchema = Type.Object(
+  {
+    listen: Type.String({ format: 'listen-address', default: '0.0.0.0:8080', description: 'host:port of the proxy port agents call' }),
+    admin_listen: Type.String({
+      format: 'listen-address',
+      default: '127.0.0.1:9090',
+      description: 'host:port of the admin port serving /metrics, /healthz and /readyz; keep it off the public network',
+    }),
+    shutdown_timeout: Duration('on SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits anyway', '10s'),
+    limits: Type.Object(
+      {
+        max_header_bytes: Size('largest request head (request line and headers) accepted; larger ones get 431', '16kb'),
+        max_url_bytes: Size('longest request target accepted; longer ones get 414', '8kb'),
+      },
+      { additionalProperties: false, default: {}, description: 'limits on what clients may send' },
+    ),
+  },
+  { additionalProperties: false, default: {}, description: 'the listening sockets and their limits' },
+);
+
+const StoreSchema = Type.Object(
+  {
+    type: Type.Union([Type.Literal('memory'), Type.Literal('redis')], {
+      default: 'memory',
+      description: 'memory: state lives in this process (one instance); redis: state is shared by every replica',
+    }),
+    url: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis: URL of a standalone Redis, e.g. redis://redis:6379/0' })),
+    cluster: Type.Optional(
+      Type.Object(
+        { nodes: Type.Array(Type.String({ pattern: '^rediss?://' }), { minItems: 1, description: 'seed nodes of the Redis Cluster' }) },
+        { additionalProperties: false, description: 'redis: connect to a Redis Cluster instead of a standalone URL' },
+      ),
+    ),
+    key_prefix: Type.String({
+      pattern: '^[A-Za-z0-9:_.-]{1,64}$',
+      default: 'agentgate',
+      description: 'prefix of every key the gateway writes, so several deployments can share one Redis',
+    }),
+    command_timeout: Duration('redis: how long one store operation may take before it counts as a store error', '500ms'),
+    memory: Type.Object(
+      {
+        max_entries: Type.Integer({ minimum: 1, default: 100000, description: 'most entries kept; the least recently used are evicted first' }),
+        max_bytes: Size('most bytes of keys and values kept; the least recently used are evicted first', '64mb'),
+      },
+      { additionalProperties: false, default: {}, description: 'bounds of the in-memory store' },
+    ),
+  },
+  { additionalProperties: false, default: {}, description: 'where shared state (idempotency records, budgets) lives' },
+);
+
+const IdentifySource = Type.Object(
+  {
+    header: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', description: 'request header whose value identifies the caller (hashed, never stored raw)' })),
+    ip: Type.Optional(Type.Literal(true, { description: 'the address of the connecting peer' })),
+  },
+  { additionalProperties: false, minProperties: 1, maxProperties: 1, description: 'one source of caller identity: {header: NAME} or {ip: true}' },
+);
+
+const ConsumersSchema = Type.Object(
+  {
+    identify: Type.Array(IdentifySource, {
+      minItems: 1,
+      default: [{ header: 'x-agent-id' }, { header: 'authorization' }, { ip: true }],
+      description: 'sources of caller identity, in order: the first one present in a request wins',
+    }),
+  },
+  { additionalProperties: false, default: {}, description: 'how callers are told apart' },
+);
+
+const UpstreamSchema = Type.Object(
+  {
+    url: Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$', description: 'base URL of the legacy API; its path is prepended to every forwarded path' }),
+    timeout: Duration('longest the upstream may stay silent: before its response headers, and between two chunks of its body', '10s'),
+    connect_timeout: Duration('longest a TCP connect to the upstream may take', '5s'),
+    max_sockets: Type.Integer({ minimum: 1, default: 256, description: 'size of the keep-alive connection pool to this upstream' }),
+  },
+  { additionalProperties: false },
+);
+
+const RouteSchema = Type.Object(
+  {
+    name: Name('unique name of the route; used in metrics and logs'),
+    match: Type.Object(
+      {
+        methods: Type.Optional(
+          Type.Array(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m))), {
+            minItems: 1,
+            uniqueItems: true,
+            description: 'methods this route takes; all when left out',
+          }),
+        ),
+        path: Type.String({
+          pattern: '^/',
+          description: 'path template: literal segments, {param} for one segment, and a trailing /* for any rest',
+        }),
+      },
+      { additionalProperties: false },
+    ),
+    upstream: Type.String({ description: 'name of an entry under upstreams' }),
+    timeout: Type.Optional(Duration("overrides the upstream's timeout for this route")),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    version: Type.Literal(1, { description: 'config format version' }),
+    server: ServerSchema,
+    store: StoreSchema,
+    logging: Type.Object(
+      { level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }) },
+      { additionalProperties: false, default: {}, description: 'log output (JSON lines on stdout)' },
+    ),
+    consumers: ConsumersSchema,
+    upstreams: Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }), UpstreamSchema, {
+      minProperties: 1,
+      description: 'the legacy APIs behind the gateway, by name',
+    }),
+    routes: Type.Array(RouteSchema, { minItems: 1, description: 'routes, tried in file order: the first match wins' }),
+  },
+  { additionalProperties: false, $id: 'https://agentgate.dev/schema/gateway.schema.json', title: 'agentgate gateway config' },
+);
+
+export type Config = Static<typeof ConfigSchema>;
+export type RouteConfig = Config['routes'][number];
+export type UpstreamConfig = Config['upstreams'][string];
+export type IdentifySourceConfig = Static<typeof IdentifySource>;

@@ -1,0 +1,37 @@
+// Parsing of the config's duration ('250ms', '10s') and size ('512kb') strings.
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+const SIZE = /^(\d+)(b|kb|mb|gb)$/;
+const MS_PER_UNIT: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const BYTES_PER_UNIT: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+export function isDuration(text: string): boolean {
+  return DURATION.test(text);
+}
+
+export function isSize(text: string): boolean {
+  return SIZE.test(text);
+}
+
+/** Milliseconds in a validated duration string. */
+export function parseDuration(text: string): number {
+  const m = DURATION.exec(text);
+  if (!m) throw new Error(`not a duration: ${text}`);
+  return Math.round(Number(m[1]) * MS_PER_UNIT[m[2]!]!);
+}
+
+/** Bytes in a validated size string. */
+export function parseSize(text: string): number {
+  const m = SIZE.exec(text);
+  if (!m) throw new Error(`not a size: ${text}`);
+  return Number(m[1]) * BYTES_PER_UNIT[m[2]!]!;
+}
+
+/** host:port, [v6]:port; the port must be 0-65535. */
+export function parseListenAddress(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: m[1] ?? m[2]!, port };
+}

@@ -1,0 +1,26 @@
+// What the pipeline knows about one request as it moves through the steps; the record step turns it into a log line and metrics.
+import type { Consumer } from './identity/consumer.ts';
+import type { TraceContext } from './identity/request-id.ts';
+import type { Route } from './runtime.ts';
+import type { ErrorCode } from './errors/catalog.ts';
+
+export interface RequestContext {
+  readonly requestId: string;
+  readonly trace: TraceContext;
+  /** process.hrtime.bigint() when the request arrived. */
+  readonly startedAt: bigint;
+  /** Request path without the query string (the query may carry secrets, so only this is logged). */
+  readonly path: string;
+  route: Route | undefined;
+  consumer: Consumer | undefined;
+  upstreamStatus: number | undefined;
+  upstreamStartedAt: bigint | undefined;
+  upstreamEndedAt: bigint | undefined;
+  /** Set when the gateway answered with an error envelope. */
+  errorCode: ErrorCode | undefined;
+  /**
+   * How the request ended, a bounded set: 'ok', 'upstream_error' (upstream answered 4xx/5xx), the gateway's error code
+   * in lower case, 'gateway_endpoint', 'upstream_aborted' (died mid-body) or 'client_closed'.
+   */
+  outcome: string;
+}

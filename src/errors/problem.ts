@@ -1,0 +1,85 @@
+// The one place error answers are made: typed GatewayErrors become RFC 9457 problem+json with X-Should-Retry and Retry-After.
+import type { ServerResponse } from 'node:http';
+import { ERROR_CATALOG, type ErrorCode } from './catalog.ts';
+
+export interface GatewayErrorOptions {
+  /** Overrides the catalog's status, e.g. to keep an upstream's own 4xx status. */
+  status?: number;
+  /** Whole seconds until a retry can succeed, when known; sent as Retry-After. */
+  retryAfterSeconds?: number;
+  retryable?: boolean;
+  suggestion?: string;
+  upstreamStatus?: number | null;
+  /** Extra problem members (RFC 9457 extensions), e.g. the failing rule of a silent failure. */
+  extensions?: Record<string, unknown>;
+  /** Extra response headers, e.g. rate-limit headers on a 429. */
+  headers?: Record<string, string>;
+  cause?: unknown;
+}
+
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retryable: boolean;
+  readonly retryAfterSeconds: number | undefined;
+  readonly suggestion: string;
+  readonly upstreamStatus: number | null;
+  readonly extensions: Record<string, unknown> | undefined;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(code: ErrorCode, detail: string, options: GatewayErrorOptions = {}) {
+    super(detail, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    const entry = ERROR_CATALOG[code];
+    this.code = code;
+    this.status = options.status ?? entry.status;
+    this.retryable = options.retryable ?? entry.retryable;
+    this.retryAfterSeconds = options.retryAfterSeconds === undefined ? undefined : Math.max(1, Math.ceil(options.retryAfterSeconds));
+    this.suggestion =
+      options.suggestion ??
+      (this.retryable && this.retryAfterSeconds !== undefined
+        ? `Wait ${this.retryAfterSeconds} second${this.retryAfterSeconds === 1 ? '' : 's'}, then send the same request again.`
+        : entry.suggestion);
+    this.upstreamStatus = options.upstreamStatus ?? null;
+    this.extensions = options.extensions;
+    this.headers = options.headers;
+  }
+}
+
+export const PROBLEM_TYPE_BASE = '/_agentgate/errors/';
+
+export function problemDocument(error: GatewayError, requestId: string): Record<string, unknown> {
+  return {
+    type: PROBLEM_TYPE_BASE + error.code,
+    title: ERROR_CATALOG[error.code].title,
+    status: error.status,
+    detail: error.message,
+    code: error.code,
+    retryable: error.retryable,
+    retry_after_seconds: error.retryAfterSeconds ?? null,
+    suggestion: error.suggestion,
+    request_id: requestId,
+    upstream_status: error.upstreamStatus,
+    ...error.extensions,
+  };
+}
+
+/**
+ * Answers with the error's envelope. When the response has already started (an upstream died mid-body),
+ * the only honest signal left is to cut the connection, so the client sees a broken response, never a short "success".
+ */
+export function sendProblem(res: ServerResponse, error: GatewayError, requestId: string): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(problemDocument(error, requestId));
+  if (error.headers) for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
+  if (error.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(error.retryAfterSeconds));
+  res.setHeader('x-should-retry', error.retryable ? 'true' : 'false');
+  res.setHeader('content-type', 'application/problem+json');
+  res.setHeader('cache-control', 'no-store');
+  res.setHeader('content-length', Buffer.byteLength(body));
+  res.statusCode = error.status;
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}

@@ -1,0 +1,66 @@
+// The Prometheus metrics of the contract (prefix agentgate_, base units, labelled by route name, never raw path).
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+
+/** Methods outside this set are counted as OTHER, so a client cannot grow label cardinality with made-up methods. */
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE']);
+
+export function methodLabel(method: string | undefined): string {
+  return method && KNOWN_METHODS.has(method) ? method : 'OTHER';
+}
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'agentgate_requests_total',
+    help: 'Requests answered by the gateway, by route, method, status code and outcome.',
+    labelNames: ['route', 'method', 'status_code', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly requestDuration = new Histogram({
+    name: 'agentgate_request_duration_seconds',
+    help: 'Time from receiving a request to finishing its response, in seconds.',
+    labelNames: ['route', 'outcome'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly upstreamDuration = new Histogram({
+    name: 'agentgate_upstream_request_duration_seconds',
+    help: 'Time from sending a request upstream to the end of its response, in seconds.',
+    labelNames: ['upstream', 'route'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly upstreamErrors = new Counter({
+    name: 'agentgate_upstream_errors_total',
+    help: 'Upstream calls that failed (unreachable, timed out, reset, error status), by upstream and error code.',
+    labelNames: ['upstream', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly storeErrors = new Counter({
+    name: 'agentgate_store_errors_total',
+    help: 'Failed operations on the state store, by store kind and operation.',
+    labelNames: ['store', 'operation'] as const,
+    registers: [this.registry],
+  });
+
+  readonly configReloads = new Counter({
+    name: 'agentgate_config_reloads_total',
+    help: 'Config reload attempts, by result (success or error).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    // Start the reload counter at zero for both results, so alerts on increase() see the first error.
+    this.configReloads.inc({ result: 'success' }, 0);
+    this.configReloads.inc({ result: 'error' }, 0);
+  }
+}

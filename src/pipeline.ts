@@ -1,0 +1,163 @@
+// The request pipeline, top to bottom. Every request passes these steps in this order; each step says why it stands where it does.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { RequestContext } from './context.ts';
+import type { Runtime } from './runtime.ts';
+import { requestIdFrom, traceContextFrom } from './identity/request-id.ts';
+import { GatewayError, sendProblem } from './errors/problem.ts';
+import { Forwarder, streamResponse } from './proxy/forwarder.ts';
+import { serveCatalog } from './endpoints/catalog.ts';
+import { methodLabel, type GatewayMetrics } from './observability/metrics.ts';
+
+export interface PipelineDeps {
+  /** The config in force; read once per request, so a reload never mixes two configs within one request. */
+  runtime: () => Runtime;
+  forwarder: Forwarder;
+  metrics: GatewayMetrics;
+  logger: Logger;
+}
+
+const GATEWAY_PREFIX = '/_agentgate/';
+/** Dot segments, raw or percent-encoded: an upstream that resolves them could be reached outside the matched route. */
+const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i;
+
+export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    // 1. Identify the request: a request id and trace context first, so every answer below, error or not, carries them.
+    const ctx = beginRequest(req, res);
+    // 8. Record: exactly one log line and one set of metrics per request, however it ended.
+    res.once('close', () => record(ctx, req, res, deps));
+    handle(ctx, req, res, deps.runtime(), deps).catch((err: unknown) => answerWithError(ctx, res, err, deps.logger));
+  };
+}
+
+async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, runtime: Runtime, deps: PipelineDeps): Promise<void> {
+  // 2. Refuse request targets that are not plain paths before anything interprets them.
+  checkRequestTarget(req, ctx, runtime);
+
+  // 3. The gateway's own endpoints are answered here and never forwarded.
+  if (ctx.path.startsWith(GATEWAY_PREFIX)) {
+    ctx.outcome = 'gateway_endpoint';
+    serveGatewayEndpoint(ctx, req, res);
+    return;
+  }
+
+  // 4. Match a route: the route decides upstream, timeout and which policies apply.
+  const route = runtime.router.match(req.method ?? 'GET', ctx.path);
+  if (!route) {
+    throw new GatewayError('ROUTE_NOT_FOUND', `No route matches ${req.method} ${truncate(ctx.path)}.`);
+  }
+  ctx.route = route;
+
+  // 5. Identify the consumer (hashed): the identity budgets and idempotency records are scoped by.
+  ctx.consumer = runtime.identifyConsumer(req);
+
+  // 6. Forward: upstream failures come back as typed errors, never as exceptions.
+  const result = await deps.forwarder.send(req, res, ctx, route);
+  if (result.kind === 'client_closed') return;
+  if (result.kind === 'failed') {
+    deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: result.error.code });
+    throw result.error;
+  }
+
+  // 7. Deliver the upstream's answer, streaming.
+  if ((result.response.statusCode ?? 502) >= 400) ctx.outcome = 'upstream_error';
+  streamResponse(result.response, res, ctx);
+}
+
+function beginRequest(req: IncomingMessage, res: ServerResponse): RequestContext {
+  const requestId = requestIdFrom(req.headers['x-request-id']);
+  res.setHeader('x-request-id', requestId);
+  const url = req.url ?? '/';
+  const query = url.indexOf('?');
+  return {
+    requestId,
+    trace: traceContextFrom(req.headers.traceparent),
+    startedAt: process.hrtime.bigint(),
+    path: query === -1 ? url : url.slice(0, query),
+    route: undefined,
+    consumer: undefined,
+    upstreamStatus: undefined,
+    upstreamStartedAt: undefined,
+    upstreamEndedAt: undefined,
+    errorCode: undefined,
+    outcome: 'ok',
+  };
+}
+
+function checkRequestTarget(req: IncomingMessage, ctx: RequestContext, runtime: Runtime): void {
+  const url = req.url ?? '';
+  if (Buffer.byteLength(url) > runtime.maxUrlBytes) {
+    throw new GatewayError('INVALID_REQUEST', `The request target is ${Buffer.byteLength(url)} bytes; at most ${runtime.maxUrlBytes} are accepted.`, {
+      status: 414,
+    });
+  }
+  if (!url.startsWith('/')) {
+    throw new GatewayError('INVALID_REQUEST', 'The request target must be a path starting with /.');
+  }
+  if (DOT_SEGMENT.test(ctx.path)) {
+    throw new GatewayError('INVALID_REQUEST', 'The path contains . or .. segments; send the normalized path.');
+  }
+}
+
+function serveGatewayEndpoint(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void {
+  const rest = ctx.path.slice(GATEWAY_PREFIX.length);
+  if (rest === 'errors' || rest.startsWith('errors/')) {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      throw new GatewayError('INVALID_REQUEST', `${req.method} is not allowed here; use GET.`, { status: 405, headers: { allow: 'GET, HEAD' } });
+    }
+    serveCatalog(rest.slice('errors'.length), res);
+    return;
+  }
+  throw new GatewayError('ROUTE_NOT_FOUND', `The gateway has no endpoint ${truncate(ctx.path)}; see /_agentgate/errors.`);
+}
+
+function answerWithError(ctx: RequestContext, res: ServerResponse, err: unknown, logger: Logger): void {
+  const error = err instanceof GatewayError ? err : new GatewayError('GATEWAY_ERROR', 'The gateway failed while handling this request.', { cause: err });
+  if (!(err instanceof GatewayError)) logger.error({ request_id: ctx.requestId, err }, 'unexpected error in the request pipeline');
+  ctx.errorCode = error.code;
+  ctx.outcome = error.code.toLowerCase();
+  sendProblem(res, error, ctx.requestId);
+}
+
+function record(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, deps: PipelineDeps): void {
+  const finished = res.writableFinished;
+  if (!finished && ctx.outcome !== 'upstream_aborted') ctx.outcome = 'client_closed';
+  // 499 is nginx's convention for "the client closed the connection before the answer was complete".
+  const status = finished ? res.statusCode : ctx.outcome === 'client_closed' ? 499 : res.statusCode;
+  const now = process.hrtime.bigint();
+  const seconds = Number(now - ctx.startedAt) / 1e9;
+  const routeName = ctx.route?.name ?? (ctx.outcome === 'gateway_endpoint' ? '_agentgate' : 'none');
+  let upstreamSeconds: number | undefined;
+  if (ctx.upstreamStartedAt !== undefined && ctx.route) {
+    upstreamSeconds = Number((ctx.upstreamEndedAt ?? now) - ctx.upstreamStartedAt) / 1e9;
+    deps.metrics.upstreamDuration.observe({ upstream: ctx.route.upstream.name, route: routeName }, upstreamSeconds);
+  }
+  deps.metrics.requests.inc({ route: routeName, method: methodLabel(req.method), status_code: String(status), outcome: ctx.outcome });
+  deps.metrics.requestDuration.observe({ route: routeName, outcome: ctx.outcome }, seconds);
+  deps.logger.info(
+    {
+      request_id: ctx.requestId,
+      trace_id: ctx.trace.traceId,
+      route: routeName,
+      consumer: ctx.consumer?.id,
+      method: req.method,
+      path: truncate(ctx.path),
+      status,
+      upstream_status: ctx.upstreamStatus,
+      duration_ms: round(seconds * 1000),
+      upstream_duration_ms: upstreamSeconds === undefined ? undefined : round(upstreamSeconds * 1000),
+      outcome: ctx.outcome,
+      code: ctx.errorCode,
+    },
+    'request',
+  );
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
+function truncate(text: string): string {
+  return text.length > 256 ? `${text.slice(0, 256)}...` : text;
+}

@@ -1,0 +1,186 @@
+// Sends a request to its upstream with http-proxy-3 over a keep-alive pool, and streams the answer back; maps network failures to typed errors.
+import type { IncomingMessage, ServerResponse, ClientRequest } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { createProxyServer, type ProxyServer } from 'http-proxy-3';
+import { GatewayError } from '../errors/problem.ts';
+import type { RequestContext } from '../context.ts';
+import type { Route } from '../runtime.ts';
+
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message, so they are never passed on.
+ * Expect is answered by the gateway itself (Node sends the 100 Continue), and Proxy-Authorization is meant for the gateway.
+ */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'expect'];
+
+/** Connect-phase failures: the request never reached the upstream, so retrying cannot duplicate anything. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNECT_TIMEOUT']);
+
+/** Seconds an agent is told to wait before retrying an upstream that refused the connection. */
+const UNAVAILABLE_RETRY_AFTER_SECONDS = 2;
+
+export type UpstreamResult =
+  | { kind: 'response'; response: IncomingMessage }
+  /** reachedUpstream: the request may have taken effect (timeout or reset after sending), which idempotency must treat as unknown. */
+  | { kind: 'failed'; error: GatewayError; reachedUpstream: boolean }
+  | { kind: 'client_closed' };
+
+interface InFlight {
+  readonly ctx: RequestContext;
+  readonly route: Route;
+  resolve: (result: UpstreamResult) => void;
+  proxyReq: ClientRequest | undefined;
+  timedOut: boolean;
+}
+
+export class Forwarder {
+  private readonly proxy: ProxyServer;
+  private readonly inFlight = new WeakMap<IncomingMessage, InFlight>();
+
+  constructor() {
+    // selfHandleResponse: the pipeline decides how a response is delivered (streamed as-is here; inspected by later policies).
+    this.proxy = createProxyServer({ selfHandleResponse: true, changeOrigin: true, xfwd: false });
+    this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: IncomingMessage) => {
+      const flight = this.inFlight.get(req);
+      if (!flight) return;
+      flight.proxyReq = proxyReq;
+      // http-proxy-3 turns its own timeout into a generic socket hang-up; remember that it was a timeout.
+      proxyReq.once('timeout', () => {
+        flight.timedOut = true;
+      });
+    });
+    this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage) => {
+      const flight = this.inFlight.get(req);
+      if (!flight) return;
+      flight.ctx.upstreamStatus = proxyRes.statusCode;
+      flight.resolve({ kind: 'response', response: proxyRes });
+    });
+    // The client went away while the upstream call was open; http-proxy-3 has already destroyed the upstream request.
+    this.proxy.on('econnreset', (_err: Error, req: IncomingMessage) => {
+      this.inFlight.get(req)?.resolve({ kind: 'client_closed' });
+    });
+  }
+
+  /**
+   * Sends the request upstream and resolves once the response head arrives or the attempt fails.
+   * `body` replaces the request stream when a policy has already read it.
+   */
+  send(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, route: Route, body?: Readable): Promise<UpstreamResult> {
+    prepareUpstreamHeaders(req, ctx);
+    return new Promise((resolve) => {
+      const flight: InFlight = {
+        ctx,
+        route,
+        proxyReq: undefined,
+        timedOut: false,
+        resolve: (result) => {
+          flight.resolve = () => {};
+          resolve(result);
+        },
+      };
+      this.inFlight.set(req, flight);
+      ctx.upstreamStartedAt = process.hrtime.bigint();
+      this.proxy.web(
+        req,
+        res,
+        {
+          target: route.upstream.target,
+          agent: route.upstream.agent,
+          proxyTimeout: route.timeoutMs,
+          connectTimeout: route.upstream.connectTimeoutMs,
+          ...(body ? { buffer: body } : {}),
+        },
+        (err: Error) => {
+          if (req.socket.destroyed || res.destroyed) {
+            flight.resolve({ kind: 'client_closed' });
+            return;
+          }
+          flight.resolve(failure(err as NodeJS.ErrnoException, flight));
+        },
+      );
+    });
+  }
+
+  close(): void {
+    this.proxy.close();
+  }
+}
+
+function failure(err: NodeJS.ErrnoException, flight: InFlight): UpstreamResult {
+  const upstream = flight.route.upstream.name;
+  if (flight.timedOut) {
+    return {
+      kind: 'failed',
+      reachedUpstream: true,
+      error: new GatewayError('UPSTREAM_TIMEOUT', `Upstream '${upstream}' sent nothing for ${flight.route.timeoutMs} ms.`, { cause: err }),
+    };
+  }
+  const code = err.code ?? '';
+  if (UNREACHABLE.has(code)) {
+    return {
+      kind: 'failed',
+      reachedUpstream: false,
+      error: new GatewayError('UPSTREAM_UNAVAILABLE', `Upstream '${upstream}' cannot be reached (${code}).`, {
+        retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_SECONDS,
+        cause: err,
+      }),
+    };
+  }
+  return {
+    kind: 'failed',
+    reachedUpstream: true,
+    error: new GatewayError('UPSTREAM_ERROR', `Upstream '${upstream}' closed the connection before answering (${code || err.message}).`, {
+      cause: err,
+    }),
+  };
+}
+
+/** What the upstream is told: who is calling through whom, with the request id and trace context of this hop. */
+function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext): void {
+  const headers = req.headers;
+  const connectionTokens = headers.connection;
+  if (connectionTokens) for (const token of connectionTokens.split(',')) delete headers[token.trim().toLowerCase()];
+  for (const name of HOP_BY_HOP) delete headers[name];
+  headers['x-request-id'] = ctx.requestId;
+  headers['traceparent'] = ctx.trace.traceparent;
+  const peer = req.socket.remoteAddress ?? '';
+  headers['x-forwarded-for'] = headers['x-forwarded-for'] ? `${headers['x-forwarded-for']}, ${peer}` : peer;
+  headers['x-forwarded-proto'] = (req.socket as Socket & { encrypted?: boolean }).encrypted ? 'https' : 'http';
+  if (headers.host) headers['x-forwarded-host'] = headers.host;
+}
+
+/** Copies the upstream's status and end-to-end headers to the client response; the gateway's X-Request-Id wins. */
+export function writeResponseHead(upstream: IncomingMessage, res: ServerResponse): void {
+  const headers = upstream.headers;
+  const connectionTokens = headers.connection;
+  const dropped = new Set(HOP_BY_HOP);
+  dropped.add('transfer-encoding');
+  dropped.add('x-request-id');
+  if (connectionTokens) for (const token of connectionTokens.split(',')) dropped.add(token.trim().toLowerCase());
+  for (const name in headers) {
+    if (dropped.has(name)) continue;
+    const value = headers[name];
+    if (value !== undefined) res.setHeader(name, value);
+  }
+  res.statusCode = upstream.statusCode ?? 502;
+}
+
+/**
+ * Streams the upstream body to the client with backpressure. If the upstream dies mid-body (reset, timeout,
+ * fewer bytes than its Content-Length), the client connection is cut so the client sees a broken response, never a short success.
+ */
+export function streamResponse(upstream: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
+  writeResponseHead(upstream, res);
+  upstream.once('end', () => {
+    ctx.upstreamEndedAt = process.hrtime.bigint();
+  });
+  const abort = () => {
+    ctx.outcome = 'upstream_aborted';
+    res.destroy();
+  };
+  upstream.once('error', abort);
+  upstream.once('close', () => {
+    if (!upstream.complete) abort();
+  });
+  upstream.pipe(res);
+}

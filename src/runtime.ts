@@ -1,0 +1,103 @@
+// Turns a validated Config into what the request path uses: compiled routes, upstream connection pools, the consumer identifier.
+import { Agent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { Config, RouteConfig } from './config/schema.ts';
+import { parseDuration, parseSize } from './config/units.ts';
+import type { LoadedConfig } from './config/load.ts';
+import { compilePathTemplate, Router, type PathTemplate, type Routable } from './routing/router.ts';
+import { createConsumerIdentifier, type ConsumerIdentifier } from './identity/consumer.ts';
+
+export interface Upstream {
+  readonly name: string;
+  readonly target: URL;
+  /** Keep-alive pool shared by every route to this upstream. */
+  readonly agent: Agent;
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+}
+
+export interface Route extends Routable {
+  readonly name: string;
+  readonly methods: ReadonlySet<string> | undefined;
+  readonly template: PathTemplate;
+  readonly upstream: Upstream;
+  readonly timeoutMs: number;
+  readonly config: RouteConfig;
+}
+
+export interface Runtime {
+  readonly config: Config;
+  readonly file: string;
+  readonly router: Router<Route>;
+  readonly identifyConsumer: ConsumerIdentifier;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly maxUrlBytes: number;
+}
+
+/**
+ * Connection pools outlive config reloads when an upstream's connection settings are unchanged, so a reload
+ * does not drop warm keep-alive connections. Pools no longer used are closed by releaseUnusedPools().
+ */
+export class UpstreamPools {
+  private readonly agents = new Map<string, Agent>();
+
+  agentFor(url: URL, maxSockets: number): Agent {
+    const key = `${url.protocol}//${url.host}|${maxSockets}`;
+    let agent = this.agents.get(key);
+    if (!agent) {
+      const options = { keepAlive: true, maxSockets, maxFreeSockets: Math.min(maxSockets, 64), scheduling: 'lifo' as const };
+      agent = url.protocol === 'https:' ? new HttpsAgent(options) : new Agent(options);
+      this.agents.set(key, agent);
+    }
+    return agent;
+  }
+
+  /** Closes pools that no upstream of `runtime` uses; in-flight requests on them have `graceMs` to finish. */
+  releaseUnusedPools(runtime: Runtime, graceMs: number): void {
+    const used = new Set([...runtime.upstreams.values()].map((u) => u.agent));
+    for (const [key, agent] of this.agents) {
+      if (used.has(agent)) continue;
+      this.agents.delete(key);
+      setTimeout(() => agent.destroy(), graceMs).unref();
+    }
+  }
+
+  destroyAll(): void {
+    for (const agent of this.agents.values()) agent.destroy();
+    this.agents.clear();
+  }
+}
+
+export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools): Runtime {
+  const { config } = loaded;
+  const upstreams = new Map<string, Upstream>();
+  for (const [name, u] of Object.entries(config.upstreams)) {
+    const target = new URL(u.url);
+    upstreams.set(name, {
+      name,
+      target,
+      agent: pools.agentFor(target, u.max_sockets),
+      timeoutMs: parseDuration(u.timeout),
+      connectTimeoutMs: parseDuration(u.connect_timeout),
+    });
+  }
+  const routes = config.routes.map((r): Route => {
+    const upstream = upstreams.get(r.upstream)!;
+    return {
+      name: r.name,
+      methods: r.match.methods ? new Set(r.match.methods) : undefined,
+      template: compilePathTemplate(r.match.path),
+      upstream,
+      timeoutMs: r.timeout ? parseDuration(r.timeout) : upstream.timeoutMs,
+      config: r,
+    };
+  });
+  return {
+    config,
+    file: loaded.file,
+    router: new Router(routes),
+    identifyConsumer: createConsumerIdentifier(config.consumers.identify),
+    upstreams,
+    maxUrlBytes: parseSize(config.server.limits.max_url_bytes),
+  };
+}
