@@ -20,7 +20,8 @@ export interface RequestContext {
   errorCode: ErrorCode | undefined;
   /**
    * How the request ended, a bounded set: 'ok', 'upstream_error' (upstream answered 4xx/5xx), the gateway's error code
-   * in lower case, 'gateway_endpoint', 'upstream_aborted' (died mid-body) or 'client_closed'.
+   * in lower case, 'gateway_endpoint', 'upstream_aborted' (died mid-body), 'upstream_timeout' (silent mid-body)
+   * or 'client_closed'.
    */
   outcome: string;
 }

@@ -62,7 +62,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
 
   // 7. Deliver the upstream's answer, streaming.
   if ((result.response.statusCode ?? 502) >= 400) ctx.outcome = 'upstream_error';
-  streamResponse(result.response, res, ctx);
+  streamResponse(result.response, res, ctx, route.timeoutMs);
 }
 
 function beginRequest(req: IncomingMessage, res: ServerResponse): RequestContext {
@@ -122,7 +122,8 @@ function answerWithError(ctx: RequestContext, res: ServerResponse, err: unknown,
 
 function record(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, deps: PipelineDeps): void {
   const finished = res.writableFinished;
-  if (!finished && ctx.outcome !== 'upstream_aborted') ctx.outcome = 'client_closed';
+  // An answer cut short by the gateway keeps its reason; otherwise an unfinished answer means the client left.
+  if (!finished && (ctx.outcome === 'ok' || ctx.outcome === 'upstream_error')) ctx.outcome = 'client_closed';
   // 499 is nginx's convention for "the client closed the connection before the answer was complete".
   const status = finished ? res.statusCode : ctx.outcome === 'client_closed' ? 499 : res.statusCode;
   const now = process.hrtime.bigint();

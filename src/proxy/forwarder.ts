@@ -53,6 +53,9 @@ export class Forwarder {
       const flight = this.inFlight.get(req);
       if (!flight) return;
       flight.ctx.upstreamStatus = proxyRes.statusCode;
+      // From here on the socket may go quiet because the client reads slowly (backpressure), which is not the
+      // upstream's fault: the body phase is guarded by streamResponse's idle timer instead.
+      flight.proxyReq?.setTimeout(0);
       flight.resolve({ kind: 'response', response: proxyRes });
     });
     // The client went away while the upstream call was open; http-proxy-3 has already destroyed the upstream request.
@@ -166,21 +169,33 @@ export function writeResponseHead(upstream: IncomingMessage, res: ServerResponse
 }
 
 /**
- * Streams the upstream body to the client with backpressure. If the upstream dies mid-body (reset, timeout,
- * fewer bytes than its Content-Length), the client connection is cut so the client sees a broken response, never a short success.
+ * Streams the upstream body to the client with backpressure. If the upstream dies mid-body (reset, fewer bytes than
+ * its Content-Length) or stays silent for `idleTimeoutMs` while the client is ready for more, the client connection
+ * is cut so the client sees a broken response, never a short success.
  */
-export function streamResponse(upstream: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
+export function streamResponse(upstream: IncomingMessage, res: ServerResponse, ctx: RequestContext, idleTimeoutMs: number): void {
   writeResponseHead(upstream, res);
-  upstream.once('end', () => {
-    ctx.upstreamEndedAt = process.hrtime.bigint();
-  });
-  const abort = () => {
-    ctx.outcome = 'upstream_aborted';
+  const abort = (outcome: string) => {
+    clearTimeout(idle);
+    ctx.outcome = outcome;
+    upstream.destroy();
     res.destroy();
   };
-  upstream.once('error', abort);
-  upstream.once('close', () => {
-    if (!upstream.complete) abort();
+  const idle = setTimeout(function checkIdle() {
+    // A client that is slow to read pauses the upstream; only silence while the client waits for bytes counts.
+    if (res.writableNeedDrain) idle.refresh();
+    else abort('upstream_timeout');
+  }, idleTimeoutMs);
+  upstream.on('data', () => idle.refresh());
+  upstream.once('end', () => {
+    clearTimeout(idle);
+    ctx.upstreamEndedAt = process.hrtime.bigint();
   });
+  upstream.once('error', () => abort('upstream_aborted'));
+  upstream.once('close', () => {
+    clearTimeout(idle);
+    if (!upstream.complete && ctx.outcome !== 'upstream_timeout') abort('upstream_aborted');
+  });
+  res.once('close', () => clearTimeout(idle));
   upstream.pipe(res);
 }
