@@ -42,15 +42,16 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
     return;
   }
 
-  // 4. Match a route: the route decides upstream, timeout and which policies apply.
+  // 4. Identify the consumer (hashed): the identity budgets and idempotency records are scoped by, and that
+  //    every log line names, including those of requests no route takes.
+  ctx.consumer = runtime.identifyConsumer(req);
+
+  // 5. Match a route: the route decides upstream, timeout and which policies apply.
   const route = runtime.router.match(req.method ?? 'GET', ctx.path);
   if (!route) {
     throw new GatewayError('ROUTE_NOT_FOUND', `No route matches ${req.method} ${truncate(ctx.path)}.`);
   }
   ctx.route = route;
-
-  // 5. Identify the consumer (hashed): the identity budgets and idempotency records are scoped by.
-  ctx.consumer = runtime.identifyConsumer(req);
 
   // 6. Forward: upstream failures come back as typed errors, never as exceptions.
   const result = await deps.forwarder.send(req, res, ctx, route);

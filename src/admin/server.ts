@@ -24,10 +24,13 @@ export function createAdminServer(deps: AdminDeps): Server {
         reply(200, 'application/json', JSON.stringify({ status: 'ok' }));
         return;
       case '/readyz':
-        void deps.notReadyReason().then((reason) => {
-          if (reason === undefined) reply(200, 'application/json', JSON.stringify({ status: 'ready' }));
-          else reply(503, 'application/json', JSON.stringify({ status: 'not ready', reason }));
-        });
+        void deps.notReadyReason().then(
+          (reason) => {
+            if (reason === undefined) reply(200, 'application/json', JSON.stringify({ status: 'ready' }));
+            else reply(503, 'application/json', JSON.stringify({ status: 'not ready', reason }));
+          },
+          (err: Error) => reply(503, 'application/json', JSON.stringify({ status: 'not ready', reason: err.message })),
+        );
         return;
       case '/metrics':
         void deps.registry.metrics().then(

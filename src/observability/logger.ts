@@ -11,8 +11,10 @@ const REDACT_PATHS = [
   'headers["proxy-authorization"]',
   '*.headers.authorization',
   '*.headers.cookie',
+  '*.headers["set-cookie"]',
   '*.headers["x-api-key"]',
   '*.headers["idempotency-key"]',
+  '*.headers["proxy-authorization"]',
 ];
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
