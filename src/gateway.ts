@@ -11,7 +11,7 @@ import { loadConfigFile, ConfigError } from './config/load.ts';
 import { parseDuration, parseListenAddress, parseSize } from './config/units.ts';
 import { buildRuntime, UpstreamPools, type Runtime } from './runtime.ts';
 import { createStore } from './store/index.ts';
-import type { Store } from './store/store.ts';
+import type { Store, StoreError } from './store/store.ts';
 import { Forwarder } from './proxy/forwarder.ts';
 import { createPipeline } from './pipeline.ts';
 import { createAdminServer } from './admin/server.ts';
@@ -44,6 +44,9 @@ export interface Gateway {
   shutdown(): Promise<void>;
 }
 
+/** During a store outage every request fails an operation; one log line per interval (with a count) says it all. */
+const STORE_ERROR_LOG_INTERVAL_MS = 5000;
+
 /** How long a file-change burst (editors write, rename and chmod in quick succession) is left to settle before reloading. */
 const RELOAD_DEBOUNCE_MS = 150;
 
@@ -53,9 +56,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { config } = loaded;
   const logger = createLogger(config.logging.level, options.logDestination);
   const metrics = new GatewayMetrics();
+  const logStoreError = throttled(STORE_ERROR_LOG_INTERVAL_MS, (error: StoreError, suppressed: number) =>
+    logger.warn({ operation: error.operation, err: error.message, suppressed }, 'store operation failed'),
+  );
   const store = createStore(config.store, (error) => {
     metrics.storeErrors.inc({ store: config.store.type, operation: error.operation });
-    logger.warn({ operation: error.operation, err: error.message }, 'store operation failed');
+    logStoreError(error);
   });
   const pools = new UpstreamPools();
   let runtime = buildRuntime(loaded, pools);
@@ -161,6 +167,22 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   return { proxyUrl, adminUrl, logger, metrics, store, runtime: () => runtime, reload, shutdown };
+}
+
+/** Calls `emit` at most once per interval; the calls skipped in between are counted into the next one. */
+function throttled<T>(intervalMs: number, emit: (value: T, suppressed: number) => void): (value: T) => void {
+  let last = 0;
+  let suppressed = 0;
+  return (value) => {
+    const now = Date.now();
+    if (now - last < intervalMs) {
+      suppressed++;
+      return;
+    }
+    last = now;
+    emit(value, suppressed);
+    suppressed = 0;
+  };
 }
 
 function maxTimeoutMs(runtime: Runtime): number {

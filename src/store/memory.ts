@@ -1,5 +1,5 @@
 // In-process store for a single instance: bounded by entries and bytes (least recently used evicted first), TTLs without per-key timers.
-import type { Store } from './store.ts';
+import { StoreError, type Store } from './store.ts';
 
 interface Entry {
   value: string;
@@ -52,13 +52,13 @@ export class MemoryStore implements Store {
   async claim(key: string, value: string, ttlMs: number): Promise<string | null> {
     const current = this.live(key);
     if (current) return current.value;
-    this.put(key, value, ttlMs);
+    this.put('claim', key, value, ttlMs);
     return null;
   }
 
   async replaceIf(key: string, expected: string, value: string, ttlMs: number): Promise<boolean> {
     if (this.live(key)?.value !== expected) return false;
-    this.put(key, value, ttlMs);
+    this.put('replaceIf', key, value, ttlMs);
     return true;
   }
 
@@ -95,11 +95,14 @@ export class MemoryStore implements Store {
     return entry;
   }
 
-  private put(key: string, value: string, ttlMs: number): void {
+  private put(operation: string, key: string, value: string, ttlMs: number): void {
+    const bytes = (key.length + value.length) * 2 + ENTRY_OVERHEAD_BYTES;
+    // Storing it would evict it at once, and a caller told "stored" would then lose it: fail like an unreachable store.
+    if (bytes > this.maxBytes) throw new StoreError(operation, new Error(`entry of ${bytes} bytes exceeds the memory store's max_bytes (${this.maxBytes})`));
     this.remove(key);
-    const entry = { value, expiresAt: this.clock() + ttlMs, bytes: (key.length + value.length) * 2 + ENTRY_OVERHEAD_BYTES };
-    this.entries.set(key, entry);
-    this.bytes += entry.bytes;
+    // Like Redis PX, a TTL is at least 1 ms.
+    this.entries.set(key, { value, expiresAt: this.clock() + Math.max(1, Math.ceil(ttlMs)), bytes });
+    this.bytes += bytes;
     for (const [oldest] of this.entries) {
       if (this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes) break;
       this.remove(oldest);

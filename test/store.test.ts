@@ -1,0 +1,266 @@
+// Runs the store contract against memory, standalone Redis and Redis Cluster, plus what is particular to each backend.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createStore } from '../src/store/index.ts';
+import { storeKey } from '../src/store/keys.ts';
+import { MemoryStore } from '../src/store/memory.ts';
+import { RedisStore } from '../src/store/redis.ts';
+import { StoreError } from '../src/store/store.ts';
+import { cleanupPrefix, keysUnder, REDIS_URL, skipWithoutRedis, uniquePrefix, withRedis } from './helpers/redis.ts';
+import { cli, freePort, skipWithoutRedisServer, startRedisCluster, startRedisServer } from './helpers/redis-cluster.ts';
+import type { RedisServer } from './helpers/redis-cluster.ts';
+import { storeContract } from './helpers/store-contract.ts';
+
+const skipRedis = await skipWithoutRedis();
+const skipServer = skipWithoutRedisServer();
+
+/** Resolves once check passes, retrying for up to timeoutMs: reconnection takes a backoff interval or two. */
+async function eventually<T>(what: string, timeoutMs: number, check: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`${what}: still failing after ${timeoutMs}ms`, { cause: error });
+      await sleep(100);
+    }
+  }
+}
+
+storeContract('MemoryStore', async () => {
+  const store = new MemoryStore({ maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 });
+  return { store, prefix: 'memory', close: () => store.close() };
+});
+
+storeContract(
+  'RedisStore (standalone)',
+  async () => {
+    const prefix = uniquePrefix('contract');
+    const store = new RedisStore({ url: REDIS_URL, commandTimeoutMs: 1_000 });
+    return {
+      store,
+      prefix,
+      async close() {
+        await store.close();
+        await cleanupPrefix(REDIS_URL, prefix);
+      },
+    };
+  },
+  skipRedis,
+);
+
+storeContract(
+  'RedisStore (cluster)',
+  async () => {
+    const cluster = await startRedisCluster();
+    const store = new RedisStore({ clusterNodes: cluster.nodes, commandTimeoutMs: 1_000 });
+    return {
+      store,
+      prefix: uniquePrefix('cluster'),
+      async serversHolding(prefix) {
+        const counts = await Promise.all(cluster.nodes.map(async (node) => (await keysUnder(node, prefix)).length));
+        return counts.filter((count) => count > 0).length;
+      },
+      async close() {
+        await store.close();
+        await cluster.stop();
+      },
+    };
+  },
+  skipServer,
+);
+
+describe('MemoryStore', () => {
+  it('refuses an entry larger than max bytes instead of claiming and silently dropping it', async () => {
+    const store = new MemoryStore({ maxEntries: 10, maxBytes: 500 });
+    await assert.rejects(store.claim('big', 'x'.repeat(1000), 10_000), (err) => err instanceof StoreError && /exceeds/.test(err.message));
+    assert.equal(await store.claim('big', 'small', 10_000), null, 'nothing was stored under the key');
+    await assert.rejects(store.replaceIf('big', 'small', 'x'.repeat(1000), 10_000), StoreError);
+    assert.equal(await store.get('big'), 'small', 'a refused replace leaves the old value');
+    await store.close();
+  });
+
+  it('evicts the least recently used entry beyond max entries', async () => {
+    const store = new MemoryStore({ maxEntries: 3, maxBytes: 1_000_000 });
+    for (const key of ['a', 'b', 'c']) await store.claim(key, key, 10_000);
+    await store.get('a');
+    await store.claim('d', 'd', 10_000);
+    assert.equal(await store.get('b'), null, 'b was least recently used');
+    for (const key of ['a', 'c', 'd']) assert.equal(await store.get(key), key);
+    assert.equal(store.size, 3);
+    await store.close();
+  });
+
+  it('evicts the least recently used entry beyond max bytes', async () => {
+    // Each entry costs (2 + 100) * 2 bytes of UTF-16 plus 96 of overhead: 300, so 650 bytes hold two.
+    const store = new MemoryStore({ maxEntries: 1_000, maxBytes: 650 });
+    const value = 'x'.repeat(100);
+    await store.claim('k1', value, 10_000);
+    await store.claim('k2', value, 10_000);
+    await store.get('k1');
+    await store.claim('k3', value, 10_000);
+    assert.equal(await store.get('k2'), null, 'k2 was least recently used');
+    assert.equal(await store.get('k1'), value);
+    assert.equal(await store.get('k3'), value);
+    assert.ok(store.usedBytes <= 650, `${store.usedBytes} bytes`);
+    await store.close();
+  });
+
+  it('stays within its bounds under 200k distinct keys', async () => {
+    const byEntries = new MemoryStore({ maxEntries: 1_000, maxBytes: 64 * 1024 * 1024 });
+    const byBytes = new MemoryStore({ maxEntries: 1_000_000, maxBytes: 100 * 1024 });
+    for (let i = 0; i < 200_000; i++) {
+      const key = storeKey('bounds', 'k', `tag${i}`, String(i));
+      await byEntries.claim(key, `value-${i}`, 60_000);
+      await byBytes.claim(key, `value-${i}`, 60_000);
+      if (i % 10_000 === 0) {
+        assert.ok(byEntries.size <= 1_000, `${byEntries.size} entries`);
+        assert.ok(byBytes.usedBytes <= 100 * 1024, `${byBytes.usedBytes} bytes`);
+      }
+    }
+    assert.equal(byEntries.size, 1_000);
+    assert.ok(byBytes.usedBytes <= 100 * 1024 && byBytes.usedBytes > 90 * 1024, `${byBytes.usedBytes} bytes`);
+    const last = storeKey('bounds', 'k', 'tag199999', '199999');
+    assert.equal(await byEntries.get(last), 'value-199999', 'the newest key is kept');
+    assert.equal(await byEntries.get(storeKey('bounds', 'k', 'tag0', '0')), null, 'the oldest key is gone');
+    await Promise.all([byEntries.close(), byBytes.close()]);
+  });
+
+  it('expires by its injected clock, and now() reads that clock', async () => {
+    let time = 1_000_000;
+    const store = new MemoryStore({ maxEntries: 100, maxBytes: 1_000_000, clock: () => time });
+    assert.equal(await store.now(), 1_000_000);
+    await store.claim('k', 'a', 1_000);
+    time += 999;
+    assert.equal(await store.get('k'), 'a');
+    time += 1;
+    assert.equal(await store.get('k'), null, 'expired at exactly its TTL');
+    await store.claim('k', 'b', 1_000);
+    time += 900;
+    assert.equal(await store.replaceIf('k', 'b', 'c', 1_000), true);
+    time += 900;
+    assert.equal(await store.get('k'), 'c', 'replaceIf restarted the TTL');
+    await store.close();
+  });
+
+  it('sweeps expired entries nobody touches', async () => {
+    let time = 0;
+    const store = new MemoryStore({ maxEntries: 100, maxBytes: 1_000_000, clock: () => time, sweepIntervalMs: 10 });
+    for (let i = 0; i < 50; i++) await store.claim(`k${i}`, 'v', 100);
+    time += 100;
+    await sleep(50);
+    assert.equal(store.size, 0);
+    assert.equal(store.usedBytes, 0);
+    await store.close();
+  });
+});
+
+describe('createStore', () => {
+  const base = { key_prefix: 'agentgate', command_timeout: '250ms', memory: { max_entries: 5, max_bytes: '1kb' } };
+
+  it('builds a memory store with the configured bounds', async () => {
+    const store = createStore({ ...base, type: 'memory' });
+    assert.equal(store.kind, 'memory');
+    for (let i = 0; i < 10; i++) await store.claim(`k${i}`, 'v', 10_000);
+    assert.equal((store as MemoryStore).size, 5);
+    await store.close();
+  });
+
+  it('builds a Redis store that reports its failures to the listener', async () => {
+    const errors: StoreError[] = [];
+    const store = createStore({ ...base, type: 'redis', url: `redis://127.0.0.1:${await freePort()}` }, (error) => errors.push(error));
+    assert.equal(store.kind, 'redis');
+    await assert.rejects(store.get('k'), StoreError);
+    assert.equal(errors.length, 1);
+    await store.close();
+  });
+});
+
+describe('RedisStore', () => {
+  it('writes every key with a TTL', { skip: skipRedis }, async () => {
+    const prefix = uniquePrefix('ttl');
+    const store = new RedisStore({ url: REDIS_URL, commandTimeoutMs: 1_000 });
+    try {
+      const key = storeKey(prefix, 'ttl', 'tag', 'k');
+      await store.claim(key, 'a', 5_000);
+      const afterClaim = await withRedis(REDIS_URL, (client) => client.pttl(key));
+      assert.ok(afterClaim > 4_000 && afterClaim <= 5_000, `pttl ${afterClaim}`);
+      await store.replaceIf(key, 'a', 'b', 60_000);
+      const afterReplace = await withRedis(REDIS_URL, (client) => client.pttl(key));
+      assert.ok(afterReplace > 59_000 && afterReplace <= 60_000, `pttl ${afterReplace}`);
+      const fractional = storeKey(prefix, 'ttl', 'tag', 'fractional');
+      assert.equal(await store.claim(fractional, 'a', 0.5), null, 'a sub-millisecond TTL is rounded up, not rejected');
+    } finally {
+      await store.close();
+      await cleanupPrefix(REDIS_URL, prefix);
+    }
+  });
+
+  it('does not crash where no Redis listens: not ready, fast StoreErrors, one onError each', async () => {
+    const errors: StoreError[] = [];
+    const store = new RedisStore({ url: `redis://127.0.0.1:${await freePort()}`, commandTimeoutMs: 300, onError: (error) => errors.push(error) });
+    try {
+      assert.equal(await store.ready(), false);
+      const operations: Record<string, () => Promise<unknown>> = {
+        get: () => store.get('k'),
+        claim: () => store.claim('k', 'v', 1_000),
+        replaceIf: () => store.replaceIf('k', 'v', 'w', 1_000),
+        deleteIf: () => store.deleteIf('k', 'v'),
+        now: () => store.now(),
+      };
+      for (const [name, operation] of Object.entries(operations)) {
+        const started = performance.now();
+        await assert.rejects(operation(), (error) => error instanceof StoreError && error.operation === name);
+        const elapsed = performance.now() - started;
+        assert.ok(elapsed < 1_000, `${name} took ${Math.round(elapsed)}ms to fail`);
+      }
+      assert.deepEqual(
+        errors.map((error) => error.operation),
+        Object.keys(operations),
+      );
+      assert.equal(await store.ready(), false);
+      await sleep(500); // past the command timeout: late timers or rejections of the failed operations would surface here
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('comes up with a Redis that starts late, and recovers when it restarts', { skip: skipServer, timeout: 30_000 }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'agentgate-recovery-'));
+    const port = await freePort();
+    const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 300 });
+    let server: RedisServer | undefined;
+    const key = (id: string) => storeKey('recovery', 'k', id);
+    try {
+      await assert.rejects(store.claim(key('early'), 'v', 10_000), StoreError);
+      assert.equal(await store.ready(), false);
+
+      server = await startRedisServer(port, dir);
+      assert.equal(await eventually('first use', 5_000, () => store.claim(key('up'), 'v', 10_000)), null);
+      assert.equal(await store.ready(), true);
+
+      // Scripts run by SHA; after SCRIPT FLUSH the server must be sent their source again.
+      assert.equal(await cli(port, 'SCRIPT', 'FLUSH'), 'OK');
+      assert.equal(await store.claim(key('up'), 'w', 10_000), 'v');
+
+      await server.kill();
+      const started = performance.now();
+      await assert.rejects(store.claim(key('down'), 'v', 10_000), StoreError);
+      await assert.rejects(store.get(key('up')), StoreError);
+      assert.ok(performance.now() - started < 1_000, 'fails fast while Redis is down');
+      assert.equal(await store.ready(), false);
+
+      server = await startRedisServer(port, dir);
+      assert.equal(await eventually('use after restart', 5_000, () => store.claim(key('back'), 'v', 10_000)), null);
+      assert.equal(await store.ready(), true);
+    } finally {
+      await store.close();
+      await server?.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
