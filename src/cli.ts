@@ -68,6 +68,9 @@ async function main(): Promise<number> {
     }
   }
 
+  // Until the gateway runs there is no config to reload; without a handler SIGHUP's default would kill the process.
+  const ignoreEarlyHangup = () => {};
+  process.on('SIGHUP', ignoreEarlyHangup);
   let gateway;
   try {
     gateway = await startGateway({ configFile: args.config });
@@ -84,6 +87,7 @@ async function main(): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    process.off('SIGHUP', ignoreEarlyHangup);
     process.on('SIGHUP', () => void running.reload('SIGHUP'));
   });
   return 0;

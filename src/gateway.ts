@@ -66,6 +66,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const pools = new UpstreamPools();
   let runtime = buildRuntime(loaded, pools);
   let appliedDigest = loaded.digest;
+  let rejectedDigest: string | undefined;
   const forwarder = new Forwarder();
   const handle = createPipeline({ runtime: () => runtime, forwarder, metrics, logger });
 
@@ -120,6 +121,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       logger.info({ trigger, routes: next.config.routes.length }, 'config reloaded');
       return true;
     } catch (err) {
+      if (err instanceof ConfigError) rejectedDigest = err.digest;
       metrics.configReloads.inc({ result: 'error' });
       const problems = err instanceof ConfigError ? err.message.split('\n') : [(err as Error).message];
       logger.error({ trigger, problems }, 'config reload failed; the previous config keeps serving');
@@ -129,11 +131,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   let watcher: FSWatcher | undefined;
   if (options.watchConfig !== false) {
-    watcher = watchConfigFile(loaded.file, async () => {
-      // Watchers fire for unrelated files in the folder and several times per save: reload only on a real change.
-      const digest = await fileDigest(loaded.file);
-      if (digest !== undefined && digest !== appliedDigest) await reload('file change');
-    });
+    watcher = watchConfigFile(
+      loaded.file,
+      async () => {
+        // Watchers fire for unrelated files in the folder and several times per save: reload only on a real change,
+        // and try content already found invalid only once (it was logged and counted then).
+        const digest = await fileDigest(loaded.file);
+        if (digest !== undefined && digest !== appliedDigest && digest !== rejectedDigest) await reload('file change');
+      },
+      (err) => logger.error({ err: err.message }, 'config file watching stopped; reload with SIGHUP'),
+    );
   }
 
   let shuttingDown: Promise<void> | undefined;
@@ -205,13 +212,16 @@ async function listen(server: Server, address: string): Promise<string> {
  * Watches the config's folder rather than the file: editors replace files by rename, and Kubernetes swaps
  * a ConfigMap through a `..data` symlink, neither of which a watch on the file itself would see.
  */
-function watchConfigFile(file: string, onChange: () => Promise<void>): FSWatcher {
+function watchConfigFile(file: string, onChange: () => Promise<void>, onError: (err: Error) => void): FSWatcher {
   let timer: NodeJS.Timeout | undefined;
   const watcher = watch(path.dirname(file), { persistent: false }, () => {
     clearTimeout(timer);
     timer = setTimeout(() => void onChange(), RELOAD_DEBOUNCE_MS);
   });
-  watcher.on('error', () => watcher.close());
+  watcher.on('error', (err) => {
+    watcher.close();
+    onError(err);
+  });
   return watcher;
 }
 

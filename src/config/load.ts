@@ -25,6 +25,8 @@ export interface ConfigProblem {
 
 export class ConfigError extends Error {
   readonly problems: readonly ConfigProblem[];
+  /** Hash of the file content that was found invalid; absent when the file could not be read. */
+  digest: string | undefined;
   constructor(problems: ConfigProblem[]) {
     super(problems.map(formatProblem).join('\n'));
     this.name = 'ConfigError';
@@ -66,7 +68,12 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
     if (err instanceof ConfigError) throw err;
     throw new ConfigError([{ file, line: 0, column: 0, keyPath: '', message: `cannot read the file: ${(err as Error).message}` }]);
   }
-  return { config: parseConfig(text, file, env), file: absolute, digest };
+  try {
+    return { config: parseConfig(text, file, env), file: absolute, digest };
+  } catch (err) {
+    if (err instanceof ConfigError) err.digest = digest;
+    throw err;
+  }
 }
 
 /** Parses and validates config text; `file` is only used in problem reports. */
@@ -102,12 +109,16 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     throw new ConfigError([at(doc.contents.range?.[0], '', 'the top level must be a mapping of keys (version, upstreams, routes, ...)')]);
   }
 
-  if (!validateSchema(data)) {
-    throw new ConfigError(schemaProblems(validateSchema.errors ?? [], doc, at));
+  // Schema and cross-reference problems are reported together, so a file is fixed in one round, not two.
+  const valid = validateSchema(data);
+  const problems = valid ? [] : schemaProblems(validateSchema.errors ?? [], doc, at);
+  const reported = new Set(problems.map((p) => p.keyPath));
+  for (const { keyPath, message } of crossCheck(data as Partial<Config>)) {
+    const formatted = formatKeyPath(keyPath);
+    if (!reported.has(formatted)) problems.push(at(offsetOf(doc, keyPath), formatted, message));
   }
-  const crossProblems = crossCheck(data).map(({ keyPath, message }) => at(offsetOf(doc, keyPath), formatKeyPath(keyPath), message));
-  if (crossProblems.length > 0) throw new ConfigError(crossProblems);
-  return data;
+  if (problems.length > 0) throw new ConfigError(problems);
+  return data as Config;
 }
 
 type At = (offset: number | undefined, keyPath: string, message: string) => ConfigProblem;
@@ -210,29 +221,40 @@ function schemaProblems(errors: ErrorObject[], doc: Document, at: At): ConfigPro
   return problems;
 }
 
-/** Rules JSON Schema cannot express: references between sections and uniqueness of names. */
-function crossCheck(config: Config): { keyPath: KeyPath; message: string }[] {
+/**
+ * Rules JSON Schema cannot express: references between sections and uniqueness of names.
+ * Runs on data that may have failed the schema, so it only looks at the parts that have the right shape.
+ */
+function crossCheck(config: Partial<Config>): { keyPath: KeyPath; message: string }[] {
   const problems: { keyPath: KeyPath; message: string }[] = [];
-  const upstreamNames = Object.keys(config.upstreams);
+  const upstreams = isRecord(config.upstreams) ? config.upstreams : {};
+  const upstreamNames = Object.keys(upstreams);
   const routeNames = new Map<string, number>();
-  config.routes.forEach((route, i) => {
-    const first = routeNames.get(route.name);
-    if (first !== undefined) problems.push({ keyPath: ['routes', i, 'name'], message: `duplicate route name '${route.name}' (first used by routes[${first}])` });
-    else routeNames.set(route.name, i);
-    if (!config.upstreams[route.upstream]) {
+  (Array.isArray(config.routes) ? config.routes : []).forEach((route: unknown, i) => {
+    if (!isRecord(route)) return;
+    if (typeof route.name === 'string') {
+      const first = routeNames.get(route.name);
+      if (first !== undefined) problems.push({ keyPath: ['routes', i, 'name'], message: `duplicate route name '${route.name}' (first used by routes[${first}])` });
+      else routeNames.set(route.name, i);
+    }
+    if (typeof route.upstream === 'string' && !Object.hasOwn(upstreams, route.upstream)) {
       const near = closest(route.upstream, upstreamNames);
       problems.push({
         keyPath: ['routes', i, 'upstream'],
-        message: `unknown upstream '${route.upstream}'` + (near ? ` (did you mean '${near}'?)` : ` (defined: ${upstreamNames.join(', ')})`),
+        message: `unknown upstream '${route.upstream}'` + (near ? ` (did you mean '${near}'?)` : ` (defined: ${upstreamNames.join(', ') || 'none'})`),
       });
     }
-    try {
-      compilePathTemplate(route.match.path);
-    } catch (err) {
-      problems.push({ keyPath: ['routes', i, 'match', 'path'], message: (err as Error).message });
+    const path = isRecord(route.match) ? route.match.path : undefined;
+    if (typeof path === 'string' && path.startsWith('/')) {
+      try {
+        compilePathTemplate(path);
+      } catch (err) {
+        problems.push({ keyPath: ['routes', i, 'match', 'path'], message: (err as Error).message });
+      }
     }
   });
-  const store = config.store;
+  const store = isRecord(config.store) ? (config.store as Partial<Config['store']>) : undefined;
+  if (!store) return problems;
   if (store.type === 'redis' && !store.url && !store.cluster) {
     problems.push({ keyPath: ['store'], message: "type redis needs either 'url' (standalone) or 'cluster.nodes'" });
   }
@@ -243,6 +265,10 @@ function crossCheck(config: Config): { keyPath: KeyPath; message: string }[] {
     problems.push({ keyPath: ['store', 'type'], message: "'url' and 'cluster' are for type redis; set type: redis or remove them" });
   }
   return problems;
+}
+
+function isRecord(value: unknown): value is Record<string, any> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function pointerToKeyPath(pointer: string): KeyPath {
