@@ -64,7 +64,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logStoreError(error);
   });
   const pools = new UpstreamPools();
-  let runtime = buildRuntime(loaded, pools);
+  const policyDeps = { store, keyPrefix: config.store.key_prefix, metrics, logger };
+  let runtime = buildRuntime(loaded, pools, policyDeps);
   let appliedDigest = loaded.digest;
   let rejectedDigest: string | undefined;
   const forwarder = new Forwarder();
@@ -113,7 +114,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         );
       }
       const previous = runtime;
-      runtime = buildRuntime(next, pools);
+      runtime = buildRuntime(next, pools, policyDeps);
       appliedDigest = next.digest;
       logger.level = next.config.logging.level;
       pools.releaseUnusedPools(runtime, maxTimeoutMs(previous) + 1000);

@@ -6,6 +6,7 @@ import { parseDuration, parseSize } from './config/units.ts';
 import type { LoadedConfig } from './config/load.ts';
 import { compilePathTemplate, Router, type PathTemplate, type Routable } from './routing/router.ts';
 import { createConsumerIdentifier, type ConsumerIdentifier } from './identity/consumer.ts';
+import type { PolicyDeps } from './policies/deps.ts';
 
 export interface Upstream {
   readonly name: string;
@@ -68,7 +69,7 @@ export class UpstreamPools {
   }
 }
 
-export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools): Runtime {
+export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: PolicyDeps): Runtime {
   const { config } = loaded;
   const upstreams = new Map<string, Upstream>();
   for (const [name, u] of Object.entries(config.upstreams)) {

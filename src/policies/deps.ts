@@ -1,0 +1,12 @@
+// What every policy is built with: the shared state store and the gateway's observability.
+import type { Logger } from 'pino';
+import type { Store } from '../store/store.ts';
+import type { GatewayMetrics } from '../observability/metrics.ts';
+
+export interface PolicyDeps {
+  store: Store;
+  /** store.key_prefix: the first argument of every storeKey() call. */
+  keyPrefix: string;
+  metrics: GatewayMetrics;
+  logger: Logger;
+}
