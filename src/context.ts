@@ -16,8 +16,12 @@ export interface RequestContext {
   upstreamStatus: number | undefined;
   upstreamStartedAt: bigint | undefined;
   upstreamEndedAt: bigint | undefined;
+  /** The request body, when a policy had to read it whole (a cost rule counting items): forwarded from here, as the stream is spent. */
+  requestBody?: Buffer | undefined;
   /** Set when the gateway answered with an error envelope. */
   errorCode: ErrorCode | undefined;
+  /** The idempotency record's id (a hash of consumer, method, route and key) when the request carried a key; never the key itself. */
+  idempotencyKeyHash?: string;
   /**
    * How the request ended, a bounded set: 'ok', 'upstream_error' (upstream answered 4xx/5xx), the gateway's error code
    * in lower case, 'gateway_endpoint', 'upstream_aborted' (died mid-body), 'upstream_timeout' (silent mid-body)

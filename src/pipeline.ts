@@ -1,5 +1,6 @@
 // The request pipeline, top to bottom. Every request passes these steps in this order; each step says why it stands where it does.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { RequestContext } from './context.ts';
 import type { Runtime } from './runtime.ts';
@@ -8,6 +9,10 @@ import { GatewayError, sendProblem } from './errors/problem.ts';
 import { Forwarder, streamResponse } from './proxy/forwarder.ts';
 import { serveCatalog } from './endpoints/catalog.ts';
 import { methodLabel, type GatewayMetrics } from './observability/metrics.ts';
+import { writeReplay } from './policies/idempotency/policy.ts';
+import { RATE_LIMIT_HEADER_NAMES } from './policies/rate-limit/headers.ts';
+import { upstreamRateLimited } from './proxy/upstream-rate-limit.ts';
+import { serveBudget } from './endpoints/budget.ts';
 
 export interface PipelineDeps {
   /** The config in force; read once per request, so a reload never mixes two configs within one request. */
@@ -25,7 +30,7 @@ export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: 
   return (req, res) => {
     // 1. Identify the request: a request id and trace context first, so every answer below, error or not, carries them.
     const ctx = beginRequest(req, res);
-    // 8. Record: exactly one log line and one set of metrics per request, however it ended.
+    // 10. Record: exactly one log line and one set of metrics per request, however it ended.
     res.once('close', () => record(ctx, req, res, deps));
     handle(ctx, req, res, deps.runtime(), deps).catch((err: unknown) => answerWithError(ctx, res, err, deps.logger));
   };
@@ -38,13 +43,14 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   // 3. The gateway's own endpoints are answered here and never forwarded.
   if (ctx.path.startsWith(GATEWAY_PREFIX)) {
     ctx.outcome = 'gateway_endpoint';
-    serveGatewayEndpoint(ctx, req, res);
+    await serveGatewayEndpoint(ctx, req, res, runtime);
     return;
   }
 
   // 4. Identify the consumer (hashed): the identity budgets and idempotency records are scoped by, and that
   //    every log line names, including those of requests no route takes.
-  ctx.consumer = runtime.identifyConsumer(req);
+  const consumer = runtime.identifyConsumer(req);
+  ctx.consumer = consumer;
 
   // 5. Match a route: the route decides upstream, timeout and which policies apply.
   const route = runtime.router.match(req.method ?? 'GET', ctx.path);
@@ -53,17 +59,60 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   }
   ctx.route = route;
 
-  // 6. Forward: upstream failures come back as typed errors, never as exceptions.
-  const result = await deps.forwarder.send(req, res, ctx, route);
+  // 6. Rate limit: before idempotency (Stripe's order), so a 429 is never stored as a replay; before forwarding, so a
+  //    request over budget never reaches the legacy API. One store round trip charges every policy of the route, all or
+  //    nothing. From here on every answer, errors included, carries the budget headers.
+  const admission = route.rateLimit ? await route.rateLimit.admit(req, consumer, ctx.requestId) : undefined;
+  if (admission?.kind === 'client_closed') return;
+  if (admission?.kind === 'reject') throw admission.error;
+  if (admission) setHeaders(res, admission.headers);
+  // A cost rule that counted items in the body has read it; it is forwarded from memory.
+  ctx.requestBody = admission?.body;
+
+  // 7. Idempotency: after rate limiting, so a request refused for its budget is never stored as a replay (Stripe's
+  //    order), and right before forwarding, because the key must be claimed before the upstream can execute anything.
+  const idempotency = route.idempotency ? await route.idempotency.begin(req, res, ctx) : undefined;
+  if (idempotency?.kind === 'client_closed') return;
+  if (idempotency?.kind === 'replay') {
+    ctx.outcome = 'replayed';
+    writeReplay(res, idempotency.record);
+    return;
+  }
+  const claim = idempotency?.kind === 'proceed' ? idempotency.claim : undefined;
+
+  // 8. Forward: upstream failures come back as typed errors, never as exceptions.
+  const body = idempotency?.kind === 'proceed' ? idempotency.body : ctx.requestBody && Readable.from([ctx.requestBody], { objectMode: false });
+  const result = await deps.forwarder.send(req, res, ctx, route, body);
+  // The claim settles on what came back (before delivery, so its copy of the body sees every byte): a complete answer
+  // is stored as it streams, a refused connection releases the key, anything else leaves the outcome unknown.
+  claim?.settle(result);
   if (result.kind === 'client_closed') return;
   if (result.kind === 'failed') {
     deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: result.error.code });
+    // A retry sent the moment this error arrives finds the key already released or marked unknown, never still "in progress".
+    await claim?.recorded();
     throw result.error;
   }
 
-  // 7. Deliver the upstream's answer, streaming.
+  // 9. Deliver the upstream's answer, streaming. A cost the upstream reports is settled first (the budget headers then
+  //    show it); the upstream's own 429 becomes an UPSTREAM_RATE_LIMITED envelope with a Retry-After agents can obey.
+  if (admission?.kind === 'continue' && admission.charge && route.rateLimit?.cost.settleHeader) {
+    const settled = await route.rateLimit.settle(admission.charge, result.response.headers, consumer, ctx.requestId);
+    if (settled) setHeaders(res, settled);
+  }
+  if (result.response.statusCode === 429) {
+    const error = await upstreamRateLimited(result.response, route.upstream.name, route.timeoutMs);
+    ctx.upstreamEndedAt = process.hrtime.bigint();
+    deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: error.code });
+    await claim?.recorded();
+    throw error;
+  }
+  // On a limited route the gateway's budget headers are the ones the agent must plan with: the upstream's own copies are dropped.
+  if (admission?.kind === 'continue' && Object.keys(admission.headers).length > 0) {
+    for (const name of RATE_LIMIT_HEADER_NAMES) delete result.response.headers[name];
+  }
   if ((result.response.statusCode ?? 502) >= 400) ctx.outcome = 'upstream_error';
-  streamResponse(result.response, res, ctx, route.timeoutMs);
+  streamResponse(result.response, res, ctx, route.timeoutMs, claim && (() => claim.recorded()));
 }
 
 function beginRequest(req: IncomingMessage, res: ServerResponse): RequestContext {
@@ -101,16 +150,31 @@ function checkRequestTarget(req: IncomingMessage, ctx: RequestContext, runtime: 
   }
 }
 
-function serveGatewayEndpoint(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void {
+async function serveGatewayEndpoint(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, runtime: Runtime): Promise<void> {
   const rest = ctx.path.slice(GATEWAY_PREFIX.length);
+  if (rest === 'budget') {
+    onlyGet(req);
+    // The caller's own budgets: identified the same way a forwarded request would be.
+    ctx.consumer = runtime.identifyConsumer(req);
+    await serveBudget(req, res, runtime, ctx.consumer);
+    return;
+  }
   if (rest === 'errors' || rest.startsWith('errors/')) {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      throw new GatewayError('INVALID_REQUEST', `${req.method} is not allowed here; use GET.`, { status: 405, headers: { allow: 'GET, HEAD' } });
-    }
+    onlyGet(req);
     serveCatalog(rest.slice('errors'.length), res);
     return;
   }
   throw new GatewayError('ROUTE_NOT_FOUND', `The gateway has no endpoint ${truncate(ctx.path)}; see /_agentgate/errors.`);
+}
+
+function onlyGet(req: IncomingMessage): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    throw new GatewayError('INVALID_REQUEST', `${req.method} is not allowed here; use GET.`, { status: 405, headers: { allow: 'GET, HEAD' } });
+  }
+}
+
+function setHeaders(res: ServerResponse, headers: Record<string, string>): void {
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
 }
 
 function answerWithError(ctx: RequestContext, res: ServerResponse, err: unknown, logger: Logger): void {
@@ -151,6 +215,7 @@ function record(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, 
       upstream_duration_ms: upstreamSeconds === undefined ? undefined : round(upstreamSeconds * 1000),
       outcome: ctx.outcome,
       code: ctx.errorCode,
+      idempotency_key_hash: ctx.idempotencyKeyHash,
     },
     'request',
   );

@@ -7,6 +7,8 @@ import type { LoadedConfig } from './config/load.ts';
 import { compilePathTemplate, Router, type PathTemplate, type Routable } from './routing/router.ts';
 import { createConsumerIdentifier, type ConsumerIdentifier } from './identity/consumer.ts';
 import type { PolicyDeps } from './policies/deps.ts';
+import { compileIdempotency, type IdempotencyPolicy } from './policies/idempotency/policy.ts';
+import { RateLimits, type RouteRateLimiter } from './policies/rate-limit/policy.ts';
 
 export interface Upstream {
   readonly name: string;
@@ -24,6 +26,10 @@ export interface Route extends Routable {
   readonly upstream: Upstream;
   readonly timeoutMs: number;
   readonly config: RouteConfig;
+  /** Idempotency replay for writes; undefined when the route has none. */
+  readonly idempotency: IdempotencyPolicy | undefined;
+  /** Cost-based rate limiting; undefined when no policy applies to the route. */
+  readonly rateLimit: RouteRateLimiter | undefined;
 }
 
 export interface Runtime {
@@ -33,6 +39,8 @@ export interface Runtime {
   readonly identifyConsumer: ConsumerIdentifier;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly maxUrlBytes: number;
+  /** The named rate-limit policies, for GET /_agentgate/budget. */
+  readonly rateLimits: RateLimits;
 }
 
 /**
@@ -82,6 +90,7 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
       connectTimeoutMs: parseDuration(u.connect_timeout),
     });
   }
+  const rateLimits = new RateLimits(config, deps);
   const routes = config.routes.map((r): Route => {
     const upstream = upstreams.get(r.upstream)!;
     return {
@@ -91,6 +100,9 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
       upstream,
       timeoutMs: r.timeout ? parseDuration(r.timeout) : upstream.timeoutMs,
       config: r,
+      // A route's own setting, false included, replaces the inherited one as a whole (settings are not merged).
+      idempotency: compileIdempotency(r.idempotency ?? config.defaults.idempotency, r.name, deps),
+      rateLimit: rateLimits.forRoute(r),
     };
   });
   return {
@@ -100,5 +112,6 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
     identifyConsumer: createConsumerIdentifier(config.consumers.identify),
     upstreams,
     maxUrlBytes: parseSize(config.server.limits.max_url_bytes),
+    rateLimits,
   };
 }

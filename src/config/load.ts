@@ -5,7 +5,8 @@ import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import { ConfigSchema, type Config } from './schema.ts';
-import { isDuration, isSize, parseListenAddress } from './units.ts';
+import { isDuration, isSize, parseDuration, parseListenAddress } from './units.ts';
+import { MAX_CAPACITY_TIMES_PER_MS } from '../policies/rate-limit/schema.ts';
 import { compilePathTemplate } from '../routing/router.ts';
 
 /** Config files larger than this are refused before parsing: a real config is a few kilobytes. */
@@ -162,7 +163,13 @@ function pathOf(chain: readonly unknown[]): KeyPath {
 function schemaProblems(errors: ErrorObject[], doc: Document, at: At): ConfigProblem[] {
   // A union (anyOf) fails with one error per branch; report the union once, in words.
   const unionPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath);
-  const relevant = errors.filter((e) => e.keyword === 'anyOf' || !unionPaths.some((p) => e.schemaPath.startsWith(p + '/')));
+  // A union that also lists its types (boolean or object, with properties for the object) says it better than the type list.
+  const unionValues = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath));
+  const relevant = errors.filter(
+    (e) =>
+      e.keyword === 'anyOf' ||
+      (!unionPaths.some((p) => e.schemaPath.startsWith(p + '/')) && !(e.keyword === 'type' && unionValues.has(e.instancePath))),
+  );
   const seen = new Set<string>();
   const problems: ConfigProblem[] = [];
   for (const e of relevant) {
@@ -253,6 +260,7 @@ function crossCheck(config: Partial<Config>): { keyPath: KeyPath; message: strin
       }
     }
   });
+  problems.push(...rateLimitProblems(config));
   const store = isRecord(config.store) ? (config.store as Partial<Config['store']>) : undefined;
   if (!store) return problems;
   if (store.type === 'redis' && !store.url && !store.cluster) {
@@ -263,6 +271,41 @@ function crossCheck(config: Partial<Config>): { keyPath: KeyPath; message: strin
   }
   if (store.type === 'memory' && (store.url || store.cluster)) {
     problems.push({ keyPath: ['store', 'type'], message: "'url' and 'cluster' are for type redis; set type: redis or remove them" });
+  }
+  return problems;
+}
+
+/** Rate-limit policies named by routes and defaults must exist, and each policy must be countable exactly. */
+function rateLimitProblems(config: Partial<Config>): { keyPath: KeyPath; message: string }[] {
+  const problems: { keyPath: KeyPath; message: string }[] = [];
+  const policies = isRecord(config.rate_limits) ? config.rate_limits : {};
+  const names = Object.keys(policies);
+  const checkRef = (ref: unknown, keyPath: KeyPath) => {
+    const refs: [unknown, KeyPath][] = Array.isArray(ref) ? ref.map((r, i) => [r, [...keyPath, i]]) : [[ref, keyPath]];
+    for (const [name, at] of refs) {
+      if (typeof name !== 'string' || Object.hasOwn(policies, name)) continue;
+      const near = closest(name, names);
+      problems.push({
+        keyPath: at,
+        message: `unknown rate-limit policy '${name}'` + (near ? ` (did you mean '${near}'?)` : ` (defined under rate_limits: ${names.join(', ') || 'none'})`),
+      });
+    }
+  };
+  if (isRecord(config.defaults)) checkRef(config.defaults.rate_limit, ['defaults', 'rate_limit']);
+  (Array.isArray(config.routes) ? config.routes : []).forEach((route: unknown, i) => {
+    if (!isRecord(route)) return;
+    checkRef(route.rate_limit, ['routes', i, 'rate_limit']);
+  });
+  for (const [name, policy] of Object.entries(policies)) {
+    if (!isRecord(policy) || typeof policy.per !== 'string' || !isDuration(policy.per) || typeof policy.capacity !== 'number') continue;
+    const perMs = parseDuration(policy.per);
+    if (perMs < 1) problems.push({ keyPath: ['rate_limits', name, 'per'], message: 'must be at least 1ms' });
+    else if (policy.capacity * perMs > MAX_CAPACITY_TIMES_PER_MS) {
+      problems.push({
+        keyPath: ['rate_limits', name, 'capacity'],
+        message: `capacity ${policy.capacity} per ${policy.per} is too fine to count exactly (capacity × per in ms must stay below 2^52): use a coarser cost unit`,
+      });
+    }
   }
   return problems;
 }

@@ -1,6 +1,8 @@
 // The one source of truth for the YAML config: validation (ajv), TypeScript types (Static) and defaults.
 // schema/gateway.schema.json is generated from this file by `npm run build` and checked by a test.
 import { Type, type Static } from '@sinclair/typebox';
+import { idempotencySchema } from '../policies/idempotency/schema.ts';
+import { costSchema, rateLimitDefaultsProperties, rateLimitRefSchema, rateLimitsSchema } from '../policies/rate-limit/schema.ts';
 
 const DURATION_HELP = 'a duration with a unit: 250ms, 10s, 5m, 24h';
 const SIZE_HELP = 'a size with a unit: 512b, 64kb, 1mb';
@@ -95,6 +97,9 @@ const UpstreamSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** `false` or idempotency settings; the same schema on a route and under defaults. */
+const Idempotency = () => idempotencySchema({ Duration, Size, Method: () => Type.Union(HTTP_METHODS.map((m) => Type.Literal(m))) });
+
 const RouteSchema = Type.Object(
   {
     name: Name('unique name of the route; used in metrics and logs'),
@@ -116,6 +121,9 @@ const RouteSchema = Type.Object(
     ),
     upstream: Type.String({ description: 'name of an entry under upstreams' }),
     timeout: Type.Optional(Duration("overrides the upstream's timeout for this route")),
+    cost: Type.Optional(costSchema({ Duration, Size, Name })),
+    rate_limit: Type.Optional(rateLimitRefSchema({ Duration, Size, Name })),
+    idempotency: Type.Optional(Idempotency()),
   },
   { additionalProperties: false },
 );
@@ -134,6 +142,11 @@ export const ConfigSchema = Type.Object(
       minProperties: 1,
       description: 'the legacy APIs behind the gateway, by name',
     }),
+    rate_limits: rateLimitsSchema({ Duration, Size, Name }),
+    defaults: Type.Object(
+      { ...rateLimitDefaultsProperties({ Duration, Size, Name }), idempotency: Type.Optional(Idempotency()) },
+      { additionalProperties: false, default: {}, description: 'what every route inherits unless it sets its own' },
+    ),
     routes: Type.Array(RouteSchema, { minItems: 1, description: 'routes, tried in file order: the first match wins' }),
   },
   { additionalProperties: false, $id: 'https://agentgate.dev/schema/gateway.schema.json', title: 'agentgate gateway config' },

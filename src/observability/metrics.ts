@@ -50,6 +50,34 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly idempotencyEvents = new Counter({
+    name: 'agentgate_idempotency_events_total',
+    help: 'Idempotency decisions, by route and event (stored, replayed, in_progress, reused, unknown_outcome, missing_key, invalid_key, blocked, released, not_replayable, fail_open, fail_closed).',
+    labelNames: ['route', 'event'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rateLimitDecisions = new Counter({
+    name: 'agentgate_rate_limit_decisions_total',
+    help: 'Rate-limit decisions per policy of a request: allowed, limited (this policy lacked room), fail_open or fail_closed (the store was unreachable).',
+    labelNames: ['route', 'policy', 'decision'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rateLimitCostUnits = new Counter({
+    name: 'agentgate_rate_limit_cost_units_total',
+    help: 'Cost units charged to rate-limit policies, by route and policy (settled extra cost included; refunds are not subtracted).',
+    labelNames: ['route', 'policy'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rateLimitWarnings = new Counter({
+    name: 'agentgate_rate_limit_warnings_total',
+    help: "Requests that took a budget below its policy's warn_below threshold, by route and policy.",
+    labelNames: ['route', 'policy'] as const,
+    registers: [this.registry],
+  });
+
   readonly configReloads = new Counter({
     name: 'agentgate_config_reloads_total',
     help: 'Config reload attempts, by result (success or error).',

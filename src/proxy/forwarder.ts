@@ -173,7 +173,14 @@ export function writeResponseHead(upstream: IncomingMessage, res: ServerResponse
  * its Content-Length) or stays silent for `idleTimeoutMs` while the client is ready for more, the client connection
  * is cut so the client sees a broken response, never a short success.
  */
-export function streamResponse(upstream: IncomingMessage, res: ServerResponse, ctx: RequestContext, idleTimeoutMs: number): void {
+export function streamResponse(
+  upstream: IncomingMessage,
+  res: ServerResponse,
+  ctx: RequestContext,
+  idleTimeoutMs: number,
+  /** Awaited after the upstream's last byte and before the client's response ends, so a policy can record the answer first. */
+  beforeEnd?: () => Promise<void>,
+): void {
   writeResponseHead(upstream, res);
   const abort = (outcome: string) => {
     clearTimeout(idle);
@@ -197,5 +204,7 @@ export function streamResponse(upstream: IncomingMessage, res: ServerResponse, c
     if (!upstream.complete && ctx.outcome !== 'upstream_timeout') abort('upstream_aborted');
   });
   res.once('close', () => clearTimeout(idle));
-  upstream.pipe(res);
+  if (!beforeEnd) return void upstream.pipe(res);
+  upstream.pipe(res, { end: false });
+  upstream.once('end', () => void beforeEnd().finally(() => res.end()));
 }

@@ -1,5 +1,6 @@
 // In-process store for a single instance: bounded by entries and bytes (least recently used evicted first), TTLs without per-key timers.
-import { StoreError, type Store } from './store.ts';
+import { StoreError, type Bucket, type ConsumeMode, type ConsumeResult, type Store } from './store.ts';
+import { consumeBuckets } from './token-bucket.ts';
 
 interface Entry {
   value: string;
@@ -70,6 +71,14 @@ export class MemoryStore implements Store {
 
   async now(): Promise<number> {
     return this.clock();
+  }
+
+  async consume(buckets: readonly Bucket[], cost: number, mode: ConsumeMode = 'charge'): Promise<ConsumeResult> {
+    // Synchronous from read to write, so atomic: no other call runs in between.
+    return consumeBuckets(buckets, cost, mode, this.clock(), {
+      read: (key) => this.live(key)?.value ?? null,
+      write: (key, value, ttlMs) => (value === null ? this.remove(key) : this.put('consume', key, value, ttlMs)),
+    });
   }
 
   async ready(): Promise<boolean> {

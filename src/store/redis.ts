@@ -3,7 +3,8 @@ import type { EventEmitter } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import type { RedisOptions } from 'ioredis';
 import { StoreError } from './store.ts';
-import type { Store, StoreErrorListener } from './store.ts';
+import type { Bucket, BucketState, ConsumeMode, ConsumeResult, Store, StoreErrorListener } from './store.ts';
+import { CONSUME_LUA, hashTagOf, parseConsumeReply } from './token-bucket.ts';
 
 export interface RedisStoreOptions {
   /** Standalone Redis; exactly one of url and clusterNodes. */
@@ -32,7 +33,7 @@ return redis.call('DEL', KEYS[1])`,
 /** What this store uses of a Redis or Cluster client, plus the commands SCRIPTS defines on it. */
 interface Client extends EventEmitter {
   readonly status: string;
-  defineCommand(name: string, definition: { lua: string; numberOfKeys: number }): void;
+  defineCommand(name: string, definition: { lua: string; numberOfKeys?: number }): void;
   get(key: string): Promise<string | null>;
   time(): Promise<unknown[]>;
   ping(): Promise<unknown>;
@@ -41,6 +42,8 @@ interface Client extends EventEmitter {
   agentgateClaim(key: string, value: string, ttlMs: number): Promise<string | null>;
   agentgateReplaceIf(key: string, expected: string, value: string, ttlMs: number): Promise<number>;
   agentgateDeleteIf(key: string, expected: string): Promise<number>;
+  /** CONSUME_LUA: numkeys, the keys, then cost, mode and capacity/perMs per key. */
+  agentgateConsume(...args: (string | number)[]): Promise<number[]>;
 }
 
 /** Reconnect forever (a gateway outlives Redis outages), backing off to at most 2 s between attempts. */
@@ -51,12 +54,15 @@ export class RedisStore implements Store {
   private readonly client: Client;
   private readonly commandTimeoutMs: number;
   private readonly onError: StoreErrorListener | undefined;
+  /** On Cluster one script may only touch keys of one slot, so consume() works hash tag by hash tag. */
+  private readonly clustered: boolean;
   private connecting: Promise<void> | undefined;
 
   constructor(options: RedisStoreOptions) {
     if ((options.url === undefined) === (options.clusterNodes === undefined)) throw new Error('RedisStore needs exactly one of url and clusterNodes');
     this.commandTimeoutMs = options.commandTimeoutMs;
     this.onError = options.onError;
+    this.clustered = options.clusterNodes !== undefined;
     // A caller told an operation failed must never see it run later, so nothing waits in a queue: commands fail
     // at once while disconnected (no offline queue) and in-flight ones are dropped, not resent, when a connection breaks.
     // disconnectTimeout: ioredis arms it on close even for a socket already gone, holding the process open that long.
@@ -73,12 +79,17 @@ export class RedisStore implements Store {
           clusterRetryStrategy: backoff,
           enableOfflineQueue: false,
           enableAutoPipelining: true,
+          // Auto-pipelines are grouped by a command's first argument, which for agentgateConsume is the key count, not a
+          // key: pipelined with other slots' commands it would be refused. It is sent on its own, routed by its keys.
+          autoPipeliningIgnoredCommands: ['agentgateConsume'],
         });
     this.client = client as unknown as Client;
     // Unhandled, an 'error' event would crash the process, and connection errors repeat on every reconnect
     // attempt; failures are reported once per failed operation, through onError, instead.
     this.client.on('error', () => {});
     for (const [name, lua] of Object.entries(SCRIPTS)) this.client.defineCommand(name, { lua, numberOfKeys: 1 });
+    // No fixed numberOfKeys: the caller passes the key count first, as with EVALSHA.
+    this.client.defineCommand('agentgateConsume', { lua: CONSUME_LUA });
   }
 
   get(key: string): Promise<string | null> {
@@ -100,6 +111,68 @@ export class RedisStore implements Store {
   async now(): Promise<number> {
     const [seconds, micros] = await this.run('now', () => this.client.time());
     return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  }
+
+  async consume(buckets: readonly Bucket[], cost: number, mode: ConsumeMode = 'charge'): Promise<ConsumeResult> {
+    if (buckets.length === 0) return { allowed: true, now: await this.now(), buckets: [] };
+    // Standalone Redis runs one script over any keys; Cluster needs one script per slot.
+    const groups = this.clustered ? groupByHashTag(buckets) : [buckets.map((_, i) => i)];
+    if (groups.length === 1) return this.consumeGroup(buckets, cost, mode);
+    return this.consumeAcrossSlots(buckets, groups, cost, mode);
+  }
+
+  /**
+   * Cluster, buckets under several hash tags (a consumer's own and a pool shared by all consumers): charged group by
+   * group in the order given; when a later group refuses, the groups already charged are refunded. Between the two
+   * steps other requests may briefly see the earlier groups charged: they can be refused for a moment, never let
+   * through beyond a budget. A refund that fails (store error) leaves that charge in place.
+   */
+  private async consumeAcrossSlots(buckets: readonly Bucket[], groups: number[][], cost: number, mode: ConsumeMode): Promise<ConsumeResult> {
+    const states: BucketState[] = new Array(buckets.length);
+    const pick = (group: number[]) => group.map((i) => buckets[i]!);
+    const fill = (group: number[], result: ConsumeResult) => group.forEach((index, j) => (states[index] = result.buckets[j]!));
+    if (mode !== 'charge' || cost <= 0) {
+      // Nothing to undo: report (dry run), force or refund every group, together.
+      const results = await Promise.all(groups.map((group) => this.consumeGroup(pick(group), cost, mode)));
+      results.forEach((result, g) => fill(groups[g]!, result));
+      return { allowed: results.every((r) => r.allowed), now: results[0]!.now, buckets: states };
+    }
+    const charged: number[][] = [];
+    let now = 0;
+    const refund = (done: number[]) => this.consumeGroup(pick(done), -cost, 'force').catch(() => undefined);
+    for (const [g, group] of groups.entries()) {
+      let result: ConsumeResult;
+      try {
+        result = await this.consumeGroup(pick(group), cost, mode);
+      } catch (error) {
+        await Promise.all(charged.map(refund));
+        throw error;
+      }
+      now ||= result.now;
+      fill(group, result);
+      if (result.allowed) {
+        charged.push(group);
+        continue;
+      }
+      const rest = groups.slice(g + 1);
+      await Promise.all([
+        ...charged.map(async (done) => {
+          const refunded = await refund(done);
+          // Keep each bucket's wait (it fitted) and report its refunded level.
+          if (refunded) done.forEach((index, j) => (states[index] = { ...refunded.buckets[j]!, waitMs: states[index]!.waitMs }));
+        }),
+        ...rest.map(async (later) => fill(later, await this.consumeGroup(pick(later), cost, 'dry_run'))),
+      ]);
+      return { allowed: false, now, buckets: states };
+    }
+    return { allowed: true, now, buckets: states };
+  }
+
+  private async consumeGroup(buckets: readonly Bucket[], cost: number, mode: ConsumeMode): Promise<ConsumeResult> {
+    const args: (string | number)[] = [buckets.length, ...buckets.map((b) => b.key), cost, mode];
+    for (const b of buckets) args.push(b.capacity, b.perMs);
+    const reply = await this.run('consume', () => this.client.agentgateConsume(...args));
+    return parseConsumeReply(reply, buckets.length);
   }
 
   async ready(): Promise<boolean> {
@@ -157,6 +230,18 @@ export class RedisStore implements Store {
 
 function aborted(signal: AbortSignal): Promise<never> {
   return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+}
+
+/** Indexes of the buckets grouped by hash tag, groups in the order their first bucket appears. */
+function groupByHashTag(buckets: readonly Bucket[]): number[][] {
+  const groups = new Map<string, number[]>();
+  buckets.forEach((bucket, i) => {
+    const tag = hashTagOf(bucket.key);
+    const group = groups.get(tag);
+    if (group) group.push(i);
+    else groups.set(tag, [i]);
+  });
+  return [...groups.values()];
 }
 
 /** PX takes only a positive integer: a computed TTL is rounded up rather than rejected by Redis. */

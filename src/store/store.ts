@@ -13,9 +13,44 @@ export interface Store {
   deleteIf(key: string, expected: string): Promise<boolean>;
   /** Milliseconds since the epoch by the store's own clock (Redis TIME), so that replicas agree on time. */
   now(): Promise<number>;
+  /**
+   * Charges `cost` units to every bucket, all or nothing: when any bucket lacks room none is charged and `allowed` is false.
+   * Buckets refill continuously (capacity units per perMs) by the store's clock. A negative cost refunds (never refused);
+   * mode 'dry_run' only reports, 'force' charges even without room (settling a cost learnt after the fact).
+   * Buckets under one hash tag change in one atomic step (one EVALSHA); on Redis Cluster, buckets under several tags
+   * are charged tag by tag in the order given, and a later refusal refunds the earlier ones.
+   */
+  consume(buckets: readonly Bucket[], cost: number, mode?: ConsumeMode): Promise<ConsumeResult>;
   /** Whether the store can serve operations right now; never throws. */
   ready(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** A token bucket of Store.consume: `capacity` units, refilled continuously, completely every `perMs`. */
+export interface Bucket {
+  readonly key: string;
+  readonly capacity: number;
+  readonly perMs: number;
+}
+
+export type ConsumeMode = 'charge' | 'dry_run' | 'force';
+
+export interface BucketState {
+  /** Whole units left after this call (what was charged, if anything, already taken off); never negative. */
+  readonly remaining: number;
+  /** Milliseconds until the bucket is full again; 0 when it is full. */
+  readonly resetMs: number;
+  /** Milliseconds until the cost fits in this bucket (judged before this call charged anything): 0 when it fits now, -1 when it never can (cost > capacity). */
+  readonly waitMs: number;
+}
+
+export interface ConsumeResult {
+  /** Every bucket had room (for a dry run: would have), or the cost was a refund. */
+  readonly allowed: boolean;
+  /** The store's clock at the decision, ms since the epoch. */
+  readonly now: number;
+  /** In the order of the buckets given. */
+  readonly buckets: readonly BucketState[];
 }
 
 /** A store operation failed (connection lost, timed out); policies choose per route whether to fail open or closed. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { storeKey } from '../../src/store/keys.ts';
-import type { Store } from '../../src/store/store.ts';
+import type { Bucket, Store } from '../../src/store/store.ts';
 
 export interface ContractSubject {
   store: Store;
@@ -141,6 +141,129 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
       }
       await sleep(20);
       assert.ok((await store.now()) >= first + 15, 'the clock advances');
+    });
+
+    describe('consume: token buckets, all or nothing', () => {
+      /** A bucket no other test touches, under its own hash tag unless one is given (same tag = same Cluster slot). */
+      const bucket = (capacity: number, perMs: number, tag = `b${++serial}`): Bucket => ({
+        key: storeKey(subject!.prefix, 'contract-rl', tag, `cap${capacity}-${serial}`),
+        capacity,
+        perMs,
+      });
+      const HOUR = 3_600_000;
+
+      it('a fresh bucket is full; a charge takes its cost off and reports the time to full', async () => {
+        const b = bucket(10, 10_000);
+        const peek = await store.consume([b], 0, 'dry_run');
+        assert.deepEqual(peek.buckets, [{ remaining: 10, resetMs: 0, waitMs: 0 }]);
+        assert.ok(Math.abs(peek.now - Date.now()) < 5_000, 'now is the store clock in ms');
+        const charged = await store.consume([b], 4);
+        assert.equal(charged.allowed, true);
+        assert.equal(charged.buckets[0]!.remaining, 6);
+        assert.equal(charged.buckets[0]!.waitMs, 0);
+        // 4 units at 1 unit per 1000 ms: full again in 4000 ms (less what refilled since).
+        assert.ok(charged.buckets[0]!.resetMs > 3_900 && charged.buckets[0]!.resetMs <= 4_000, `resetMs ${charged.buckets[0]!.resetMs}`);
+      });
+
+      it('a refused charge takes nothing, and says exactly how long until the cost fits', async () => {
+        const b = bucket(10, 10_000);
+        await store.consume([b], 8);
+        const refused = await store.consume([b], 5);
+        assert.equal(refused.allowed, false);
+        assert.equal(refused.buckets[0]!.remaining, 2);
+        // 3 units short at 1 unit per 1000 ms.
+        const wait = refused.buckets[0]!.waitMs;
+        assert.ok(wait > 2_900 && wait <= 3_000, `waitMs ${wait}`);
+        for (let i = 0; i < 5; i++) assert.equal((await store.consume([b], 5)).allowed, false);
+        assert.equal((await store.consume([b], 2)).buckets[0]!.remaining, 0, 'the refusals cost nothing: 2 units were still there');
+      });
+
+      it('a cost larger than the capacity can never fit: waitMs -1, nothing charged', async () => {
+        const b = bucket(10, HOUR);
+        const result = await store.consume([b], 11);
+        assert.equal(result.allowed, false);
+        assert.equal(result.buckets[0]!.waitMs, -1);
+        assert.equal(result.buckets[0]!.remaining, 10);
+        assert.equal((await store.consume([b], 10)).allowed, true, 'exactly the capacity fits');
+      });
+
+      it('a dry run reports whether the cost would fit without charging it', async () => {
+        const b = bucket(10, HOUR);
+        await store.consume([b], 7);
+        const fits = await store.consume([b], 3, 'dry_run');
+        assert.deepEqual([fits.allowed, fits.buckets[0]!.remaining, fits.buckets[0]!.waitMs], [true, 3, 0]);
+        const wouldNot = await store.consume([b], 4, 'dry_run');
+        assert.equal(wouldNot.allowed, false);
+        assert.ok(wouldNot.buckets[0]!.waitMs > 0);
+        assert.equal((await store.consume([b], 0, 'dry_run')).buckets[0]!.remaining, 3);
+      });
+
+      for (const [label, sameTag] of [['under one hash tag', true], ['under different hash tags', false]] as const) {
+        it(`several buckets ${label}: charged only when all have room, refused by any one`, async () => {
+          const tag = `multi${++serial}`;
+          const big = bucket(100, HOUR, sameTag ? tag : undefined);
+          const small = bucket(3, HOUR, sameTag ? tag : undefined);
+          for (const order of [[big, small], [small, big]]) {
+            const refused = await store.consume(order, 5);
+            assert.equal(refused.allowed, false);
+            const [bigState, smallState] = order[0] === big ? refused.buckets : [...refused.buckets].reverse();
+            assert.deepEqual([bigState!.remaining, bigState!.waitMs], [100, 0], 'the bucket with room is not charged (or is refunded)');
+            assert.deepEqual([smallState!.remaining, smallState!.waitMs], [3, -1]);
+          }
+          const allowed = await store.consume([big, small], 2);
+          assert.equal(allowed.allowed, true);
+          assert.deepEqual(allowed.buckets.map((b) => b.remaining), [98, 1]);
+          const refused = await store.consume([small, big], 2);
+          assert.equal(refused.allowed, false);
+          assert.deepEqual(refused.buckets.map((b) => b.remaining), [1, 98]);
+          assert.ok(refused.buckets[0]!.waitMs > 0 && refused.buckets[1]!.waitMs === 0);
+        });
+      }
+
+      it('a negative cost refunds, up to a full bucket; force charges past empty, into a bounded debt', async () => {
+        const b = bucket(10, HOUR);
+        await store.consume([b], 6);
+        assert.equal((await store.consume([b], -4)).buckets[0]!.remaining, 8);
+        assert.equal((await store.consume([b], -50)).buckets[0]!.remaining, 10, 'never above capacity');
+        assert.equal((await store.consume([b], 0, 'dry_run')).buckets[0]!.resetMs, 0);
+        const forced = await store.consume([b], 15, 'force');
+        assert.equal(forced.buckets[0]!.remaining, 0);
+        // 5 units of debt on top of an empty bucket: a 1-unit request waits for 6 units of refill.
+        const wait = (await store.consume([b], 1)).buckets[0]!.waitMs;
+        assert.ok(wait > 6 * 360_000 - 1_000 && wait <= 6 * 360_000, `waitMs ${wait}`);
+        await store.consume([b], 1_000, 'force');
+        const capped = (await store.consume([b], 1)).buckets[0]!;
+        assert.ok(capped.resetMs <= 2 * HOUR, `the debt is capped at one more full bucket: resetMs ${capped.resetMs}`);
+      });
+
+      it('refills continuously by the store clock, within one unit', async () => {
+        const b = bucket(20, 1_000);
+        const emptied = await store.consume([b], 20);
+        assert.equal(emptied.buckets[0]!.remaining, 0);
+        await sleep(300);
+        const later = await store.consume([b], 0, 'dry_run');
+        const expected = ((later.now - emptied.now) * 20) / 1_000;
+        const remaining = later.buckets[0]!.remaining;
+        assert.ok(remaining >= Math.floor(expected) - 1 && remaining <= Math.floor(expected), `remaining ${remaining}, expected about ${expected}`);
+        await sleep(800);
+        assert.equal((await store.consume([b], 0, 'dry_run')).buckets[0]!.remaining, 20, 'full again after one period');
+      });
+
+      it('of 60 concurrent consumes exactly floor(capacity / cost) pass, and the rest charge nothing', async () => {
+        const b = bucket(20, HOUR);
+        const results = await Promise.all(Array.from({ length: 60 }, () => store.consume([b], 3)));
+        assert.equal(results.filter((r) => r.allowed).length, 6);
+        assert.equal((await store.consume([b], 0, 'dry_run')).buckets[0]!.remaining, 2);
+      });
+
+      it('the same across two hash tags: the shared bucket is charged exactly once per passing request', async () => {
+        const own = bucket(20, HOUR);
+        const shared = bucket(1_000, HOUR);
+        const results = await Promise.all(Array.from({ length: 60 }, (_, i) => store.consume(i % 2 ? [own, shared] : [shared, own], 3)));
+        assert.equal(results.filter((r) => r.allowed).length, 6);
+        const after = await store.consume([own, shared], 0, 'dry_run');
+        assert.deepEqual(after.buckets.map((s) => s.remaining), [2, 1_000 - 18]);
+      });
     });
 
     it('ready() is true while the store serves operations', async () => {

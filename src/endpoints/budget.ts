@@ -1,0 +1,68 @@
+// GET /_agentgate/budget on the proxy port: the caller's budgets without spending any; ?method=&path= also prices that request and says whether it would pass now.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GatewayError } from '../errors/problem.ts';
+import type { Consumer } from '../identity/consumer.ts';
+import type { Runtime } from '../runtime.ts';
+import { StoreError } from '../store/store.ts';
+import { sendJson } from './json.ts';
+
+const METHOD = /^[A-Za-z]{1,16}$/;
+const COUNT = /^\d{1,9}$/;
+
+export async function serveBudget(req: IncomingMessage, res: ServerResponse, runtime: Runtime, consumer: Consumer): Promise<void> {
+  const query = new URL(req.url ?? '/', 'http://gateway.invalid').searchParams;
+  const probe = parseProbe(query);
+  const body: Record<string, unknown> = {
+    consumer: { id: consumer.id, source: consumer.source },
+    budgets: await orUnavailable(() => runtime.rateLimits.budgets(consumer)),
+  };
+  if (probe) {
+    const route = runtime.router.match(probe.method, probe.path);
+    if (!route) {
+      throw new GatewayError('ROUTE_NOT_FOUND', `No route matches ${probe.method} ${probe.path.slice(0, 256)}, so it has no cost; check the method and path.`);
+    }
+    const limiter = route.rateLimit;
+    const request: Record<string, unknown> = { method: probe.method, path: probe.path, route: route.name };
+    if (!limiter) {
+      Object.assign(request, { rate_limited: false, cost: 0, allowed: true, retry_after_seconds: null, limited_by: [], exceeds_capacity: false });
+    } else {
+      const rule = limiter.cost;
+      const cost = rule.quote(probe.items);
+      Object.assign(request, { rate_limited: true, policies: limiter.policies.map((p) => p.name), cost });
+      if (rule.readsBody || rule.settleHeader) {
+        request.cost_rule = {
+          base: rule.base,
+          ...(rule.readsBody ? { items: rule.items, per_item: rule.perItem, items_assumed: probe.items } : {}),
+          ...(rule.settleHeader ? { settled_from_response_header: rule.settleHeader } : {}),
+        };
+      }
+      Object.assign(request, await orUnavailable(() => limiter.quote(consumer, cost)));
+    }
+    body.request = request;
+  }
+  sendJson(res, 200, JSON.stringify(body));
+}
+
+function parseProbe(query: URLSearchParams): { method: string; path: string; items: number } | undefined {
+  const method = query.get('method');
+  const path = query.get('path');
+  const items = query.get('items');
+  if (method === null && path === null) {
+    if (items !== null) throw new GatewayError('INVALID_REQUEST', 'items= prices a request: give path= (and method=) too.');
+    return undefined;
+  }
+  if (path === null || !path.startsWith('/')) throw new GatewayError('INVALID_REQUEST', 'Give the request to price as path=/some/path (starting with /) and method=POST (default GET).');
+  if (method !== null && !METHOD.test(method)) throw new GatewayError('INVALID_REQUEST', 'method= must be an HTTP method such as GET or POST.');
+  if (items !== null && !COUNT.test(items)) throw new GatewayError('INVALID_REQUEST', 'items= must be a non-negative whole number: the items the request body would hold.');
+  const cut = path.indexOf('?');
+  return { method: (method ?? 'GET').toUpperCase(), path: cut === -1 ? path : path.slice(0, cut), items: items === null ? 0 : Number(items) };
+}
+
+async function orUnavailable<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    if (!(err instanceof StoreError)) throw err;
+    throw new GatewayError('STORE_UNAVAILABLE', 'The budgets cannot be read: the state store is unreachable.', { retryAfterSeconds: 2, cause: err });
+  }
+}

@@ -1,0 +1,74 @@
+// The Idempotency-Key header (bare token or structured-field string), the request fingerprint and the record's scope hash.
+import { createHash } from 'node:crypto';
+
+export const MAX_KEY_LENGTH = 255;
+
+export type KeyParse =
+  | { kind: 'absent' }
+  | { kind: 'invalid'; reason: string }
+  | { kind: 'valid'; key: string };
+
+/**
+ * Reads the Idempotency-Key from every occurrence of the header (node's headersDistinct), so a key sent twice is
+ * refused rather than silently joined with ", ". The draft (draft-ietf-httpapi-idempotency-key-header) makes the
+ * value a structured-field String, `"8e03978e-..."`; most clients send the bare value, so both are accepted and
+ * `"abc"` and `abc` name the same key.
+ */
+export function parseIdempotencyKey(values: readonly string[] | undefined): KeyParse {
+  if (values === undefined || values.length === 0) return { kind: 'absent' };
+  if (values.length > 1) return { kind: 'invalid', reason: `the header was sent ${values.length} times; send it exactly once` };
+  const raw = values[0]!;
+  let key: string;
+  if (raw.startsWith('"')) {
+    const decoded = decodeStructuredString(raw);
+    if (decoded === undefined) return { kind: 'invalid', reason: 'a value starting with " must be one structured-field string: "..." with only \\" and \\\\ escaped' };
+    key = decoded;
+  } else {
+    key = raw;
+  }
+  if (key.length === 0) return { kind: 'invalid', reason: 'the key is empty' };
+  if (key.length > MAX_KEY_LENGTH) return { kind: 'invalid', reason: `the key is ${key.length} characters long; at most ${MAX_KEY_LENGTH} are allowed` };
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e) return { kind: 'invalid', reason: `the key contains a character that is not printable ASCII at position ${i + 1}` };
+  }
+  return { kind: 'valid', key };
+}
+
+/** RFC 8941 sf-string: DQUOTE *( unescaped / "\" ( DQUOTE / "\" ) ) DQUOTE, with nothing after the closing quote. */
+function decodeStructuredString(raw: string): string | undefined {
+  let out = '';
+  for (let i = 1; i < raw.length; i++) {
+    const c = raw[i]!;
+    if (c === '\\') {
+      const next = raw[i + 1];
+      if (next !== '"' && next !== '\\') return undefined;
+      out += next;
+      i++;
+    } else if (c === '"') {
+      return i === raw.length - 1 ? out : undefined;
+    } else {
+      out += c;
+    }
+  }
+  return undefined; // no closing quote
+}
+
+/**
+ * What makes two requests "the same request": method, path, query (exactly as sent) and body bytes. Each part is
+ * length-prefixed, so no two different requests can produce the same input.
+ */
+export function fingerprint(method: string, target: string, body: Buffer): string {
+  const hash = createHash('sha256');
+  for (const part of [method, target]) hash.update(`${Buffer.byteLength(part)}:${part}\n`);
+  hash.update(`${body.length}:`).update(body);
+  return hash.digest('base64url');
+}
+
+/**
+ * The id of a record: consumer, method, route and the client's key, hashed together. Keys are scoped by consumer so one
+ * agent can never read or block another's entry, and hashed so store keys and logs never carry the client's key.
+ */
+export function recordId(consumerId: string, method: string, routeName: string, key: string): string {
+  return createHash('sha256').update(`${consumerId}\u0000${method}\u0000${routeName}\u0000${key}`).digest('base64url');
+}

@@ -1,0 +1,498 @@
+// Idempotency replay: claims a key atomically before forwarding, stores the upstream's answer as it streams, replays it to retries.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PassThrough, type Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { RequestContext } from '../../context.ts';
+import { GatewayError } from '../../errors/problem.ts';
+import { parseDuration, parseSize } from '../../config/units.ts';
+import type { UpstreamResult } from '../../proxy/forwarder.ts';
+import { storeKey } from '../../store/keys.ts';
+import { StoreError, type Store } from '../../store/store.ts';
+import type { GatewayMetrics } from '../../observability/metrics.ts';
+import type { PolicyDeps } from '../deps.ts';
+import type { IdempotencySettings } from './schema.ts';
+import { fingerprint, parseIdempotencyKey, recordId } from './key.ts';
+import {
+  decodeRecord,
+  encodeRecord,
+  type CompletedRecord,
+  type NotReplayableRecord,
+  type PendingRecord,
+  type UnknownReason,
+  type UnknownRecord,
+} from './record.ts';
+
+export type IdempotencyEvent =
+  | 'stored'
+  | 'replayed'
+  | 'in_progress'
+  | 'reused'
+  | 'unknown_outcome'
+  | 'missing_key'
+  | 'invalid_key'
+  | 'blocked'
+  | 'released'
+  | 'not_replayable'
+  | 'fail_open'
+  | 'fail_closed';
+
+/** What the pipeline does next, decided before anything is forwarded. */
+export type IdempotencyDecision =
+  /** The policy does not apply (another method, or no key where none is required): forward the request stream as it is. */
+  | { kind: 'pass' }
+  /**
+   * Forward `body` (the request body, already read to fingerprint it). `claim` is settled with the forwarding result;
+   * it is absent when the store failed and the route fails open.
+   */
+  | { kind: 'proceed'; body: Readable; claim: Claim | undefined }
+  /** Answer with the stored response (writeReplay). */
+  | { kind: 'replay'; record: CompletedRecord }
+  /** The client left while its body was being read. */
+  | { kind: 'client_closed' };
+
+/** Upstream statuses that say "not done, try again": never stored, the key is released (as Stripe and the IETF draft do). */
+const RELEASED_STATUSES = new Set([408, 409, 425, 429]);
+
+/**
+ * Response headers a replay carries: what describes the stored body and the resource the write created. Everything
+ * else (Set-Cookie above all, dates, connection handling, the upstream's own request id) stays with the first answer.
+ */
+export const REPLAYED_HEADERS = new Set([
+  'content-type',
+  'content-encoding',
+  'content-language',
+  'content-location',
+  'content-disposition',
+  'location',
+  'etag',
+  'last-modified',
+  'link',
+  'cache-control',
+  'expires',
+  'vary',
+]);
+
+/** Whole seconds a duplicate is told to wait while the first request with its key is in flight. */
+const IN_PROGRESS_RETRY_AFTER_SECONDS = 1;
+/** Whole seconds an agent is told to wait when the store cannot be reached. */
+const STORE_RETRY_AFTER_SECONDS = 2;
+/** Claim attempts in one decision: more than a couple happen only under heavy contention on one key. */
+const MAX_CLAIM_ATTEMPTS = 10;
+
+/** The compiled settings of one route. */
+interface Settings {
+  readonly required: boolean;
+  readonly ttlMs: number;
+  readonly methods: ReadonlySet<string>;
+  readonly leaseMs: number;
+  readonly inFlight: 'reject' | 'wait';
+  readonly inFlightWaitMs: number;
+  readonly onOutcomeUnknown: 'block' | 'release';
+  readonly on5xx: 'release' | 'store';
+  readonly onStoreError: 'fail_closed' | 'fail_open';
+  readonly maxBodyBytes: number;
+  readonly maxResponseBytes: number;
+}
+
+/** Builds a route's policy from its `idempotency:` config (defaults already filled in by the schema); undefined when off. */
+export function compileIdempotency(config: false | IdempotencySettings | undefined, routeName: string, deps: PolicyDeps): IdempotencyPolicy | undefined {
+  if (!config) return undefined;
+  const leaseMs = parseDuration(config.lease);
+  const settings: Settings = {
+    required: config.required,
+    // A record must outlive the lease of its claim, or a claim could vanish while its request is still running.
+    ttlMs: Math.max(parseDuration(config.ttl), 2 * leaseMs),
+    methods: new Set(config.methods),
+    leaseMs,
+    inFlight: config.in_flight,
+    inFlightWaitMs: parseDuration(config.in_flight_wait),
+    onOutcomeUnknown: config.on_outcome_unknown,
+    on5xx: config.on_5xx,
+    onStoreError: config.on_store_error,
+    maxBodyBytes: parseSize(config.max_body_bytes),
+    maxResponseBytes: parseSize(config.max_response_bytes),
+  };
+  return new IdempotencyPolicy(routeName, settings, deps);
+}
+
+export class IdempotencyPolicy {
+  readonly routeName: string;
+  readonly settings: Settings;
+  readonly store: Store;
+  /** The policy's own child logger (policy: idempotency, route). */
+  readonly logger: Logger;
+  private readonly keyPrefix: string;
+  private readonly metrics: GatewayMetrics;
+
+  constructor(routeName: string, settings: Settings, deps: PolicyDeps) {
+    this.routeName = routeName;
+    this.settings = settings;
+    this.store = deps.store;
+    this.keyPrefix = deps.keyPrefix;
+    this.metrics = deps.metrics;
+    this.logger = deps.logger.child({ policy: 'idempotency', route: routeName });
+  }
+
+  count(event: IdempotencyEvent): void {
+    this.metrics.idempotencyEvents.inc({ route: this.routeName, event });
+  }
+
+  /**
+   * Validates the key, reads and fingerprints the body, then claims the record atomically (SET NX): of any number of
+   * concurrent identical requests exactly one proceeds; the others get the stored answer or a refusal.
+   */
+  async begin(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<IdempotencyDecision> {
+    const method = req.method ?? 'GET';
+    if (!this.settings.methods.has(method)) return { kind: 'pass' };
+    const parsed = parseIdempotencyKey(req.headersDistinct['idempotency-key']);
+    if (parsed.kind === 'absent') {
+      this.count('missing_key');
+      if (!this.settings.required) return { kind: 'pass' };
+      throw new GatewayError('IDEMPOTENCY_KEY_REQUIRED', `${method} on this route needs an Idempotency-Key header, so that a retry cannot run it twice.`);
+    }
+    if (parsed.kind === 'invalid') {
+      this.count('invalid_key');
+      throw new GatewayError('IDEMPOTENCY_KEY_INVALID', `The Idempotency-Key header is malformed: ${parsed.reason}.`);
+    }
+    const id = recordId(ctx.consumer?.id ?? 'anonymous', method, this.routeName, parsed.key);
+    ctx.idempotencyKeyHash = id;
+
+    // An earlier step (a cost rule counting items) may have read the body whole already: the stream is spent then.
+    const body = ctx.requestBody ?? (await readBody(req, this.settings.maxBodyBytes));
+    if (body === undefined) return { kind: 'client_closed' };
+    if (body.length > this.settings.maxBodyBytes) throw payloadTooLarge(this.settings.maxBodyBytes);
+    const print = fingerprint(method, req.url ?? '/', body);
+    const key = storeKey(this.keyPrefix, 'idem', id);
+
+    try {
+      const claim = await this.decide(key, print, ctx, res);
+      if (claim instanceof Claim) return { kind: 'proceed', body: bodyStream(body), claim };
+      return { kind: 'replay', record: claim };
+    } catch (err) {
+      if (!(err instanceof StoreError)) throw err;
+      if (this.settings.onStoreError === 'fail_open') {
+        this.count('fail_open');
+        this.logger.warn({ request_id: ctx.requestId, idempotency_key_hash: id, err: err.message }, 'store unreachable: forwarding without idempotency protection (fail_open)');
+        return { kind: 'proceed', body: bodyStream(body), claim: undefined };
+      }
+      this.count('fail_closed');
+      throw new GatewayError('STORE_UNAVAILABLE', 'The gateway cannot reach its state store, so it cannot make sure this request runs only once; it was not forwarded.', {
+        retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
+        cause: err,
+      });
+    }
+  }
+
+  /**
+   * A claim that timed out may still have been applied by the store. This request is not forwarded as a claim holder
+   * then, so the possible orphan is removed (best effort; the value is unique to this attempt) rather than left to
+   * look like a request in flight, and later like one whose gateway died.
+   */
+  private async claimOrCleanUp(key: string, value: string): Promise<string | null> {
+    try {
+      return await this.store.claim(key, value, this.settings.ttlMs);
+    } catch (err) {
+      this.store.deleteIf(key, value).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Claims the record, or finds out what the existing one means for this request. */
+  private async decide(key: string, print: string, ctx: RequestContext, res: ServerResponse): Promise<Claim | CompletedRecord> {
+    const waitUntil = this.settings.inFlight === 'wait' ? Date.now() + this.settings.inFlightWaitMs : 0;
+    let pollMs = 25;
+    for (let attempt = 0; ; attempt++) {
+      const now = await this.store.now();
+      const pending: PendingRecord = { state: 'pending', fingerprint: print, owner: randomUUID(), lease: now + this.settings.leaseMs, started: now };
+      const value = encodeRecord(pending);
+      const existing = await this.claimOrCleanUp(key, value);
+      if (existing === null) return new Claim(this, key, value, pending, ctx);
+
+      const record = decodeRecord(existing);
+      if (record === undefined) throw new GatewayError('GATEWAY_ERROR', 'The stored idempotency record for this key cannot be read.');
+      if (record.fingerprint !== print) {
+        this.count('reused');
+        throw new GatewayError(
+          'IDEMPOTENCY_KEY_REUSED',
+          'This Idempotency-Key was already used for a different request (its method, path, query or body differ); a key belongs to exactly one request.',
+        );
+      }
+      switch (record.state) {
+        case 'completed':
+          this.count('replayed');
+          return record;
+        case 'not_replayable':
+        case 'unknown':
+          this.count('blocked');
+          throw outcomeUnknown(record);
+        case 'pending': {
+          if (record.lease > now) {
+            // The first request is in flight. Wait for it (in_flight: wait) while the bound and the client allow.
+            if (Date.now() + pollMs < waitUntil && !res.destroyed) {
+              await sleep(pollMs);
+              pollMs = Math.min(pollMs * 2, 250);
+              continue;
+            }
+            this.count('in_progress');
+            throw new GatewayError(
+              'IDEMPOTENCY_IN_PROGRESS',
+              `The first request with this Idempotency-Key is still running (for ${Math.max(0, now - record.started)} ms so far).`,
+              { retryAfterSeconds: IN_PROGRESS_RETRY_AFTER_SECONDS },
+            );
+          }
+          // The lease lapsed: the gateway that claimed the key died (or lost the store) mid-request. Whether the upstream
+          // executed it is unknown, so it resolves by on_outcome_unknown; the compare-and-set lets only one retry do so.
+          if (attempt >= MAX_CLAIM_ATTEMPTS) throw new GatewayError('IDEMPOTENCY_IN_PROGRESS', 'The record for this key is changing too fast to decide.', { retryAfterSeconds: 1 });
+          if (this.settings.onOutcomeUnknown === 'release') {
+            if (!(await this.store.replaceIf(key, existing, value, this.settings.ttlMs))) continue;
+            this.count('unknown_outcome');
+            this.logger.warn({ request_id: ctx.requestId, idempotency_key_hash: ctx.idempotencyKeyHash }, 'claim of a lost gateway taken over (on_outcome_unknown: release): executing again');
+            return new Claim(this, key, value, pending, ctx);
+          }
+          const unknown: UnknownRecord = { state: 'unknown', fingerprint: print, reason: 'gateway_lost' };
+          if (!(await this.store.replaceIf(key, existing, encodeRecord(unknown), this.settings.ttlMs))) continue;
+          this.count('unknown_outcome');
+          this.count('blocked');
+          this.logger.warn({ request_id: ctx.requestId, idempotency_key_hash: ctx.idempotencyKeyHash }, 'claim of a lost gateway expired: outcome unknown, key blocked');
+          throw outcomeUnknown(unknown);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * One request's hold on its key, from the claim until the upstream's answer is settled: renews the lease while the
+ * upstream call is open, then stores the answer, marks the outcome unknown, or releases the key.
+ */
+export class Claim {
+  private value: string;
+  private record: PendingRecord;
+  private readonly renewal: NodeJS.Timeout;
+  /** Store operations of this claim, one after another, so each compare-and-set sees the value the previous one wrote. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private settled = false;
+  private lost = false;
+
+  private readonly policy: IdempotencyPolicy;
+  private readonly key: string;
+  private readonly ctx: RequestContext;
+
+  constructor(policy: IdempotencyPolicy, key: string, value: string, record: PendingRecord, ctx: RequestContext) {
+    this.policy = policy;
+    this.key = key;
+    this.ctx = ctx;
+    this.value = value;
+    this.record = record;
+    this.renewal = setInterval(() => this.renew(), Math.max(10, Math.floor(policy.settings.leaseMs / 3)));
+    this.renewal.unref();
+  }
+
+  /** Decides from the forwarding result; for a response, captures its body as it streams (call before delivering it). */
+  settle(result: UpstreamResult): void {
+    if (result.kind === 'client_closed') return this.unknown('client_closed');
+    if (result.kind === 'failed') {
+      // Refused before anything was sent (connect phase): nothing can have happened upstream, so a retry is safe.
+      if (!result.reachedUpstream) return this.release(`upstream not reached (${result.error.code})`);
+      return this.unknown(result.error.code === 'UPSTREAM_TIMEOUT' ? 'upstream_timeout' : 'upstream_error');
+    }
+    this.capture(result.response);
+  }
+
+  /**
+   * Resolves once the claim's final state (stored answer, unknown outcome, or release) is written, or failed to be.
+   * The pipeline ends the client's response only then, so a client that has the whole answer and retries gets a replay.
+   */
+  recorded(): Promise<void> {
+    return this.queue.then(() => undefined);
+  }
+
+  private capture(upstream: IncomingMessage): void {
+    const status = upstream.statusCode ?? 502;
+    if (RELEASED_STATUSES.has(status) || (status >= 500 && this.policy.settings.on5xx === 'release')) {
+      return this.release(`upstream answered ${status}`);
+    }
+    // A bounded tee: the response streams to the client as usual while a copy of at most max_response_bytes is kept.
+    const max = this.policy.settings.maxResponseBytes;
+    let chunks: Buffer[] = [];
+    let size = 0;
+    let ended = false;
+    upstream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= max) chunks.push(chunk);
+      else chunks = [];
+    });
+    upstream.once('end', () => {
+      ended = true;
+      if (size > max) return this.notReplayable(status, 'response_too_large');
+      this.complete(status, upstream.headers, Buffer.concat(chunks, size));
+    });
+    // Errors are handled by the delivery step; this listener only keeps a second one from going unhandled.
+    upstream.on('error', () => {});
+    upstream.once('close', () => {
+      if (ended) return;
+      // Fully received from the upstream but not read to the end (the client left while it was paused): the request
+      // certainly took effect, but there is no body to replay.
+      if (upstream.complete) return this.notReplayable(status, 'response_not_read');
+      this.unknown(this.ctx.outcome === 'upstream_timeout' ? 'upstream_timeout' : this.ctx.outcome === 'client_closed' ? 'client_closed' : 'upstream_aborted');
+    });
+  }
+
+  private complete(status: number, headers: IncomingMessage['headers'], body: Buffer): void {
+    const kept: [string, string | string[]][] = [];
+    for (const [name, value] of Object.entries(headers)) if (value !== undefined && REPLAYED_HEADERS.has(name)) kept.push([name, value]);
+    this.finish({ state: 'completed', fingerprint: this.record.fingerprint, status, headers: kept, body: body.toString('base64') }, 'stored');
+  }
+
+  private notReplayable(status: number, reason: NotReplayableRecord['reason']): void {
+    this.finish({ state: 'not_replayable', fingerprint: this.record.fingerprint, status, reason }, 'not_replayable');
+  }
+
+  private unknown(reason: UnknownReason): void {
+    this.policy.count('unknown_outcome');
+    if (this.policy.settings.onOutcomeUnknown === 'release') return this.release(`outcome unknown (${reason}), on_outcome_unknown: release`);
+    this.finish({ state: 'unknown', fingerprint: this.record.fingerprint, reason }, undefined);
+  }
+
+  /** Replaces the pending record with its final state, for the record's TTL (counted from now). */
+  private finish(record: CompletedRecord | NotReplayableRecord | UnknownRecord, event: IdempotencyEvent | undefined): void {
+    if (!this.stop()) return;
+    this.enqueue('finish', async () => {
+      if (await this.policy.store.replaceIf(this.key, this.value, encodeRecord(record), this.policy.settings.ttlMs)) {
+        if (event) this.policy.count(event);
+        if (record.state === 'unknown') this.log('info', { reason: record.reason }, 'outcome unknown: retries with this key are refused until the record expires');
+      } else {
+        this.log('warn', { state: record.state }, 'idempotency claim was lost before the answer could be recorded (its lease lapsed); the answer was delivered but not recorded');
+      }
+    });
+  }
+
+  private release(why: string): void {
+    if (!this.stop()) return;
+    this.enqueue('release', async () => {
+      if (await this.policy.store.deleteIf(this.key, this.value)) {
+        this.policy.count('released');
+        this.log('debug', { why }, 'idempotency key released');
+      }
+    });
+  }
+
+  private renew(): void {
+    if (this.settled || this.lost) return;
+    this.enqueue('renew', async () => {
+      if (this.settled || this.lost) return;
+      const next: PendingRecord = { ...this.record, lease: (await this.policy.store.now()) + this.policy.settings.leaseMs };
+      const value = encodeRecord(next);
+      if (await this.policy.store.replaceIf(this.key, this.value, value, this.policy.settings.ttlMs)) {
+        this.value = value;
+        this.record = next;
+      } else {
+        this.lost = true;
+        this.log('warn', {}, 'idempotency lease lapsed and the key was taken over while the request was in flight');
+      }
+    });
+  }
+
+  /** Marks the claim settled; false when it already was. */
+  private stop(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    clearInterval(this.renewal);
+    return true;
+  }
+
+  private enqueue(operation: string, run: () => Promise<void>): void {
+    this.queue = this.queue.then(run).catch((err: unknown) => {
+      // The answer is already on its way to the client; a store failure here only means retries may see the claim's
+      // lease lapse and resolve it by on_outcome_unknown.
+      this.log('warn', { operation, err: err instanceof Error ? err.message : String(err) }, 'idempotency store operation failed');
+    });
+  }
+
+  private log(level: 'debug' | 'info' | 'warn', fields: Record<string, unknown>, msg: string): void {
+    this.policy.logger[level]({ request_id: this.ctx.requestId, idempotency_key_hash: this.ctx.idempotencyKeyHash, ...fields }, msg);
+  }
+}
+
+/** The answer to a retry whose first attempt's outcome is unknown, or whose answer cannot be replayed. */
+function outcomeUnknown(record: UnknownRecord | NotReplayableRecord): GatewayError {
+  if (record.state === 'not_replayable') {
+    const why = record.reason === 'response_too_large' ? 'was too large to keep for replay' : 'was not read to its end, so it was not kept';
+    return new GatewayError(
+      'IDEMPOTENCY_OUTCOME_UNKNOWN',
+      `The first request with this Idempotency-Key completed with status ${record.status}, but its response ${why}.`,
+      {
+        suggestion: 'Do not send it again: it took effect. Read the current state of the resource instead; use a new Idempotency-Key only for a new request.',
+        extensions: { reason: record.reason, original_status: record.status },
+      },
+    );
+  }
+  const what: Record<UnknownReason, string> = {
+    upstream_timeout: 'timed out at the upstream',
+    upstream_error: 'lost its connection to the upstream before an answer came',
+    upstream_aborted: 'got an incomplete answer from the upstream',
+    client_closed: 'was abandoned by its client before the answer was complete',
+    gateway_lost: 'was in flight on a gateway instance that stopped answering',
+  };
+  return new GatewayError(
+    'IDEMPOTENCY_OUTCOME_UNKNOWN',
+    `The first request with this Idempotency-Key ${what[record.reason]}: it may or may not have taken effect, so it is not run again.`,
+    { extensions: { reason: record.reason } },
+  );
+}
+
+/** Writes a stored answer: its status, body and allow-listed headers, marked as a replay; X-Request-Id stays this request's own. */
+export function writeReplay(res: ServerResponse, record: CompletedRecord): void {
+  const body = Buffer.from(record.body, 'base64');
+  for (const [name, value] of record.headers) res.setHeader(name, value as string | string[]);
+  res.setHeader('idempotent-replayed', 'true');
+  res.setHeader('x-idempotent-replayed', 'true');
+  res.setHeader('content-length', body.length);
+  res.statusCode = record.status;
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/** Reads the whole request body, refusing it past `max` bytes; undefined when the client leaves before it is complete. */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  const tooLarge = () => payloadTooLarge(max);
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > max) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = () => {
+      req.off('data', onData).off('end', onEnd).off('error', onGone).off('close', onGone);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= max) return void chunks.push(chunk);
+      cleanup();
+      req.pause();
+      reject(tooLarge());
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onGone = () => {
+      cleanup();
+      resolve(undefined);
+    };
+    req.on('data', onData).once('end', onEnd).once('error', onGone).once('close', onGone);
+  });
+}
+
+function payloadTooLarge(max: number): GatewayError {
+  return new GatewayError('PAYLOAD_TOO_LARGE', `The request body is larger than ${max} bytes, the most this route accepts for a request with an Idempotency-Key.`, {
+    // The rest of the body may be unread, so this connection cannot carry another request.
+    headers: { connection: 'close' },
+  });
+}
+
+function bodyStream(body: Buffer): Readable {
+  const stream = new PassThrough();
+  stream.end(body);
+  return stream;
+}

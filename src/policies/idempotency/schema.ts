@@ -1,0 +1,75 @@
+// The `idempotency:` config of a route: `false`, or its settings with every default (the one place they are written).
+import { Type, type Static, type TLiteral, type TString, type TUnion } from '@sinclair/typebox';
+
+/** The building blocks config/schema.ts defines for every section, passed in so this fragment does not import it back. */
+export interface SchemaHelpers {
+  Duration: (description: string, defaultValue?: string) => TString;
+  Size: (description: string, defaultValue: string) => TString;
+  /** One HTTP method, as the route's match.methods takes it. */
+  Method: () => TUnion<TLiteral<string>[]>;
+}
+
+/** The settings object; its Static type is what the policy is compiled from (ajv has filled in every default). */
+export function idempotencySettingsSchema(t: SchemaHelpers) {
+  return Type.Object(
+    {
+      required: Type.Boolean({
+        default: false,
+        description: 'true: a request of one of `methods` without an Idempotency-Key header gets 400 IDEMPOTENCY_KEY_REQUIRED; false: it is forwarded unprotected',
+      }),
+      ttl: t.Duration('how long a finished request is remembered: retries within it get the stored answer (or its refusal)', '24h'),
+      methods: Type.Array(t.Method(), {
+        minItems: 1,
+        uniqueItems: true,
+        default: ['POST', 'PATCH'],
+        description: 'methods the Idempotency-Key is honoured on; other methods pass through untouched',
+      }),
+      lease: t.Duration(
+        'lock lease of a request in flight, renewed while its upstream call is open; a claim whose gateway died is resolved by on_outcome_unknown once it lapses',
+        '10s',
+      ),
+      in_flight: Type.Union([Type.Literal('reject'), Type.Literal('wait')], {
+        default: 'reject',
+        description: 'a duplicate arriving while the first request is in flight: reject (409 IDEMPOTENCY_IN_PROGRESS with Retry-After) or wait up to in_flight_wait for the first to finish, then replay it',
+      }),
+      in_flight_wait: t.Duration('in_flight: wait: longest a duplicate waits before getting 409 IDEMPOTENCY_IN_PROGRESS', '5s'),
+      on_outcome_unknown: Type.Union([Type.Literal('block'), Type.Literal('release')], {
+        default: 'block',
+        description: 'the request reached the upstream but no complete answer came back (timeout, reset, client gone, gateway died): block (retries get 409 IDEMPOTENCY_OUTCOME_UNKNOWN until ttl ends) or release (the key is freed and a retry executes again)',
+      }),
+      on_5xx: Type.Union([Type.Literal('release'), Type.Literal('store')], {
+        default: 'release',
+        description: 'an upstream 5xx answer: release (not stored, a retry executes again) or store (replayed like any other answer)',
+      }),
+      on_store_error: Type.Union([Type.Literal('fail_closed'), Type.Literal('fail_open')], {
+        default: 'fail_closed',
+        description: 'the store cannot be reached: fail_closed (503 STORE_UNAVAILABLE) or fail_open (forward without protection; counted and logged)',
+      }),
+      max_body_bytes: t.Size('largest request body accepted (it is read whole to fingerprint the request); larger ones get 413 PAYLOAD_TOO_LARGE', '1mb'),
+      max_response_bytes: t.Size(
+        'largest response body stored for replay; a larger one is still delivered, but retries get 409 IDEMPOTENCY_OUTCOME_UNKNOWN instead of a replay',
+        '1mb',
+      ),
+    },
+    { additionalProperties: false },
+  );
+}
+
+export type IdempotencySettings = Static<ReturnType<typeof idempotencySettingsSchema>>;
+
+/**
+ * `false` or the settings. Written as one schema typed boolean-or-object rather than an anyOf of the two, because ajv
+ * neither fills in defaults inside an anyOf (strict mode refuses them there) nor reports a typo inside one precisely:
+ * here `properties` apply whenever the value is an object, so defaults and per-key messages work as everywhere else.
+ */
+export function idempotencySchema(t: SchemaHelpers) {
+  const settings = idempotencySettingsSchema(t);
+  return Type.Unsafe<false | IdempotencySettings>({
+    type: ['boolean', 'object'],
+    properties: settings.properties,
+    additionalProperties: false,
+    // `true` is refused: which protection a route gets is spelled out, never implied.
+    anyOf: [{ type: 'object' }, { const: false }],
+    description: 'false to turn it off, or a mapping of settings such as {required: true, ttl: 24h}',
+  });
+}
