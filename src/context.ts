@@ -23,9 +23,9 @@ export interface RequestContext {
   /** The idempotency record's id (a hash of consumer, method, route and key) when the request carried a key; never the key itself. */
   idempotencyKeyHash?: string;
   /**
-   * How the request ended, a bounded set: 'ok', 'upstream_error' (upstream answered 4xx/5xx), the gateway's error code
-   * in lower case, 'gateway_endpoint', 'upstream_aborted' (died mid-body), 'upstream_timeout' (silent mid-body)
-   * or 'client_closed'.
+   * How the request ended, a bounded set: 'ok', 'replayed', the error code of the envelope in lower case (an upstream's
+   * normalized 4xx/5xx included), 'gateway_endpoint', 'upstream_aborted' (died mid-body), 'upstream_timeout' (silent
+   * mid-body) or 'client_closed'.
    */
   outcome: string;
 }

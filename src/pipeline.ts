@@ -3,15 +3,17 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { RequestContext } from './context.ts';
-import type { Runtime } from './runtime.ts';
+import type { Route, Runtime } from './runtime.ts';
 import { requestIdFrom, traceContextFrom } from './identity/request-id.ts';
-import { GatewayError, sendProblem } from './errors/problem.ts';
-import { Forwarder, streamResponse } from './proxy/forwarder.ts';
+import { GatewayError, problemAnswer, sendProblem } from './errors/problem.ts';
+import { Forwarder, streamResponse, writeResponseHead, type UpstreamResult } from './proxy/forwarder.ts';
 import { serveCatalog } from './endpoints/catalog.ts';
 import { methodLabel, type GatewayMetrics } from './observability/metrics.ts';
 import { writeReplay } from './policies/idempotency/policy.ts';
 import { RATE_LIMIT_HEADER_NAMES } from './policies/rate-limit/headers.ts';
-import { upstreamRateLimited } from './proxy/upstream-rate-limit.ts';
+import { inspectSuccess, type Inspection } from './policies/silent-failure/policy.ts';
+import { normalizeUpstreamError } from './errors/normalize.ts';
+import { readBounded } from './proxy/body.ts';
 import { serveBudget } from './endpoints/budget.ts';
 
 export interface PipelineDeps {
@@ -23,6 +25,8 @@ export interface PipelineDeps {
 }
 
 const GATEWAY_PREFIX = '/_agentgate/';
+/** How much of an upstream 4xx body is read for the explanation passed on to the agent. */
+const UPSTREAM_ERROR_BODY_BYTES = 8 * 1024;
 /** Dot segments, raw or percent-encoded: an upstream that resolves them could be reached outside the matched route. */
 const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i;
 
@@ -30,7 +34,7 @@ export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: 
   return (req, res) => {
     // 1. Identify the request: a request id and trace context first, so every answer below, error or not, carries them.
     const ctx = beginRequest(req, res);
-    // 10. Record: exactly one log line and one set of metrics per request, however it ended.
+    // 11. Record: exactly one log line and one set of metrics per request, however it ended.
     res.once('close', () => record(ctx, req, res, deps));
     handle(ctx, req, res, deps.runtime(), deps).catch((err: unknown) => answerWithError(ctx, res, err, deps.logger));
   };
@@ -80,39 +84,106 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   }
   const claim = idempotency?.kind === 'proceed' ? idempotency.claim : undefined;
 
-  // 8. Forward: upstream failures come back as typed errors, never as exceptions.
+  // 8. Forward, unless the upstream is known to be failing (open circuit) or this credential known to be refused (auth
+  //    halt): those fail fast without reaching it. Upstream failures come back as typed errors, never as exceptions.
+  const ticket = route.upstream.guard.admit(req);
   const body = idempotency?.kind === 'proceed' ? idempotency.body : ctx.requestBody && Readable.from([ctx.requestBody], { objectMode: false });
-  const result = await deps.forwarder.send(req, res, ctx, route, body);
-  // The claim settles on what came back (before delivery, so its copy of the body sees every byte): a complete answer
-  // is stored as it streams, a refused connection releases the key, anything else leaves the outcome unknown.
-  claim?.settle(result);
-  if (result.kind === 'client_closed') return;
-  if (result.kind === 'failed') {
-    deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: result.error.code });
-    // A retry sent the moment this error arrives finds the key already released or marked unknown, never still "in progress".
+  const result: UpstreamResult = ticket.refusal
+    ? { kind: 'failed', error: ticket.refusal, reachedUpstream: false }
+    : await deps.forwarder.send(req, res, ctx, route, body);
+  route.upstream.guard.record(ticket, result);
+  if (result.kind !== 'response') {
+    // The claim settles first, so a retry sent the moment this answer arrives finds the key released or marked
+    // unknown, never still "in progress".
+    claim?.settle(result);
     await claim?.recorded();
+    if (result.kind === 'client_closed') return;
+    if (!ticket.refusal) deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: result.error.code });
     throw result.error;
   }
+  const response = result.response;
+  const status = response.statusCode ?? 502;
 
-  // 9. Deliver the upstream's answer, streaming. A cost the upstream reports is settled first (the budget headers then
-  //    show it); the upstream's own 429 becomes an UPSTREAM_RATE_LIMITED envelope with a Retry-After agents can obey.
+  // A cost the upstream reports is settled as soon as its head arrives, so the budget headers of the answer show it.
   if (admission?.kind === 'continue' && admission.charge && route.rateLimit?.cost.settleHeader) {
-    const settled = await route.rateLimit.settle(admission.charge, result.response.headers, consumer, ctx.requestId);
+    const settled = await route.rateLimit.settle(admission.charge, response.headers, consumer, ctx.requestId);
     if (settled) setHeaders(res, settled);
   }
-  if (result.response.statusCode === 429) {
-    const error = await upstreamRateLimited(result.response, route.upstream.name, route.timeoutMs);
-    ctx.upstreamEndedAt = process.hrtime.bigint();
+  // On a limited route the gateway's budget headers are the ones the agent must plan with: the upstream's copies are dropped.
+  if (admission?.kind === 'continue' && Object.keys(admission.headers).length > 0) {
+    for (const name of RATE_LIMIT_HEADER_NAMES) delete response.headers[name];
+  }
+
+  // 9. Inspect the response before any of it reaches the agent: an upstream 4xx/5xx becomes one envelope (its 4xx
+  //    explanation kept, 5xx internals dropped), and a 2xx that is no success (empty, off-schema, an error field, the
+  //    wrong media type, cut short) becomes a loud SILENT_FAILURE.
+  if (status >= 400) {
+    const error = await normalizedUpstreamError(response, route, ctx);
     deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: error.code });
+    claim?.settleAnswer(status, answerOf(error, ctx, res));
     await claim?.recorded();
     throw error;
   }
-  // On a limited route the gateway's budget headers are the ones the agent must plan with: the upstream's own copies are dropped.
-  if (admission?.kind === 'continue' && Object.keys(admission.headers).length > 0) {
-    for (const name of RATE_LIMIT_HEADER_NAMES) delete result.response.headers[name];
+  const inspection: Inspection = route.silentFailure
+    ? await inspectSuccess(route.silentFailure, req.method ?? 'GET', response, route.timeoutMs)
+    : { kind: 'stream' };
+  if (inspection.kind === 'failed') {
+    response.destroy();
+    ctx.upstreamEndedAt = process.hrtime.bigint();
+    const { rule, detail, extensions } = inspection.failure;
+    deps.metrics.silentFailures.inc({ route: route.name, rule });
+    deps.logger.warn({ request_id: ctx.requestId, route: route.name, rule, upstream_status: status }, 'silent failure: the upstream answered success without succeeding');
+    claim?.abandon(`silent failure (${rule})`);
+    await claim?.recorded();
+    throw new GatewayError('SILENT_FAILURE', detail, { upstreamStatus: status, extensions: { rule, ...extensions } });
   }
-  if ((result.response.statusCode ?? 502) >= 400) ctx.outcome = 'upstream_error';
-  streamResponse(result.response, res, ctx, route.timeoutMs, claim && (() => claim.recorded()));
+
+  // 10. Deliver: a checked body from memory, anything else as a stream. The idempotency claim keeps a copy of what the
+  //     agent gets, and the response ends only once it is recorded, so an immediate retry is answered by the replay.
+  if (inspection.kind === 'buffered') {
+    ctx.upstreamEndedAt = process.hrtime.bigint();
+    writeResponseHead(response, res);
+    res.setHeader('content-length', inspection.body.length);
+    claim?.settleAnswer(status, { status, headers: response.headers as Record<string, string | string[]>, body: inspection.body });
+    await claim?.recorded();
+    res.end(req.method === 'HEAD' ? undefined : inspection.body);
+    return;
+  }
+  if (inspection.kind === 'unchecked') {
+    deps.logger.info({ request_id: ctx.requestId, route: route.name }, 'response larger than silent_failure.max_body_bytes: delivered unchecked');
+    response.unshift(inspection.prefix);
+  }
+  claim?.captureStream(response);
+  streamResponse(response, res, ctx, route.timeoutMs, claim && (() => claim.recorded()));
+}
+
+/** Reads a bounded part of an upstream error's body (4xx only: 5xx bodies are never shown) and makes the envelope. */
+async function normalizedUpstreamError(response: IncomingMessage, route: Route, ctx: RequestContext): Promise<GatewayError> {
+  const status = response.statusCode ?? 502;
+  let body: Buffer = Buffer.alloc(0);
+  if (status < 500) {
+    const read = await readBounded(response, UPSTREAM_ERROR_BODY_BYTES, route.timeoutMs);
+    if (read.kind === 'complete') body = read.body;
+    else if (read.kind === 'too_large') body = read.prefix;
+  }
+  // Whatever was not read is not needed: drop the connection rather than drain an error page of unknown size.
+  if (!response.complete) response.destroy();
+  ctx.upstreamEndedAt = process.hrtime.bigint();
+  return normalizeUpstreamError({
+    status,
+    headers: response.headers,
+    body,
+    upstream: route.upstream.name,
+    override: route.upstreamErrors.get(status),
+  });
+}
+
+/** The envelope exactly as the client will get it (with the headers already on the response), for an idempotency record. */
+function answerOf(error: GatewayError, ctx: RequestContext, res: ServerResponse) {
+  const answer = problemAnswer(error, ctx.requestId);
+  const headers: Record<string, string | string[]> = {};
+  for (const name of res.getHeaderNames()) headers[name] = res.getHeader(name) as string | string[];
+  return { status: answer.status, headers: { ...headers, ...answer.headers }, body: Buffer.from(answer.body) };
 }
 
 function beginRequest(req: IncomingMessage, res: ServerResponse): RequestContext {
@@ -188,7 +259,7 @@ function answerWithError(ctx: RequestContext, res: ServerResponse, err: unknown,
 function record(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, deps: PipelineDeps): void {
   const finished = res.writableFinished;
   // An answer cut short by the gateway keeps its reason; otherwise an unfinished answer means the client left.
-  if (!finished && (ctx.outcome === 'ok' || ctx.outcome === 'upstream_error')) ctx.outcome = 'client_closed';
+  if (!finished && ctx.outcome === 'ok') ctx.outcome = 'client_closed';
   // 499 is nginx's convention for "the client closed the connection before the answer was complete".
   const status = finished ? res.statusCode : ctx.outcome === 'client_closed' ? 499 : res.statusCode;
   const now = process.hrtime.bigint();

@@ -9,6 +9,10 @@ import { createConsumerIdentifier, type ConsumerIdentifier } from './identity/co
 import type { PolicyDeps } from './policies/deps.ts';
 import { compileIdempotency, type IdempotencyPolicy } from './policies/idempotency/policy.ts';
 import { RateLimits, type RouteRateLimiter } from './policies/rate-limit/policy.ts';
+import { compileSilentFailure, type SilentFailureCheck } from './policies/silent-failure/policy.ts';
+import { UpstreamGuard } from './proxy/upstream-guard.ts';
+import type { StatusOverride } from './errors/normalize.ts';
+import path from 'node:path';
 
 export interface Upstream {
   readonly name: string;
@@ -17,6 +21,10 @@ export interface Upstream {
   readonly agent: Agent;
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;
+  /** Headers the gateway adds to (or replaces on) every request to this upstream, names in lower case. */
+  readonly headers: Record<string, string> | undefined;
+  /** Circuit breaker and auth-failure halt; their state starts afresh on a config reload. */
+  readonly guard: UpstreamGuard;
 }
 
 export interface Route extends Routable {
@@ -30,6 +38,10 @@ export interface Route extends Routable {
   readonly idempotency: IdempotencyPolicy | undefined;
   /** Cost-based rate limiting; undefined when no policy applies to the route. */
   readonly rateLimit: RouteRateLimiter | undefined;
+  /** Silent-failure rules for 2xx answers; undefined when the route has none. */
+  readonly silentFailure: SilentFailureCheck | undefined;
+  /** How this route reads the upstream's error statuses, where they mean something else than usual. */
+  readonly upstreamErrors: ReadonlyMap<number, StatusOverride>;
 }
 
 export interface Runtime {
@@ -82,12 +94,16 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
   const upstreams = new Map<string, Upstream>();
   for (const [name, u] of Object.entries(config.upstreams)) {
     const target = new URL(u.url);
+    // Lower case, because http-proxy-3 merges these over the request's (lower-case) headers: 'Authorization' would be sent twice.
+    const headers = u.headers ? Object.fromEntries(Object.entries(u.headers).map(([k, v]) => [k.toLowerCase(), v])) : undefined;
     upstreams.set(name, {
       name,
       target,
       agent: pools.agentFor(target, u.max_sockets),
       timeoutMs: parseDuration(u.timeout),
       connectTimeoutMs: parseDuration(u.connect_timeout),
+      headers,
+      guard: new UpstreamGuard(name, { circuitBreaker: u.circuit_breaker ?? false, authHalt: u.auth_halt ?? false, injectedHeaders: headers ?? {} }, deps),
     });
   }
   const rateLimits = new RateLimits(config, deps);
@@ -103,6 +119,8 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
       // A route's own setting, false included, replaces the inherited one as a whole (settings are not merged).
       idempotency: compileIdempotency(r.idempotency ?? config.defaults.idempotency, r.name, deps),
       rateLimit: rateLimits.forRoute(r),
+      silentFailure: compileSilentFailure(r.silent_failure ?? config.defaults.silent_failure, path.dirname(loaded.file)),
+      upstreamErrors: new Map(Object.entries(r.upstream_errors ?? {}).map(([status, o]) => [Number(status), o as StatusOverride])),
     };
   });
   return {

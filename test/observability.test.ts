@@ -266,7 +266,8 @@ describe('request log', () => {
     const upstream404 = lineFor(lines, 'log-upstream-404');
     assert.equal(upstream404.status, 404);
     assert.equal(upstream404.upstream_status, 404);
-    assert.equal(upstream404.outcome, 'upstream_error');
+    assert.equal(upstream404.outcome, 'not_found', "an upstream 404 is normalized: the outcome is its code");
+    assert.equal(upstream404.code, 'NOT_FOUND');
 
     const noRoute = lineFor(lines, 'log-no-route');
     assert.equal(noRoute.status, 404);

@@ -8,6 +8,7 @@ import { ConfigSchema, type Config } from './schema.ts';
 import { isDuration, isSize, parseDuration, parseListenAddress } from './units.ts';
 import { MAX_CAPACITY_TIMES_PER_MS } from '../policies/rate-limit/schema.ts';
 import { compilePathTemplate } from '../routing/router.ts';
+import { loadResponseSchema } from '../policies/silent-failure/policy.ts';
 
 /** Config files larger than this are refused before parsing: a real config is a few kilobytes. */
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -114,7 +115,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const valid = validateSchema(data);
   const problems = valid ? [] : schemaProblems(validateSchema.errors ?? [], doc, at);
   const reported = new Set(problems.map((p) => p.keyPath));
-  for (const { keyPath, message } of crossCheck(data as Partial<Config>)) {
+  for (const { keyPath, message } of crossCheck(data as Partial<Config>, path.dirname(path.resolve(file)))) {
     const formatted = formatKeyPath(keyPath);
     if (!reported.has(formatted)) problems.push(at(offsetOf(doc, keyPath), formatted, message));
   }
@@ -232,7 +233,7 @@ function schemaProblems(errors: ErrorObject[], doc: Document, at: At): ConfigPro
  * Rules JSON Schema cannot express: references between sections and uniqueness of names.
  * Runs on data that may have failed the schema, so it only looks at the parts that have the right shape.
  */
-function crossCheck(config: Partial<Config>): { keyPath: KeyPath; message: string }[] {
+function crossCheck(config: Partial<Config>, configDir: string): { keyPath: KeyPath; message: string }[] {
   const problems: { keyPath: KeyPath; message: string }[] = [];
   const upstreams = isRecord(config.upstreams) ? config.upstreams : {};
   const upstreamNames = Object.keys(upstreams);
@@ -260,7 +261,7 @@ function crossCheck(config: Partial<Config>): { keyPath: KeyPath; message: strin
       }
     }
   });
-  problems.push(...rateLimitProblems(config));
+  problems.push(...rateLimitProblems(config), ...responseSchemaProblems(config, configDir));
   const store = isRecord(config.store) ? (config.store as Partial<Config['store']>) : undefined;
   if (!store) return problems;
   if (store.type === 'redis' && !store.url && !store.cluster) {
@@ -276,6 +277,24 @@ function crossCheck(config: Partial<Config>): { keyPath: KeyPath; message: strin
 }
 
 /** Rate-limit policies named by routes and defaults must exist, and each policy must be countable exactly. */
+/** A response_schema file that cannot be read or is no JSON Schema is a config error, named at its key, not a runtime surprise. */
+function responseSchemaProblems(config: Partial<Config>, configDir: string): { keyPath: KeyPath; message: string }[] {
+  const problems: { keyPath: KeyPath; message: string }[] = [];
+  const check = (settings: unknown, keyPath: KeyPath) => {
+    if (!isRecord(settings) || typeof settings.response_schema !== 'string') return;
+    try {
+      loadResponseSchema(path.resolve(configDir, settings.response_schema));
+    } catch (err) {
+      problems.push({ keyPath: [...keyPath, 'response_schema'], message: (err as Error).message });
+    }
+  };
+  if (isRecord(config.defaults)) check(config.defaults.silent_failure, ['defaults', 'silent_failure']);
+  (Array.isArray(config.routes) ? config.routes : []).forEach((route: unknown, i) => {
+    if (isRecord(route)) check(route.silent_failure, ['routes', i, 'silent_failure']);
+  });
+  return problems;
+}
+
 function rateLimitProblems(config: Partial<Config>): { keyPath: KeyPath; message: string }[] {
   const problems: { keyPath: KeyPath; message: string }[] = [];
   const policies = isRecord(config.rate_limits) ? config.rate_limits : {};

@@ -3,6 +3,10 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { idempotencySchema } from '../policies/idempotency/schema.ts';
 import { costSchema, rateLimitDefaultsProperties, rateLimitRefSchema, rateLimitsSchema } from '../policies/rate-limit/schema.ts';
+import { silentFailureSchema } from '../policies/silent-failure/schema.ts';
+import { circuitBreakerSchema } from '../policies/circuit-breaker/schema.ts';
+import { authHaltSchema } from '../policies/auth-halt/schema.ts';
+import { ERROR_CATALOG } from '../errors/catalog.ts';
 
 const DURATION_HELP = 'a duration with a unit: 250ms, 10s, 5m, 24h';
 const SIZE_HELP = 'a size with a unit: 512b, 64kb, 1mb';
@@ -93,8 +97,31 @@ const UpstreamSchema = Type.Object(
     timeout: Duration('longest the upstream may stay silent: before its response headers, and between two chunks of its body', '10s'),
     connect_timeout: Duration('longest a TCP connect to the upstream may take', '5s'),
     max_sockets: Type.Integer({ minimum: 1, default: 256, description: 'size of the keep-alive connection pool to this upstream' }),
+    headers: Type.Optional(
+      Type.Record(Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$" }), Type.String(), {
+        description: "headers added to (or replacing) every request to this upstream, e.g. Authorization: 'Bearer ${LEGACY_TOKEN}', so agents never hold the legacy API's secret; never logged",
+      }),
+    ),
+    circuit_breaker: Type.Optional(circuitBreakerSchema({ Duration })),
+    auth_halt: Type.Optional(authHaltSchema({ Duration })),
   },
   { additionalProperties: false },
+);
+
+/** `false` or silent-failure rules; the same schema on a route and under defaults. */
+const SilentFailure = () => silentFailureSchema({ Size });
+
+const UpstreamErrors = Type.Record(
+  Type.String({ pattern: '^[1-5][0-9][0-9]$' }),
+  Type.Object(
+    {
+      code: Type.Union(Object.keys(ERROR_CATALOG).map((c) => Type.Literal(c)), { description: 'the catalog code this status means here' }),
+      retryable: Type.Optional(Type.Boolean({ description: 'overrides whether agents should retry' })),
+      suggestion: Type.Optional(Type.String({ minLength: 1, description: 'what an agent should do instead' })),
+    },
+    { additionalProperties: false },
+  ),
+  { description: "how to read this upstream's error statuses when they mean something else, e.g. '400': {code: UPSTREAM_UNAVAILABLE, retryable: true}" },
 );
 
 /** `false` or idempotency settings; the same schema on a route and under defaults. */
@@ -124,6 +151,8 @@ const RouteSchema = Type.Object(
     cost: Type.Optional(costSchema({ Duration, Size, Name })),
     rate_limit: Type.Optional(rateLimitRefSchema({ Duration, Size, Name })),
     idempotency: Type.Optional(Idempotency()),
+    silent_failure: Type.Optional(SilentFailure()),
+    upstream_errors: Type.Optional(UpstreamErrors),
   },
   { additionalProperties: false },
 );
@@ -144,7 +173,7 @@ export const ConfigSchema = Type.Object(
     }),
     rate_limits: rateLimitsSchema({ Duration, Size, Name }),
     defaults: Type.Object(
-      { ...rateLimitDefaultsProperties({ Duration, Size, Name }), idempotency: Type.Optional(Idempotency()) },
+      { ...rateLimitDefaultsProperties({ Duration, Size, Name }), idempotency: Type.Optional(Idempotency()), silent_failure: Type.Optional(SilentFailure()) },
       { additionalProperties: false, default: {}, description: 'what every route inherits unless it sets its own' },
     ),
     routes: Type.Array(RouteSchema, { minItems: 1, description: 'routes, tried in file order: the first match wins' }),

@@ -64,6 +64,16 @@ export function problemDocument(error: GatewayError, requestId: string): Record<
   };
 }
 
+/** The status, headers and body of an error answer: what sendProblem writes, and what an idempotency record keeps of it. */
+export function problemAnswer(error: GatewayError, requestId: string): { status: number; headers: Record<string, string>; body: string } {
+  const headers: Record<string, string> = { ...error.headers };
+  if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
+  headers['x-should-retry'] = error.retryable ? 'true' : 'false';
+  headers['content-type'] = 'application/problem+json';
+  headers['cache-control'] = 'no-store';
+  return { status: error.status, headers, body: JSON.stringify(problemDocument(error, requestId)) };
+}
+
 /**
  * Answers with the error's envelope. When the response has already started (an upstream died mid-body),
  * the only honest signal left is to cut the connection, so the client sees a broken response, never a short "success".
@@ -73,13 +83,9 @@ export function sendProblem(res: ServerResponse, error: GatewayError, requestId:
     res.destroy();
     return;
   }
-  const body = JSON.stringify(problemDocument(error, requestId));
-  if (error.headers) for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
-  if (error.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(error.retryAfterSeconds));
-  res.setHeader('x-should-retry', error.retryable ? 'true' : 'false');
-  res.setHeader('content-type', 'application/problem+json');
-  res.setHeader('cache-control', 'no-store');
-  res.setHeader('content-length', Buffer.byteLength(body));
-  res.statusCode = error.status;
-  res.end(res.req.method === 'HEAD' ? undefined : body);
+  const answer = problemAnswer(error, requestId);
+  for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
+  res.setHeader('content-length', Buffer.byteLength(answer.body));
+  res.statusCode = answer.status;
+  res.end(res.req.method === 'HEAD' ? undefined : answer.body);
 }

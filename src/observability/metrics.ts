@@ -1,5 +1,5 @@
 // The Prometheus metrics of the contract (prefix agentgate_, base units, labelled by route name, never raw path).
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Methods outside this set are counted as OTHER, so a client cannot grow label cardinality with made-up methods. */
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE']);
@@ -75,6 +75,27 @@ export class GatewayMetrics {
     name: 'agentgate_rate_limit_warnings_total',
     help: "Requests that took a budget below its policy's warn_below threshold, by route and policy.",
     labelNames: ['route', 'policy'] as const,
+    registers: [this.registry],
+  });
+
+  readonly silentFailures = new Counter({
+    name: 'agentgate_silent_failures_total',
+    help: 'Upstream 2xx answers that were failures in disguise, by route and rule (empty_body, response_schema, error_fields, content_type, truncated).',
+    labelNames: ['route', 'rule'] as const,
+    registers: [this.registry],
+  });
+
+  readonly circuitBreakerState = new Gauge({
+    name: 'agentgate_circuit_breaker_state',
+    help: 'Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
+  readonly authHalts = new Counter({
+    name: 'agentgate_auth_halts_total',
+    help: 'Times a credential was halted after consecutive upstream 401s, by upstream.',
+    labelNames: ['upstream'] as const,
     registers: [this.registry],
   });
 

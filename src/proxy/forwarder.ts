@@ -91,6 +91,7 @@ export class Forwarder {
           agent: route.upstream.agent,
           proxyTimeout: route.timeoutMs,
           connectTimeout: route.upstream.connectTimeoutMs,
+          ...(route.upstream.headers ? { headers: route.upstream.headers } : {}),
           ...(body ? { buffer: body } : {}),
         },
         (err: Error) => {

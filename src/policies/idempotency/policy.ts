@@ -61,6 +61,8 @@ const RELEASED_STATUSES = new Set([408, 409, 425, 429]);
  */
 export const REPLAYED_HEADERS = new Set([
   'content-type',
+  // A replayed error envelope keeps telling SDKs whether to retry.
+  'x-should-retry',
   'content-encoding',
   'content-language',
   'content-location',
@@ -290,15 +292,26 @@ export class Claim {
     this.renewal.unref();
   }
 
-  /** Decides from the forwarding result; for a response, captures its body as it streams (call before delivering it). */
-  settle(result: UpstreamResult): void {
+  /** Decides from a forwarding attempt that brought no answer. */
+  settle(result: Exclude<UpstreamResult, { kind: 'response' }>): void {
     if (result.kind === 'client_closed') return this.unknown('client_closed');
-    if (result.kind === 'failed') {
-      // Refused before anything was sent (connect phase): nothing can have happened upstream, so a retry is safe.
-      if (!result.reachedUpstream) return this.release(`upstream not reached (${result.error.code})`);
-      return this.unknown(result.error.code === 'UPSTREAM_TIMEOUT' ? 'upstream_timeout' : 'upstream_error');
-    }
-    this.capture(result.response);
+    // Refused before anything was sent (connect phase, open circuit): nothing can have happened upstream, so a retry is safe.
+    if (!result.reachedUpstream) return this.release(`upstream not reached (${result.error.code})`);
+    return this.unknown(result.error.code === 'UPSTREAM_TIMEOUT' ? 'upstream_timeout' : 'upstream_error');
+  }
+
+  /**
+   * Settles on an answer the gateway delivers from memory (a normalized upstream error, a body checked for silent
+   * failures): kept for replay, or released, by the upstream's status, exactly like a streamed answer.
+   */
+  settleAnswer(upstreamStatus: number, answer: { status: number; headers: Record<string, string | string[]>; body: Buffer }): void {
+    if (this.releases(upstreamStatus)) return this.release(`upstream answered ${upstreamStatus}`);
+    this.complete(answer.status, answer.headers, answer.body);
+  }
+
+  /** The upstream's "success" was a failure in disguise: nothing trustworthy happened, so a retry must run again. */
+  abandon(why: string): void {
+    this.release(why);
   }
 
   /**
@@ -309,11 +322,14 @@ export class Claim {
     return this.queue.then(() => undefined);
   }
 
-  private capture(upstream: IncomingMessage): void {
+  private releases(upstreamStatus: number): boolean {
+    return RELEASED_STATUSES.has(upstreamStatus) || (upstreamStatus >= 500 && this.policy.settings.on5xx === 'release');
+  }
+
+  /** Captures a streamed answer's body as it goes to the client (call before delivering it). */
+  captureStream(upstream: IncomingMessage): void {
     const status = upstream.statusCode ?? 502;
-    if (RELEASED_STATUSES.has(status) || (status >= 500 && this.policy.settings.on5xx === 'release')) {
-      return this.release(`upstream answered ${status}`);
-    }
+    if (this.releases(status)) return this.release(`upstream answered ${status}`);
     // A bounded tee: the response streams to the client as usual while a copy of at most max_response_bytes is kept.
     const max = this.policy.settings.maxResponseBytes;
     let chunks: Buffer[] = [];
@@ -340,7 +356,7 @@ export class Claim {
     });
   }
 
-  private complete(status: number, headers: IncomingMessage['headers'], body: Buffer): void {
+  private complete(status: number, headers: Record<string, string | string[] | undefined>, body: Buffer): void {
     const kept: [string, string | string[]][] = [];
     for (const [name, value] of Object.entries(headers)) if (value !== undefined && REPLAYED_HEADERS.has(name)) kept.push([name, value]);
     this.finish({ state: 'completed', fingerprint: this.record.fingerprint, status, headers: kept, body: body.toString('base64') }, 'stored');

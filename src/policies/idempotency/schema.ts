@@ -1,5 +1,6 @@
 // The `idempotency:` config of a route: `false`, or its settings with every default (the one place they are written).
 import { Type, type Static, type TLiteral, type TString, type TUnion } from '@sinclair/typebox';
+import { falseOr } from '../../config/false-or.ts';
 
 /** The building blocks config/schema.ts defines for every section, passed in so this fragment does not import it back. */
 export interface SchemaHelpers {
@@ -57,19 +58,7 @@ export function idempotencySettingsSchema(t: SchemaHelpers) {
 
 export type IdempotencySettings = Static<ReturnType<typeof idempotencySettingsSchema>>;
 
-/**
- * `false` or the settings. Written as one schema typed boolean-or-object rather than an anyOf of the two, because ajv
- * neither fills in defaults inside an anyOf (strict mode refuses them there) nor reports a typo inside one precisely:
- * here `properties` apply whenever the value is an object, so defaults and per-key messages work as everywhere else.
- */
+/** `false` or the settings. */
 export function idempotencySchema(t: SchemaHelpers) {
-  const settings = idempotencySettingsSchema(t);
-  return Type.Unsafe<false | IdempotencySettings>({
-    type: ['boolean', 'object'],
-    properties: settings.properties,
-    additionalProperties: false,
-    // `true` is refused: which protection a route gets is spelled out, never implied.
-    anyOf: [{ type: 'object' }, { const: false }],
-    description: 'false to turn it off, or a mapping of settings such as {required: true, ttl: 24h}',
-  });
+  return falseOr(idempotencySettingsSchema(t), 'false to turn it off, or a mapping of settings such as {required: true, ttl: 24h}');
 }

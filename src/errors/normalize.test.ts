@@ -1,0 +1,73 @@
+// Upstream 4xx/5xx normalization: code, status, retryability, Retry-After and what of the upstream's body reaches the agent.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { normalizeUpstreamError, parseRetryAfter, codeForStatus } from './normalize.ts';
+
+const NOW = Date.parse('2026-11-22T12:00:00Z');
+const input = (status: number, body = '', headers: Record<string, string> = {}) => ({ status, headers, body: Buffer.from(body), upstream: 'orders', nowMs: NOW });
+
+test('each upstream status maps to its code, keeping the status', () => {
+  const expected: [number, string, boolean][] = [
+    [400, 'INVALID_REQUEST', false], [401, 'UNAUTHENTICATED', false], [403, 'FORBIDDEN', false], [404, 'NOT_FOUND', false],
+    [409, 'CONFLICT', false], [422, 'VALIDATION_FAILED', false], [429, 'UPSTREAM_RATE_LIMITED', true], [418, 'INVALID_REQUEST', false],
+    [500, 'UPSTREAM_ERROR', true], [502, 'UPSTREAM_ERROR', true], [503, 'UPSTREAM_UNAVAILABLE', true], [504, 'UPSTREAM_TIMEOUT', true], [599, 'UPSTREAM_ERROR', true],
+  ];
+  for (const [status, code, retryable] of expected) {
+    const error = normalizeUpstreamError(input(status));
+    assert.deepEqual([error.code, error.status, error.retryable, error.upstreamStatus], [code, status, retryable, status], `HTTP ${status}`);
+  }
+  assert.equal(codeForStatus(451), 'INVALID_REQUEST');
+});
+
+test("a 4xx JSON explanation reaches the agent in detail and in a bounded 'upstream' member", () => {
+  const body = JSON.stringify({ message: 'quantity must be positive', errors: [{ field: 'quantity', message: 'must be > 0' }] });
+  const error = normalizeUpstreamError(input(422, body, { 'content-type': 'application/json' }));
+  assert.equal(error.message, "Upstream 'orders' answered 422: quantity must be positive");
+  assert.deepEqual(error.extensions, { upstream: JSON.parse(body) });
+  const nested = normalizeUpstreamError(input(400, JSON.stringify({ error: { message: 'bad cursor' } })));
+  assert.match(nested.message, /bad cursor/);
+  const fieldsOnly = normalizeUpstreamError(input(400, JSON.stringify({ errors: [{ message: 'a' }, { message: 'b' }] })));
+  assert.match(fieldsOnly.message, /a; b/);
+});
+
+test('a short plain-text 4xx passes; HTML never does; a huge body is clipped and not attached', () => {
+  assert.match(normalizeUpstreamError(input(400, 'missing   customer\nid', { 'content-type': 'text/plain' })).message, /: missing customer id$/);
+  const html = normalizeUpstreamError(input(404, '<html><body>Not Found<pre>at Foo.bar()</pre></body></html>', { 'content-type': 'text/html' }));
+  assert.equal(html.message, "Upstream 'orders' answered 404.");
+  assert.equal(html.extensions, undefined);
+  const huge = normalizeUpstreamError(input(400, JSON.stringify({ message: 'x'.repeat(10_000) })));
+  assert.ok(huge.message.length < 600);
+  assert.equal(huge.extensions, undefined);
+});
+
+test('5xx bodies never reach the agent: no stack traces, no HTML, no internals', () => {
+  const trace = '<html><pre>java.lang.NullPointerException\n at com.legacy.OrderService(OrderService.java:42)\n db=10.0.0.5 user=sa</pre></html>';
+  const error = normalizeUpstreamError(input(500, trace, { 'content-type': 'text/html' }));
+  assert.equal(error.message, "Upstream 'orders' failed with HTTP 500.");
+  assert.equal(error.extensions, undefined);
+  const jsonTrace = normalizeUpstreamError(input(503, JSON.stringify({ message: 'pool exhausted at db-7.internal', stack: 'Error: ...' })));
+  assert.doesNotMatch(jsonTrace.message, /db-7|stack/);
+});
+
+test("the upstream's Retry-After is carried over as whole seconds, in seconds or as an HTTP date", () => {
+  assert.equal(normalizeUpstreamError(input(429, '', { 'retry-after': '7' })).retryAfterSeconds, 7);
+  assert.equal(normalizeUpstreamError(input(429, '', { 'retry-after': new Date(NOW + 12_000).toUTCString() })).retryAfterSeconds, 12);
+  assert.equal(normalizeUpstreamError(input(503, '', { 'retry-after': '30' })).retryAfterSeconds, 30);
+  assert.equal(normalizeUpstreamError(input(429)).retryAfterSeconds, 5, 'a 429 without Retry-After still tells the agent how long to wait');
+  assert.equal(normalizeUpstreamError(input(400, '', { 'retry-after': '9' })).retryAfterSeconds, undefined, 'a non-retryable error has no wait');
+});
+
+test('Retry-After parsing clamps to 1 s .. 1 day and ignores garbage', () => {
+  assert.equal(parseRetryAfter('0', NOW), 1);
+  assert.equal(parseRetryAfter('2.5', NOW), 3);
+  assert.equal(parseRetryAfter(new Date(NOW - 60_000).toUTCString(), NOW), 1);
+  assert.equal(parseRetryAfter('999999999', NOW), 86_400);
+  assert.equal(parseRetryAfter('soon', NOW), undefined);
+  assert.equal(parseRetryAfter('-5', NOW), undefined);
+  assert.equal(parseRetryAfter(undefined, NOW), undefined);
+});
+
+test('a route override reinterprets a status', () => {
+  const error = normalizeUpstreamError({ ...input(400, JSON.stringify({ message: 'try later' })), override: { code: 'UPSTREAM_UNAVAILABLE', retryable: true, suggestion: 'This API says 400 when it is busy: wait and retry.' } });
+  assert.deepEqual([error.code, error.status, error.retryable, error.suggestion], ['UPSTREAM_UNAVAILABLE', 400, true, 'This API says 400 when it is busy: wait and retry.']);
+});

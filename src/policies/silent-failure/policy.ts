@@ -1,0 +1,100 @@
+// Compiles a route's silent-failure rules at config load and applies them to a 2xx before any of it reaches the agent.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { IncomingMessage } from 'node:http';
+import { Ajv, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import { parseSize } from '../../config/units.ts';
+import { awaitFirstByte, readBounded } from '../../proxy/body.ts';
+import type { SilentFailureSettings } from './schema.ts';
+import { bodyExpected, checkBody, checkContentType, EMPTY_BODY, needsWholeBody, parsePointer, type SilentFailure, type SilentFailureRules } from './rules.ts';
+
+/** Response schemas are the user's own: lenient about unknown keywords, strict about what they say. */
+const responseAjv = new Ajv({ allErrors: true, strict: false });
+addFormats.default(responseAjv);
+
+/** Reads and compiles a response JSON Schema file; throws an Error whose message says what is wrong with it. */
+export function loadResponseSchema(file: string): ValidateFunction {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read response schema ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let schema: unknown;
+  try {
+    schema = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`response schema ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  try {
+    return responseAjv.compile(schema as object);
+  } catch (err) {
+    throw new Error(`response schema ${file} is not a valid JSON Schema: ${(err as Error).message}`);
+  }
+}
+
+export interface SilentFailureCheck {
+  readonly rules: SilentFailureRules;
+  readonly maxBodyBytes: number;
+}
+
+export function compileSilentFailure(settings: false | SilentFailureSettings | undefined, configDir: string): SilentFailureCheck | undefined {
+  if (!settings) return undefined;
+  const rules: SilentFailureRules = {
+    emptyBody: settings.empty_body,
+    schema: settings.response_schema === undefined ? undefined : loadResponseSchema(path.resolve(configDir, settings.response_schema)),
+    errorFields: settings.error_fields.map((f) =>
+      typeof f === 'string' ? { pointer: f, tokens: parsePointer(f) } : { pointer: f.pointer, tokens: parsePointer(f.pointer), equals: f.equals },
+    ),
+    contentTypes: settings.content_type.map((t) => t.toLowerCase()),
+  };
+  const active = rules.emptyBody || rules.schema !== undefined || rules.errorFields.length > 0 || rules.contentTypes.length > 0;
+  return active ? { rules, maxBodyBytes: parseSize(settings.max_body_bytes) } : undefined;
+}
+
+export type Inspection =
+  /** Deliver as a stream (the stream may be paused with its first bytes put back). */
+  | { kind: 'stream' }
+  /** The whole body was read and passed; deliver it from memory. */
+  | { kind: 'buffered'; body: Buffer }
+  /** Too large to check: deliver `prefix`, then the rest of the stream, unchecked. */
+  | { kind: 'unchecked'; prefix: Buffer }
+  | { kind: 'failed'; failure: SilentFailure };
+
+/**
+ * Decides whether a 2xx is the success it claims. Only the rules that need the body read it: empty_body waits for the
+ * first byte alone, content_type looks at the head, and only schema and error-field rules buffer (bounded).
+ */
+export async function inspectSuccess(check: SilentFailureCheck, method: string, upstream: IncomingMessage, idleTimeoutMs: number): Promise<Inspection> {
+  const status = upstream.statusCode ?? 200;
+  if (!bodyExpected(method, status)) return { kind: 'stream' };
+  const { rules } = check;
+  const wrongType = checkContentType(rules, upstream.headers['content-type']);
+  if (wrongType) return { kind: 'failed', failure: wrongType };
+
+  if (needsWholeBody(rules)) {
+    const read = await readBounded(upstream, check.maxBodyBytes, idleTimeoutMs);
+    if (read.kind === 'truncated' || read.kind === 'timeout') return { kind: 'failed', failure: truncated(read.kind) };
+    if (read.kind === 'too_large') return { kind: 'unchecked', prefix: read.prefix };
+    if (read.body.length === 0) return rules.emptyBody ? { kind: 'failed', failure: EMPTY_BODY } : { kind: 'buffered', body: read.body };
+    const failure = checkBody(rules, read.body);
+    return failure ? { kind: 'failed', failure } : { kind: 'buffered', body: read.body };
+  }
+  if (rules.emptyBody) {
+    const first = await awaitFirstByte(upstream, idleTimeoutMs);
+    if (first === 'empty') return { kind: 'failed', failure: EMPTY_BODY };
+    if (first !== 'data') return { kind: 'failed', failure: truncated(first) };
+  }
+  return { kind: 'stream' };
+}
+
+function truncated(how: 'truncated' | 'timeout'): SilentFailure {
+  return {
+    rule: 'truncated',
+    detail:
+      how === 'timeout'
+        ? 'The upstream answered success, then went silent before its body was complete.'
+        : 'The upstream answered success, then closed the connection before its body was complete (fewer bytes than it announced).',
+  };
+}

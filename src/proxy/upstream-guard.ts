@@ -1,0 +1,113 @@
+// Consulted before and after every upstream call: the circuit breaker and the auth-failure halt of one upstream.
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import { GatewayError } from '../errors/problem.ts';
+import { hashIdentity } from '../identity/consumer.ts';
+import { CircuitBreaker, CIRCUIT_STATE_VALUE } from '../policies/circuit-breaker/breaker.ts';
+import type { CircuitBreakerSettings } from '../policies/circuit-breaker/schema.ts';
+import { AuthFailureHalt } from '../policies/auth-halt/halt.ts';
+import type { AuthHaltSettings } from '../policies/auth-halt/schema.ts';
+import { parseDuration } from '../config/units.ts';
+import type { GatewayMetrics } from '../observability/metrics.ts';
+import type { UpstreamResult } from './forwarder.ts';
+
+/** Request headers that carry an agent's own credential to the upstream, when the gateway injects none. */
+const CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'cookie'];
+
+export interface Ticket {
+  /** Set when the call must not be made; the answer to give instead. */
+  readonly refusal: GatewayError | undefined;
+  readonly probe: boolean;
+  readonly credential: string | undefined;
+}
+
+export class UpstreamGuard {
+  private readonly name: string;
+  private readonly breaker: CircuitBreaker | undefined;
+  private readonly halt: AuthFailureHalt | undefined;
+  /** The gateway's injected credential, when it has one: then every call uses it, whoever the agent is. */
+  private readonly injectedCredential: string | undefined;
+  private readonly metrics: GatewayMetrics;
+  private readonly logger: Logger;
+
+  constructor(
+    name: string,
+    settings: { circuitBreaker: false | CircuitBreakerSettings; authHalt: false | AuthHaltSettings; injectedHeaders: Record<string, string> },
+    deps: { metrics: GatewayMetrics; logger: Logger },
+  ) {
+    this.name = name;
+    this.metrics = deps.metrics;
+    this.logger = deps.logger;
+    const cb = settings.circuitBreaker;
+    const state = deps.metrics.circuitBreakerState.labels({ upstream: name });
+    state.set(CIRCUIT_STATE_VALUE.closed);
+    this.breaker = cb
+      ? new CircuitBreaker({
+          failureThreshold: cb.failures,
+          windowMs: parseDuration(cb.window),
+          openMs: parseDuration(cb.open_for),
+          onStateChange: (s) => {
+            state.set(CIRCUIT_STATE_VALUE[s]);
+            this.logger[s === 'open' ? 'error' : 'info']({ upstream: name, state: s }, `circuit ${s.replace('_', '-')} for upstream '${name}'`);
+          },
+        })
+      : undefined;
+    this.halt = settings.authHalt ? new AuthFailureHalt({ threshold: settings.authHalt.after, cooldownMs: parseDuration(settings.authHalt.cooldown) }) : undefined;
+    const injected = CREDENTIAL_HEADERS.filter((h) => settings.injectedHeaders[h] !== undefined).map((h) => settings.injectedHeaders[h]);
+    this.injectedCredential = injected.length > 0 ? hashIdentity(`${name}\u0000${injected.join('\u0000')}`) : undefined;
+  }
+
+  /** Before the call: refuse fast when the circuit is open or the credential is halted. */
+  admit(req: IncomingMessage): Ticket {
+    const credential = this.halt ? (this.injectedCredential ?? this.agentCredential(req)) : undefined;
+    const haltedMs = credential !== undefined ? this.halt!.haltedFor(credential) : undefined;
+    if (haltedMs !== undefined) return { refusal: this.haltedError(haltedMs), probe: false, credential };
+    const admission = this.breaker?.admit() ?? { allowed: true as const, probe: false };
+    if (!admission.allowed) {
+      return {
+        refusal: new GatewayError('CIRCUIT_OPEN', `Upstream '${this.name}' is failing, so calls to it are paused for now.`, {
+          retryAfterSeconds: admission.retryAfterMs / 1000,
+        }),
+        probe: false,
+        credential,
+      };
+    }
+    return { refusal: undefined, probe: admission.probe, credential };
+  }
+
+  /** After the call: feeds the breaker (5xx, timeouts and unreachable are failures) and the halt (consecutive 401s). */
+  record(ticket: Ticket, result: UpstreamResult): void {
+    if (ticket.refusal) return;
+    if (result.kind === 'client_closed') {
+      if (ticket.probe) this.breaker?.abandonProbe();
+      return;
+    }
+    const status = result.kind === 'response' ? (result.response.statusCode ?? 502) : undefined;
+    this.breaker?.record(status !== undefined && status < 500, ticket.probe);
+    if (status === undefined || ticket.credential === undefined || !this.halt) return;
+    if (this.halt.record(ticket.credential, status)) {
+      this.metrics.authHalts.inc({ upstream: this.name });
+      this.logger.error(
+        { upstream: this.name, credential_hash: ticket.credential },
+        `upstream '${this.name}' refused one credential repeatedly; calls using it are halted until a human fixes it or the cool-down ends`,
+      );
+    }
+  }
+
+  private agentCredential(req: IncomingMessage): string | undefined {
+    const values = CREDENTIAL_HEADERS.map((h) => req.headers[h]).filter((v) => v !== undefined);
+    return values.length > 0 ? hashIdentity(`${this.name}\u0000${values.join('\u0000')}`) : undefined;
+  }
+
+  private haltedError(ms: number): GatewayError {
+    return new GatewayError(
+      'UNAUTHENTICATED',
+      `Upstream '${this.name}' refused this credential several times in a row, so the gateway stopped sending it for ${Math.ceil(ms / 1000)} more seconds.`,
+      {
+        retryable: false,
+        suggestion: 'Do not retry: the credential is being refused. A human must fix or rotate it; calls resume after the cool-down.',
+        extensions: { auth_halted: true, halted_for_seconds: Math.ceil(ms / 1000) },
+      },
+    );
+  }
+}
