@@ -12,8 +12,8 @@ import { methodLabel, type GatewayMetrics } from './observability/metrics.ts';
 import { writeReplay } from './policies/idempotency/policy.ts';
 import { RATE_LIMIT_HEADER_NAMES } from './policies/rate-limit/headers.ts';
 import { inspectSuccess, type Inspection } from './policies/silent-failure/policy.ts';
-import { normalizeUpstreamError } from './errors/normalize.ts';
-import { readBounded } from './proxy/body.ts';
+import { normalizeUpstreamError, redactSecrets } from './errors/normalize.ts';
+import { decodeBody, readBounded } from './proxy/body.ts';
 import { serveBudget } from './endpoints/budget.ts';
 
 export interface PipelineDeps {
@@ -27,6 +27,8 @@ export interface PipelineDeps {
 const GATEWAY_PREFIX = '/_agentgate/';
 /** How much of an upstream 4xx body is read for the explanation passed on to the agent. */
 const UPSTREAM_ERROR_BODY_BYTES = 8 * 1024;
+/** Most a compressed error body is expanded to while reading its explanation. */
+const UPSTREAM_ERROR_DECODED_BYTES = 64 * 1024;
 /** Dot segments, raw or percent-encoded: an upstream that resolves them could be reached outside the matched route. */
 const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i;
 
@@ -86,7 +88,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
 
   // 8. Forward, unless the upstream is known to be failing (open circuit) or this credential known to be refused (auth
   //    halt): those fail fast without reaching it. Upstream failures come back as typed errors, never as exceptions.
-  const ticket = route.upstream.guard.admit(req);
+  const ticket = route.upstream.guard.admit(req, ctx.requestId);
   const body = idempotency?.kind === 'proceed' ? idempotency.body : ctx.requestBody && Readable.from([ctx.requestBody], { objectMode: false });
   const result: UpstreamResult = ticket.refusal
     ? { kind: 'failed', error: ticket.refusal, reachedUpstream: false }
@@ -130,7 +132,9 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   if (inspection.kind === 'failed') {
     response.destroy();
     ctx.upstreamEndedAt = process.hrtime.bigint();
-    const { rule, detail, extensions } = inspection.failure;
+    const { rule, extensions } = inspection.failure;
+    // An error field's value is quoted in the detail: an upstream that echoes the injected credential must not leak it.
+    const detail = redactSecrets(inspection.failure.detail, route.upstream.secrets);
     deps.metrics.silentFailures.inc({ route: route.name, rule });
     deps.logger.warn({ request_id: ctx.requestId, route: route.name, rule, upstream_status: status }, 'silent failure: the upstream answered success without succeeding');
     claim?.abandon(`silent failure (${rule})`);
@@ -142,6 +146,9 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   //     agent gets, and the response ends only once it is recorded, so an immediate retry is answered by the replay.
   if (inspection.kind === 'buffered') {
     ctx.upstreamEndedAt = process.hrtime.bigint();
+    if (inspection.unchecked) {
+      deps.logger.info({ request_id: ctx.requestId, route: route.name, reason: inspection.unchecked }, 'response body cannot be checked: delivered unchecked');
+    }
     writeResponseHead(response, res);
     res.setHeader('content-length', inspection.body.length);
     claim?.settleAnswer(status, { status, headers: response.headers as Record<string, string | string[]>, body: inspection.body });
@@ -163,8 +170,10 @@ async function normalizedUpstreamError(response: IncomingMessage, route: Route, 
   let body: Buffer = Buffer.alloc(0);
   if (status < 500) {
     const read = await readBounded(response, UPSTREAM_ERROR_BODY_BYTES, route.timeoutMs);
-    if (read.kind === 'complete') body = read.body;
-    else if (read.kind === 'too_large') body = read.prefix;
+    const raw = read.kind === 'complete' ? read.body : read.kind === 'too_large' ? read.prefix : undefined;
+    // A compressed explanation is read decoded (as far as it was read); one that cannot be decoded is not shown at all.
+    const decoded = raw && decodeBody(raw, response.headers['content-encoding'], UPSTREAM_ERROR_DECODED_BYTES, read.kind === 'too_large');
+    if (decoded?.kind === 'decoded') body = decoded.body.subarray(0, UPSTREAM_ERROR_BODY_BYTES);
   }
   // Whatever was not read is not needed: drop the connection rather than drain an error page of unknown size.
   if (!response.complete) response.destroy();
@@ -175,6 +184,7 @@ async function normalizedUpstreamError(response: IncomingMessage, route: Route, 
     body,
     upstream: route.upstream.name,
     override: route.upstreamErrors.get(status),
+    secrets: route.upstream.secrets,
   });
 }
 

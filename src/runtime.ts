@@ -23,6 +23,8 @@ export interface Upstream {
   readonly connectTimeoutMs: number;
   /** Headers the gateway adds to (or replaces on) every request to this upstream, names in lower case. */
   readonly headers: Record<string, string> | undefined;
+  /** The injected values (and their words, e.g. the token of 'Bearer <token>'), longest first: redacted wherever an upstream echoes them to an agent. */
+  readonly secrets: readonly string[];
   /** Circuit breaker and auth-failure halt; their state starts afresh on a config reload. */
   readonly guard: UpstreamGuard;
 }
@@ -89,6 +91,14 @@ export class UpstreamPools {
   }
 }
 
+/** Shorter values are not redacted: they could not be told apart from ordinary words. */
+const MIN_SECRET_CHARS = 8;
+
+function secretsOf(headers: Record<string, string> | undefined): string[] {
+  const candidates = Object.values(headers ?? {}).flatMap((value) => [value, ...value.split(/\s+/)]);
+  return [...new Set(candidates.filter((c) => c.length >= MIN_SECRET_CHARS))].sort((a, b) => b.length - a.length);
+}
+
 export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: PolicyDeps): Runtime {
   const { config } = loaded;
   const upstreams = new Map<string, Upstream>();
@@ -103,6 +113,7 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
       timeoutMs: parseDuration(u.timeout),
       connectTimeoutMs: parseDuration(u.connect_timeout),
       headers,
+      secrets: secretsOf(headers),
       guard: new UpstreamGuard(name, { circuitBreaker: u.circuit_breaker ?? false, authHalt: u.auth_halt ?? false, injectedHeaders: headers ?? {} }, deps),
     });
   }

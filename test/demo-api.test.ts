@@ -175,6 +175,17 @@ test('GET /profile: every third call is a 401 invalid_token', async () => {
   assert.deepEqual(statuses, [200, 200, 401, 200, 200, 401]);
 });
 
+test('GET /profile with a revoked token: a 401 on every call, without moving the every-third-call count', async () => {
+  for (let i = 0; i < 4; i++) {
+    const res = await fetch(`${api.url}/profile`, { headers: { authorization: 'Bearer revoked' } });
+    assert.equal(res.status, 401);
+    assert.deepEqual(await res.json(), { error: 'token_revoked', error_description: 'This token was revoked.' });
+  }
+  const statuses: number[] = [];
+  for (let i = 0; i < 3; i++) statuses.push((await fetch(`${api.url}/profile`)).status);
+  assert.deepEqual(statuses, [200, 200, 401]);
+});
+
 test('GET /status hides an error in a 200', async () => {
   const res = await fetch(`${api.url}/status`);
   assert.equal(res.status, 200);

@@ -285,8 +285,15 @@ const inventory: Handler = ({ res, state }) => {
   });
 };
 
-/** A 401 that is not about the caller's credentials at all: retrying the same token works. */
-const profile: Handler = ({ res, state }) => {
+/**
+ * A 401 that is not about the caller's credentials at all: retrying the same token works. A revoked token
+ * (`Authorization: Bearer revoked`) is refused on every call, however often it is sent.
+ */
+const profile: Handler = ({ req, res, state }) => {
+  if (req.headers.authorization === 'Bearer revoked') {
+    sendJson(res, 401, { error: 'token_revoked', error_description: 'This token was revoked.' }, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
+    return;
+  }
   state.profileCalls += 1;
   if (state.profileCalls % 3 === 0) {
     sendJson(res, 401, { error: 'invalid_token' }, { 'WWW-Authenticate': 'Bearer' });

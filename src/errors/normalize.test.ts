@@ -22,7 +22,7 @@ test('each upstream status maps to its code, keeping the status', () => {
 test("a 4xx JSON explanation reaches the agent in detail and in a bounded 'upstream' member", () => {
   const body = JSON.stringify({ message: 'quantity must be positive', errors: [{ field: 'quantity', message: 'must be > 0' }] });
   const error = normalizeUpstreamError(input(422, body, { 'content-type': 'application/json' }));
-  assert.equal(error.message, "Upstream 'orders' answered 422: quantity must be positive");
+  assert.equal(error.message, "Upstream 'orders' answered 422: quantity must be positive (quantity: must be > 0)");
   assert.deepEqual(error.extensions, { upstream: JSON.parse(body) });
   const nested = normalizeUpstreamError(input(400, JSON.stringify({ error: { message: 'bad cursor' } })));
   assert.match(nested.message, /bad cursor/);
@@ -70,4 +70,28 @@ test('Retry-After parsing clamps to 1 s .. 1 day and ignores garbage', () => {
 test('a route override reinterprets a status', () => {
   const error = normalizeUpstreamError({ ...input(400, JSON.stringify({ message: 'try later' })), override: { code: 'UPSTREAM_UNAVAILABLE', retryable: true, suggestion: 'This API says 400 when it is busy: wait and retry.' } });
   assert.deepEqual([error.code, error.status, error.retryable, error.suggestion], ['UPSTREAM_UNAVAILABLE', 400, true, 'This API says 400 when it is busy: wait and retry.']);
+});
+
+test('an override that names only a code takes that code\'s retryability, whatever the status', () => {
+  const validation = normalizeUpstreamError({ ...input(500), override: { code: 'VALIDATION_FAILED' } });
+  assert.deepEqual([validation.code, validation.status, validation.retryable, validation.retryAfterSeconds], ['VALIDATION_FAILED', 500, false, undefined]);
+  assert.equal(validation.message, "Upstream 'orders' failed with HTTP 500.", 'a 5xx body stays hidden under any code');
+  const busy = normalizeUpstreamError({ ...input(400), override: { code: 'UPSTREAM_UNAVAILABLE' } });
+  assert.equal(busy.retryable, true);
+});
+
+test('field errors are named in detail, in the common shapes (list with field/param/loc, Rails map, GraphQL path)', () => {
+  const detail = (body: unknown) => normalizeUpstreamError(input(400, JSON.stringify(body))).message.replace("Upstream 'orders' answered 400: ", '');
+  assert.equal(detail({ errors: [{ field: 'email', message: 'is invalid' }, { param: 'qty', message: 'too big' }] }), 'email: is invalid; qty: too big');
+  assert.equal(detail({ detail: [{ loc: ['body', 'email'], msg: 'field required', type: 'value_error.missing' }] }), 'body.email: field required');
+  assert.equal(detail({ message: 'Validation failed', errors: { email: ['is invalid', 'is taken'] } }), 'Validation failed (email: is invalid; is taken)');
+  assert.equal(detail({ errors: [{ message: 'Cannot query field', path: ['order', 'total'] }] }), 'order.total: Cannot query field');
+  assert.equal(detail({ error: { message: 'bad cursor', type: 'invalid_request_error' } }), 'bad cursor');
+});
+
+test('secrets the gateway injected are redacted from the explanation and the upstream member', () => {
+  const body = JSON.stringify({ message: 'token sk-live-123456 is revoked', echo: { 'sk-live-123456': 'sk-live-123456' } });
+  const error = normalizeUpstreamError({ ...input(401, body), secrets: ['Bearer sk-live-123456', 'sk-live-123456'] });
+  assert.equal(error.message, "Upstream 'orders' answered 401: token [redacted] is revoked");
+  assert.deepEqual(error.extensions, { upstream: { message: 'token [redacted] is revoked', echo: { '[redacted]': '[redacted]' } } });
 });

@@ -45,13 +45,17 @@ export interface UpstreamErrorInput {
   body: Buffer;
   upstream: string;
   override?: StatusOverride;
+  /** Values that must never reach an agent (the credentials the gateway injects), in case the upstream echoes them. */
+  secrets?: readonly string[];
   nowMs?: number;
 }
 
 export function normalizeUpstreamError(input: UpstreamErrorInput): GatewayError {
   const { status, headers, upstream, override } = input;
   const code = override?.code ?? codeForStatus(status);
-  const retryable = override?.retryable ?? (status === 408 || status === 425 || status === 429 || status >= 500 ? true : ERROR_CATALOG[code].retryable);
+  // A status the route reinterprets means what its new code means; otherwise "not now" statuses and 5xx are retryable.
+  const retryable =
+    override?.retryable ?? (override || !(status === 408 || status === 425 || status === 429 || status >= 500) ? ERROR_CATALOG[code].retryable : true);
   let retryAfter = parseRetryAfter(headers['retry-after'], input.nowMs ?? Date.now());
   if (retryAfter === undefined && (status === 429 || status === 503) && retryable) retryAfter = DEFAULT_UPSTREAM_RETRY_AFTER_SECONDS;
 
@@ -59,9 +63,10 @@ export function normalizeUpstreamError(input: UpstreamErrorInput): GatewayError 
   let extensions: Record<string, unknown> | undefined;
   if (status < 500) {
     const explanation = explain(input.body, headers['content-type']);
+    const secrets = input.secrets ?? [];
     const what = status === 429 ? `is rate limiting this gateway (429)` : `answered ${status}`;
-    detail = `Upstream '${upstream}' ${what}${explanation.text ? `: ${explanation.text}` : '.'}`;
-    if (explanation.member !== undefined) extensions = { upstream: explanation.member };
+    detail = `Upstream '${upstream}' ${what}${explanation.text ? `: ${redactSecrets(explanation.text, secrets)}` : '.'}`;
+    if (explanation.member !== undefined) extensions = { upstream: redactSecrets(explanation.member, secrets) };
   } else {
     // Stack traces, HTML error pages and internal host names stay behind the gateway.
     detail = `Upstream '${upstream}' failed with HTTP ${status}.`;
@@ -107,16 +112,63 @@ function explain(body: Buffer, contentType: string | undefined): { text: string;
   return { text: clip(text.replace(/\s+/g, ' ')) };
 }
 
+/** Keys an error body puts its human-readable message under, most specific first. */
+const MESSAGE_KEYS = ['message', 'msg', 'error_description', 'detail', 'error', 'title'];
+/** Keys of lists of individual (field) errors, reported beside the summary message. */
+const LIST_KEYS = ['errors', 'details', 'field_errors'];
+/** Keys an individual error names its field under (FastAPI's loc is a list of path segments). */
+const FIELD_KEYS = ['field', 'param', 'loc', 'pointer', 'property', 'path'];
+
 function messageOf(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  if (Array.isArray(value)) return value.map(messageOf).filter(Boolean).join('; ') || undefined;
+  if (typeof value === 'string') return value.trim() || undefined;
+  if (Array.isArray(value)) return listOf(value);
   if (value === null || typeof value !== 'object') return undefined;
   const record = value as Record<string, unknown>;
-  for (const key of ['message', 'error_description', 'detail', 'error', 'title', 'errors']) {
-    const found = messageOf(record[key]);
+  const main = firstOf(MESSAGE_KEYS, record, messageOf);
+  const list = firstOf(LIST_KEYS, record, (v) => (Array.isArray(v) ? listOf(v) : fieldMapOf(v)));
+  // "order could not be created (item: is required)": the field errors say what to fix.
+  return main && list && main !== list ? `${main} (${list})` : (main ?? list);
+}
+
+/** A list of errors, each with its field when it names one: "item: is required; quantity: must be positive". */
+function listOf(items: unknown[]): string | undefined {
+  const parts = items.map((item) => {
+    const text = messageOf(item);
+    if (!text || item === null || typeof item !== 'object' || Array.isArray(item)) return text;
+    const record = item as Record<string, unknown>;
+    const field = FIELD_KEYS.map((k) => record[k]).find((f) => (typeof f === 'string' && f !== '') || (Array.isArray(f) && f.length > 0));
+    return field === undefined ? text : `${Array.isArray(field) ? field.join('.') : String(field)}: ${text}`;
+  });
+  return parts.filter(Boolean).join('; ') || undefined;
+}
+
+/** Rails-style {"email": ["is invalid"], "name": ["is too short"]}. */
+function fieldMapOf(value: unknown): string | undefined {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const parts = Object.entries(value as Record<string, unknown>).map(([field, v]) => {
+    const text = messageOf(v);
+    return text ? `${field}: ${text}` : undefined;
+  });
+  return parts.filter(Boolean).join('; ') || undefined;
+}
+
+function firstOf(keys: readonly string[], record: Record<string, unknown>, read: (value: unknown) => string | undefined): string | undefined {
+  for (const key of keys) {
+    const found = read(record[key]);
     if (found) return found;
   }
   return undefined;
+}
+
+/** Replaces every occurrence of a secret in the strings of a value (a text or a parsed JSON document) with [redacted]. */
+export function redactSecrets<T>(value: T, secrets: readonly string[]): T {
+  if (secrets.length === 0) return value;
+  if (typeof value === 'string') return secrets.reduce((text, secret) => text.split(secret).join('[redacted]'), value as string) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => redactSecrets(v, secrets)) as T;
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [redactSecrets(k, secrets), redactSecrets(v, secrets)])) as T;
+  }
+  return value;
 }
 
 function clip(text: string): string {

@@ -1,5 +1,6 @@
 // Bounded reads of an upstream body for the policies that must look at it; everything they do not keep stays a stream.
 import type { IncomingMessage } from 'node:http';
+import zlib from 'node:zlib';
 
 export type BodyRead =
   | { kind: 'complete'; body: Buffer }
@@ -73,4 +74,46 @@ export function awaitFirstByte(upstream: IncomingMessage, idleTimeoutMs: number)
     upstream.on('data', onData).once('end', onEnd).once('close', onClose);
     upstream.on('error', () => {});
   });
+}
+
+type Decoder = (body: Buffer, options: zlib.ZlibOptions & zlib.BrotliOptions) => Buffer;
+
+/** Content codings a body can be read through; zstd where this Node has it. */
+const DECODERS: Record<string, { decode: Decoder; flush: number }> = {
+  gzip: { decode: zlib.gunzipSync, flush: zlib.constants.Z_SYNC_FLUSH },
+  'x-gzip': { decode: zlib.gunzipSync, flush: zlib.constants.Z_SYNC_FLUSH },
+  deflate: { decode: zlib.inflateSync, flush: zlib.constants.Z_SYNC_FLUSH },
+  br: { decode: zlib.brotliDecompressSync, flush: zlib.constants.BROTLI_OPERATION_FLUSH },
+  ...('zstdDecompressSync' in zlib
+    ? { zstd: { decode: (zlib as unknown as { zstdDecompressSync: Decoder }).zstdDecompressSync, flush: zlib.constants.ZSTD_e_flush } }
+    : {}),
+};
+
+export type Decoded = { kind: 'decoded'; body: Buffer } | { kind: 'too_large' } | { kind: 'unreadable'; reason: string };
+
+/**
+ * The bytes of a body as its media type sees them, undoing its Content-Encoding (gzip, deflate, br, zstd), so policies
+ * inspect the JSON and not the compressed bytes; what is delivered stays exactly what the upstream sent. At most `limit`
+ * bytes are produced (a small compressed body may expand enormously). `partial`: the body is only a prefix, so decode
+ * what there is rather than fail on its missing end.
+ */
+export function decodeBody(body: Buffer, contentEncoding: string | string[] | undefined, limit: number, partial = false): Decoded {
+  const header = Array.isArray(contentEncoding) ? contentEncoding.join(',') : (contentEncoding ?? '');
+  const codings = header
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
+  let decoded = body;
+  // Codings are listed in the order they were applied: undo them from the last.
+  for (const coding of codings.reverse()) {
+    const decoder = DECODERS[coding];
+    if (!decoder) return { kind: 'unreadable', reason: `content encoding '${coding}' is not supported` };
+    try {
+      decoded = decoder.decode(decoded, { maxOutputLength: Math.max(1, limit), ...(partial ? { finishFlush: decoder.flush } : {}) });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return { kind: 'too_large' };
+      return { kind: 'unreadable', reason: `the ${coding} body cannot be decoded (${(err as Error).message})` };
+    }
+  }
+  return { kind: 'decoded', body: decoded };
 }

@@ -11,7 +11,7 @@ import { parseDuration } from '../config/units.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { UpstreamResult } from './forwarder.ts';
 
-/** Request headers that carry an agent's own credential to the upstream, when the gateway injects none. */
+/** Request headers that carry an agent's own credential to the upstream (unless the gateway injects that header). */
 const CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'cookie'];
 
 export interface Ticket {
@@ -19,16 +19,22 @@ export interface Ticket {
   readonly refusal: GatewayError | undefined;
   readonly probe: boolean;
   readonly credential: string | undefined;
+  /** The request the call belongs to: its id goes on every log line the call causes. */
+  readonly requestId: string;
 }
 
 export class UpstreamGuard {
   private readonly name: string;
   private readonly breaker: CircuitBreaker | undefined;
   private readonly halt: AuthFailureHalt | undefined;
-  /** The gateway's injected credential, when it has one: then every call uses it, whoever the agent is. */
+  /** The headers the gateway injects (all of them, whatever their names): part of every call's credential. */
   private readonly injectedCredential: string | undefined;
+  /** The agent's own credential headers that reach the upstream, i.e. those the gateway does not replace. */
+  private readonly agentCredentialHeaders: readonly string[];
   private readonly metrics: GatewayMetrics;
   private readonly logger: Logger;
+  /** The request whose admit or record is running (both synchronous), so a state change it causes is logged with its id. */
+  private activeRequestId: string | undefined;
 
   constructor(
     name: string,
@@ -48,21 +54,26 @@ export class UpstreamGuard {
           openMs: parseDuration(cb.open_for),
           onStateChange: (s) => {
             state.set(CIRCUIT_STATE_VALUE[s]);
-            this.logger[s === 'open' ? 'error' : 'info']({ upstream: name, state: s }, `circuit ${s.replace('_', '-')} for upstream '${name}'`);
+            this.logger[s === 'open' ? 'error' : 'info']({ request_id: this.activeRequestId, upstream: name, state: s }, `circuit ${s.replace('_', '-')} for upstream '${name}'`);
           },
         })
       : undefined;
     this.halt = settings.authHalt ? new AuthFailureHalt({ threshold: settings.authHalt.after, cooldownMs: parseDuration(settings.authHalt.cooldown) }) : undefined;
-    const injected = CREDENTIAL_HEADERS.filter((h) => settings.injectedHeaders[h] !== undefined).map((h) => settings.injectedHeaders[h]);
-    this.injectedCredential = injected.length > 0 ? hashIdentity(`${name}\u0000${injected.join('\u0000')}`) : undefined;
+    // The credential is what the upstream receives: every injected header (an X-Auth-Token counts as much as an
+    // Authorization), plus the agent's own credential headers the injection leaves in place.
+    const injected = Object.entries(settings.injectedHeaders).sort(([a], [b]) => a.localeCompare(b));
+    this.injectedCredential = injected.length > 0 ? injected.map(([h, v]) => `${h}=${v}`).join('\u0000') : undefined;
+    this.agentCredentialHeaders = CREDENTIAL_HEADERS.filter((h) => settings.injectedHeaders[h] === undefined);
   }
 
   /** Before the call: refuse fast when the circuit is open or the credential is halted. */
-  admit(req: IncomingMessage): Ticket {
-    const credential = this.halt ? (this.injectedCredential ?? this.agentCredential(req)) : undefined;
+  admit(req: IncomingMessage, requestId: string): Ticket {
+    const credential = this.halt ? this.credentialOf(req) : undefined;
     const haltedMs = credential !== undefined ? this.halt!.haltedFor(credential) : undefined;
-    if (haltedMs !== undefined) return { refusal: this.haltedError(haltedMs), probe: false, credential };
+    if (haltedMs !== undefined) return { refusal: this.haltedError(haltedMs), probe: false, credential, requestId };
+    this.activeRequestId = requestId;
     const admission = this.breaker?.admit() ?? { allowed: true as const, probe: false };
+    this.activeRequestId = undefined;
     if (!admission.allowed) {
       return {
         refusal: new GatewayError('CIRCUIT_OPEN', `Upstream '${this.name}' is failing, so calls to it are paused for now.`, {
@@ -70,9 +81,10 @@ export class UpstreamGuard {
         }),
         probe: false,
         credential,
+        requestId,
       };
     }
-    return { refusal: undefined, probe: admission.probe, credential };
+    return { refusal: undefined, probe: admission.probe, credential, requestId };
   }
 
   /** After the call: feeds the breaker (5xx, timeouts and unreachable are failures) and the halt (consecutive 401s). */
@@ -83,19 +95,23 @@ export class UpstreamGuard {
       return;
     }
     const status = result.kind === 'response' ? (result.response.statusCode ?? 502) : undefined;
+    this.activeRequestId = ticket.requestId;
     this.breaker?.record(status !== undefined && status < 500, ticket.probe);
+    this.activeRequestId = undefined;
     if (status === undefined || ticket.credential === undefined || !this.halt) return;
     if (this.halt.record(ticket.credential, status)) {
       this.metrics.authHalts.inc({ upstream: this.name });
       this.logger.error(
-        { upstream: this.name, credential_hash: ticket.credential },
+        { request_id: ticket.requestId, upstream: this.name, credential_hash: ticket.credential },
         `upstream '${this.name}' refused one credential repeatedly; calls using it are halted until a human fixes it or the cool-down ends`,
       );
     }
   }
 
-  private agentCredential(req: IncomingMessage): string | undefined {
-    const values = CREDENTIAL_HEADERS.map((h) => req.headers[h]).filter((v) => v !== undefined);
+  /** A hash of the credential the upstream will see for this call; undefined when the call carries none. */
+  private credentialOf(req: IncomingMessage): string | undefined {
+    const values = this.agentCredentialHeaders.map((h) => req.headers[h]).filter((v) => v !== undefined);
+    if (this.injectedCredential !== undefined) values.unshift(this.injectedCredential);
     return values.length > 0 ? hashIdentity(`${this.name}\u0000${values.join('\u0000')}`) : undefined;
   }
 

@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { parseSize } from '../../config/units.ts';
-import { awaitFirstByte, readBounded } from '../../proxy/body.ts';
+import { awaitFirstByte, decodeBody, readBounded } from '../../proxy/body.ts';
 import type { SilentFailureSettings } from './schema.ts';
 import { bodyExpected, checkBody, checkContentType, EMPTY_BODY, needsWholeBody, parsePointer, type SilentFailure, type SilentFailureRules } from './rules.ts';
 
@@ -56,8 +56,8 @@ export function compileSilentFailure(settings: false | SilentFailureSettings | u
 export type Inspection =
   /** Deliver as a stream (the stream may be paused with its first bytes put back). */
   | { kind: 'stream' }
-  /** The whole body was read and passed; deliver it from memory. */
-  | { kind: 'buffered'; body: Buffer }
+  /** The whole body was read and passed (or, with `unchecked`, could not be checked, for that reason); deliver it from memory. */
+  | { kind: 'buffered'; body: Buffer; unchecked?: string }
   /** Too large to check: deliver `prefix`, then the rest of the stream, unchecked. */
   | { kind: 'unchecked'; prefix: Buffer }
   | { kind: 'failed'; failure: SilentFailure };
@@ -77,8 +77,12 @@ export async function inspectSuccess(check: SilentFailureCheck, method: string, 
     const read = await readBounded(upstream, check.maxBodyBytes, idleTimeoutMs);
     if (read.kind === 'truncated' || read.kind === 'timeout') return { kind: 'failed', failure: truncated(read.kind) };
     if (read.kind === 'too_large') return { kind: 'unchecked', prefix: read.prefix };
-    if (read.body.length === 0) return rules.emptyBody ? { kind: 'failed', failure: EMPTY_BODY } : { kind: 'buffered', body: read.body };
-    const failure = checkBody(rules, read.body);
+    // A compressed body is checked as its media type sees it; the agent still gets the bytes the upstream sent.
+    const decoded = decodeBody(read.body, upstream.headers['content-encoding'], check.maxBodyBytes);
+    if (decoded.kind === 'too_large') return { kind: 'buffered', body: read.body, unchecked: 'decoded larger than silent_failure.max_body_bytes' };
+    if (decoded.kind === 'unreadable') return { kind: 'buffered', body: read.body, unchecked: decoded.reason };
+    if (decoded.body.length === 0) return rules.emptyBody ? { kind: 'failed', failure: EMPTY_BODY } : { kind: 'buffered', body: read.body };
+    const failure = checkBody(rules, decoded.body);
     return failure ? { kind: 'failed', failure } : { kind: 'buffered', body: read.body };
   }
   if (rules.emptyBody) {

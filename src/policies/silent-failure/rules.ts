@@ -65,7 +65,10 @@ export function checkBody(rules: SilentFailureRules, body: Buffer): SilentFailur
     if (failed) {
       return {
         rule: 'error_fields',
-        detail: `The upstream answered success, but ${field.pointer} ${'equals' in field ? `is ${JSON.stringify(field.equals)}` : 'reports an error'}: ${preview(found.value)}.`,
+        detail:
+          'equals' in field
+            ? `The upstream answered success, but ${field.pointer} is ${preview(field.equals)}.`
+            : `The upstream answered success, but ${field.pointer} reports an error: ${preview(found.value)}.`,
         extensions: { field: field.pointer },
       };
     }
