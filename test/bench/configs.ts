@@ -1,0 +1,88 @@
+// The agentgate configs the scenarios run, written as YAML files (and the response schemas beside them) into a temp dir.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { BLOB_SCHEMA, CREATED_SCHEMA, ITEM_SCHEMA } from './payloads.ts';
+
+export type GatewayProfile =
+  /** C: one route, no policies (request ids, metrics and info logs are always on). */
+  | 'passthrough'
+  /** D/E/F: every policy — cost limit, idempotency on writes, empty_body + response_schema. */
+  | 'full'
+  /** Issue 4: the passthrough route with a rate limit (a budget large enough never to refuse) and nothing else. */
+  | 'rate-limit'
+  /** Issue 5: the passthrough route with only silent_failure.empty_body. */
+  | 'empty-body'
+  /** Issue 5: /bench/blob/* with only silent_failure.response_schema. */
+  | 'schema';
+
+export interface StoreChoice {
+  type: 'memory' | 'redis';
+  url?: string;
+  keyPrefix?: string;
+}
+
+/** A budget no benchmark can exhaust: 10^9 units a second (capacity × per stays far below the schema's 2^52 bound). */
+const NEVER_REFUSING_BUDGET = 'bench: {capacity: 1000000000, per: 1s}';
+
+export interface GatewaySettings {
+  profile: GatewayProfile;
+  upstreamUrl: string;
+  store: StoreChoice;
+  proxyPort: number;
+  adminPort: number;
+  logLevel: string;
+}
+
+export function writeGatewayConfig(dir: string, name: string, settings: GatewaySettings): string {
+  const { profile, upstreamUrl, store, proxyPort, adminPort, logLevel } = settings;
+  writeFileSync(path.join(dir, 'item.schema.json'), JSON.stringify(ITEM_SCHEMA));
+  writeFileSync(path.join(dir, 'created.schema.json'), JSON.stringify(CREATED_SCHEMA));
+  writeFileSync(path.join(dir, 'blob.schema.json'), JSON.stringify(BLOB_SCHEMA));
+  const storeYaml =
+    store.type === 'memory'
+      ? 'store: {type: memory}'
+      : `store: {type: redis, url: '${store.url}', key_prefix: '${store.keyPrefix}'}`;
+  const yaml = `version: 1
+server:
+  listen: 127.0.0.1:${proxyPort}
+  admin_listen: 127.0.0.1:${adminPort}
+${storeYaml}
+logging: {level: ${logLevel}}
+upstreams:
+  bench: {url: '${upstreamUrl}'}
+rate_limits:
+  ${NEVER_REFUSING_BUDGET}
+routes:
+${routes(profile)}`;
+  const file = path.join(dir, `${name}.yaml`);
+  writeFileSync(file, yaml);
+  return file;
+}
+
+function routes(profile: GatewayProfile): string {
+  switch (profile) {
+    case 'passthrough':
+      return `  - {name: passthrough, match: {path: /bench/*}, upstream: bench}\n`;
+    case 'rate-limit':
+      return `  - {name: limited, match: {path: /bench/*}, upstream: bench, rate_limit: bench}\n`;
+    case 'empty-body':
+      return `  - {name: empty-body, match: {path: /bench/*}, upstream: bench, silent_failure: {empty_body: true}}\n`;
+    case 'schema':
+      return `  - {name: schema, match: {path: /bench/blob/*}, upstream: bench, silent_failure: {response_schema: blob.schema.json}}\n`;
+    case 'full':
+      return `  - name: read
+    match: {methods: [GET], path: /bench/item}
+    upstream: bench
+    rate_limit: bench
+    cost: 1
+    silent_failure: {empty_body: true, response_schema: item.schema.json}
+  - name: write
+    match: {methods: [POST], path: /bench/item}
+    upstream: bench
+    rate_limit: bench
+    cost: 2
+    idempotency: {required: true}
+    silent_failure: {empty_body: true, response_schema: created.schema.json}
+`;
+  }
+}

@@ -1,0 +1,326 @@
+// Turns scenario results into the ratios, the issue-4/5 figures and the printed report.
+import { BLOB_SIZES_KIB, CONTEXT_RATIOS, TARGETS, type TargetSpec } from './scenarios.ts';
+import type { SchemaCalibration } from './calibrate.ts';
+
+export interface ScenarioResult {
+  id: string;
+  title: string;
+  group: string;
+  method: string;
+  path: string;
+  /** ok: measured and every response was the expected one; flagged: measured, but some were not (or the gateway
+   *  reported other outcomes): its figures describe error handling, not the path it was meant to measure. */
+  status: 'ok' | 'flagged' | 'skipped' | 'failed';
+  reason?: string;
+  problems: string[];
+  /** Caveats that do not invalidate the figures (e.g. CPU stolen by the hypervisor). */
+  notes: string[];
+  expected_status: number;
+  responses?: number;
+  rps?: number;
+  p50_ms?: number;
+  p99_ms?: number;
+  mean_ms?: number;
+  status_counts?: Record<string, number>;
+  unexpected_responses?: number;
+  errors?: number;
+  timeouts?: number;
+  /** Peak RSS (VmHWM) of the process under test, MiB. */
+  peak_rss_mib?: number;
+  /** CPU time (user + system) of the process under test per response during the measured window, µs. */
+  cpu_us_per_request?: number;
+  /** The same for its main thread alone: the rest is GC helper threads, libuv's pool (log writes), compilers. */
+  main_thread_cpu_us_per_request?: number;
+  /** CPU used by the process under test during the measured window, in cores (1.0 = one core busy all the time). */
+  cpu_cores?: number;
+  upstream_cpu_cores?: number;
+  loadgen_cpu_cores?: number;
+  redis_cpu_cores?: number;
+  /** Requests the upstream served per response the client got, during the measured window (replays: 0). */
+  upstream_calls_per_response?: number;
+  /**
+   * Connections the upstream accepted during the measured window: a proxy that reuses its pool opens none, except to
+   * replace the few it dropped when the warm-up's requests in flight were cut off.
+   */
+  upstream_new_connections?: number;
+  /** TCP connections opened on the whole machine during the measured window (all processes; /proc/net/snmp ActiveOpens). */
+  tcp_connections_opened?: number;
+  /** Share of the machine's CPU time that was idle / stolen by the hypervisor during the measured window, %. */
+  machine_idle_pct?: number;
+  machine_steal_pct?: number;
+  /** Cores busy with anything but the benchmark's own processes (and Redis) during the measured window. */
+  machine_other_cores?: number;
+  /** Size of agentgate's log file at the end (warm-up and measured requests). */
+  log_bytes?: number;
+  /** Keys the scenario left under its Redis key prefix (deleted afterwards): idempotency records and budgets. */
+  redis_keys_left?: number;
+  /** --rounds > 1: req/s of every round, and (max − min) / the reported (fastest) round's, %. */
+  rps_rounds?: number[];
+  rps_spread_pct?: number;
+  /** agentgate_requests_total by outcome over the process's life (warm-up included). */
+  gateway_outcomes?: Record<string, number>;
+}
+
+export interface TargetResult {
+  name: string;
+  kind: TargetSpec['kind'];
+  of: string;
+  over: string;
+  value: number | null;
+  target: number;
+  comparison: '>=' | '<=';
+  stretch: boolean;
+  verdict: 'met' | 'not met' | 'n/a';
+  /**
+   * Throughput targets only: CPU µs per request of `over` ÷ that of `of` — the same question asked of CPU time, which
+   * CPU stolen by the hypervisor or other processes disturbs much less than requests/s. Informative, not the verdict.
+   */
+  cpu_ratio: number | null;
+  note?: string;
+}
+
+export interface RatioResult {
+  name: string;
+  of: string;
+  over: string;
+  value: number | null;
+  note?: string;
+}
+
+export interface PolicyCost {
+  name: string;
+  of: string;
+  over: string;
+  /** requests/s of `of` ÷ requests/s of `over`. */
+  throughput_ratio: number | null;
+  /** Extra CPU time of the gateway per request, µs (from /proc). */
+  added_cpu_us_per_request: number | null;
+  /** Extra wall time per request at the bottleneck, µs: 10^6/rps(of) − 10^6/rps(over). */
+  added_wall_us_per_request: number | null;
+  added_p50_ms: number | null;
+  added_p99_ms: number | null;
+  note?: string;
+}
+
+export interface SchemaCost {
+  points: { kib: number; added_cpu_us_per_request: number | null; added_wall_us_per_request: number | null; throughput_ratio: number | null }[];
+  /** Least-squares slope of the added CPU µs per request over body size: the validation cost per KiB. */
+  cpu_us_per_kib: number | null;
+  /** The same from the throughput differences. */
+  wall_us_per_kib: number | null;
+  /** The fixed part (intercept of the CPU fit): buffering and the per-response work that does not grow with size. */
+  cpu_us_fixed: number | null;
+  /** The gateway's own check (JSON.parse + ajv) timed alone in the bench process on the same documents. */
+  in_process?: SchemaCalibration;
+}
+
+export interface Analysis {
+  targets: TargetResult[];
+  ratios: RatioResult[];
+  issue4: PolicyCost[];
+  issue5: { empty_body: PolicyCost; noise: PolicyCost; response_schema: SchemaCost };
+}
+
+type ById = Map<string, ScenarioResult>;
+
+function usable(r: ScenarioResult | undefined): r is ScenarioResult & { rps: number; p50_ms: number; p99_ms: number } {
+  return r !== undefined && (r.status === 'ok' || r.status === 'flagged') && r.rps !== undefined && r.rps > 0;
+}
+
+function noteFor(...results: (ScenarioResult | undefined)[]): string | undefined {
+  const flagged = results.filter((r) => r?.status === 'flagged').map((r) => r!.id);
+  return flagged.length > 0 ? `${flagged.join(', ')} flagged: not a valid measurement` : undefined;
+}
+
+function missingNote(byId: ById, ...ids: string[]): string {
+  return ids
+    .filter((id) => !usable(byId.get(id)))
+    .map((id) => `${id} ${byId.get(id)?.status ?? 'not run'}`)
+    .join(', ');
+}
+
+export function analyse(results: ScenarioResult[]): Analysis {
+  const byId: ById = new Map(results.map((r) => [r.id, r]));
+  const targets = TARGETS.map((t): TargetResult => {
+    const of = byId.get(t.of);
+    const over = byId.get(t.over);
+    const comparison = t.kind === 'throughput' ? '>=' : '<=';
+    const base = { name: t.name, kind: t.kind, of: t.of, over: t.over, target: t.target, comparison, stretch: t.stretch ?? false } as const;
+    if (!usable(of) || !usable(over)) return { ...base, value: null, verdict: 'n/a', cpu_ratio: null, note: missingNote(byId, t.of, t.over) };
+    const value = t.kind === 'throughput' ? of.rps / over.rps : of.p99_ms - over.p99_ms;
+    const met = t.kind === 'throughput' ? value >= t.target : value <= t.target;
+    const cpuRatio = t.kind === 'throughput' && of.cpu_us_per_request && over.cpu_us_per_request ? over.cpu_us_per_request / of.cpu_us_per_request : null;
+    const note = noteFor(of, over);
+    return { ...base, value, verdict: note ? 'n/a' : met ? 'met' : 'not met', cpu_ratio: cpuRatio, ...(note ? { note } : {}) };
+  });
+  const ratios = CONTEXT_RATIOS.map((r): RatioResult => {
+    const of = byId.get(r.of);
+    const over = byId.get(r.over);
+    if (!usable(of) || !usable(over)) return { ...r, value: null, note: missingNote(byId, r.of, r.over) };
+    const note = noteFor(of, over);
+    return { ...r, value: of.rps / over.rps, ...(note ? { note } : {}) };
+  });
+  const cost = (name: string, ofId: string, overId: string): PolicyCost => {
+    const of = byId.get(ofId);
+    const over = byId.get(overId);
+    if (!usable(of) || !usable(over)) {
+      return { name, of: ofId, over: overId, throughput_ratio: null, added_cpu_us_per_request: null, added_wall_us_per_request: null, added_p50_ms: null, added_p99_ms: null, note: missingNote(byId, ofId, overId) };
+    }
+    const note = noteFor(of, over);
+    return {
+      name,
+      of: ofId,
+      over: overId,
+      throughput_ratio: of.rps / over.rps,
+      added_cpu_us_per_request: of.cpu_us_per_request !== undefined && over.cpu_us_per_request !== undefined ? of.cpu_us_per_request - over.cpu_us_per_request : null,
+      added_wall_us_per_request: 1e6 / of.rps - 1e6 / over.rps,
+      added_p50_ms: of.p50_ms - over.p50_ms,
+      added_p99_ms: of.p99_ms - over.p99_ms,
+      ...(note ? { note } : {}),
+    };
+  };
+  const issue4 = [cost('rate limit, memory store', 'RLM-GET', 'C2-GET'), cost('rate limit, Redis store', 'RLR-GET', 'C2-GET')];
+  const points = BLOB_SIZES_KIB.map((kib) => {
+    const c = cost(`response_schema ${kib} KiB`, `S${kib}-GET`, `P${kib}-GET`);
+    return { kib, added_cpu_us_per_request: c.added_cpu_us_per_request, added_wall_us_per_request: c.added_wall_us_per_request, throughput_ratio: c.throughput_ratio };
+  });
+  const cpuFit = fit(points.map((p) => [p.kib, p.added_cpu_us_per_request]));
+  const wallFit = fit(points.map((p) => [p.kib, p.added_wall_us_per_request]));
+  return {
+    targets,
+    ratios,
+    issue4,
+    issue5: {
+      empty_body: cost('empty_body only', 'EB-GET', 'C2-GET'),
+      noise: cost('passthrough vs passthrough (run-to-run noise)', 'C2-GET', 'C-GET'),
+      response_schema: { points, cpu_us_per_kib: cpuFit?.slope ?? null, wall_us_per_kib: wallFit?.slope ?? null, cpu_us_fixed: cpuFit?.intercept ?? null },
+    },
+  };
+}
+
+/** Ordinary least squares over the points that have a value; undefined with fewer than two. */
+function fit(points: [number, number | null][]): { slope: number; intercept: number } | undefined {
+  const xy = points.filter((p): p is [number, number] => p[1] !== null);
+  if (xy.length < 2) return undefined;
+  const n = xy.length;
+  const mx = xy.reduce((a, p) => a + p[0], 0) / n;
+  const my = xy.reduce((a, p) => a + p[1], 0) / n;
+  const sxx = xy.reduce((a, p) => a + (p[0] - mx) ** 2, 0);
+  const sxy = xy.reduce((a, p) => a + (p[0] - mx) * (p[1] - my), 0);
+  const slope = sxy / sxx;
+  return { slope, intercept: my - slope * mx };
+}
+
+// ---- printing ----
+
+const fmt = (value: number | null | undefined, digits = 2): string => (value === null || value === undefined || !Number.isFinite(value) ? '—' : value.toFixed(digits));
+const fmtInt = (value: number | undefined): string => (value === undefined ? '—' : Math.round(value).toLocaleString('en-US'));
+const signed = (value: number | null, digits = 1): string => (value === null || !Number.isFinite(value) ? '—' : `${value >= 0 ? '+' : ''}${value.toFixed(digits)}`);
+
+export function table(headers: string[], rows: string[][], rightAligned: boolean[] = []): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (rightAligned[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function formatResults(results: ScenarioResult[]): string {
+  const withSpread = results.some((r) => r.rps_spread_pct !== undefined);
+  const rows = results.map((r) => {
+    const mark = r.status === 'ok' ? '' : r.status === 'flagged' ? ' !!FLAGGED' : ` (${r.status})`;
+    const unexpected = r.unexpected_responses === undefined ? '—' : String(r.unexpected_responses + (r.errors ?? 0));
+    return [
+      `${r.id}${mark}`,
+      fmtInt(r.rps),
+      fmt(r.p50_ms),
+      fmt(r.p99_ms),
+      fmt(r.peak_rss_mib, 1),
+      fmt(r.cpu_us_per_request, 0),
+      fmt(r.cpu_cores, 2),
+      fmt(r.upstream_cpu_cores, 2),
+      fmt(r.loadgen_cpu_cores, 2),
+      fmt(r.machine_steal_pct, 0),
+      fmt(r.machine_other_cores, 2),
+      ...(withSpread ? [fmt(r.rps_spread_pct, 0)] : []),
+      unexpected,
+      r.title,
+    ];
+  });
+  return table(
+    [
+      'scenario',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      'peak RSS MiB',
+      'CPU µs/req',
+      'CPU cores',
+      'upstr. cores',
+      'loadgen cores',
+      'steal %',
+      'other cores',
+      ...(withSpread ? ['req/s spread %'] : []),
+      'bad/err',
+      'what',
+    ],
+    rows,
+    [false, true, true, true, true, true, true, true, true, true, true, ...(withSpread ? [true] : []), true, false],
+  );
+}
+
+export function formatTargets(targets: TargetResult[]): string {
+  return table(
+    ['target (issue 7)', 'measured', 'wanted', 'verdict', 'same by CPU µs/req', 'note'],
+    targets.map((t) => [
+      `${t.name}${t.stretch ? ' (stretch)' : ''}`,
+      t.kind === 'throughput' ? fmt(t.value) : signed(t.value, 2),
+      `${t.comparison} ${t.target}`,
+      t.verdict,
+      fmt(t.cpu_ratio),
+      t.note ?? '',
+    ]),
+    [false, true, false, false, true, false],
+  );
+}
+
+export function formatRatios(ratios: RatioResult[]): string {
+  return table(['ratio (context)', 'req/s ratio', 'note'], ratios.map((r) => [r.name, fmt(r.value), r.note ?? '']), [false, true, false]);
+}
+
+function costRow(c: PolicyCost): string[] {
+  return [c.name, `${c.of} vs ${c.over}`, fmt(c.throughput_ratio, 3), signed(c.added_cpu_us_per_request), signed(c.added_wall_us_per_request), signed(c.added_p50_ms, 2), signed(c.added_p99_ms, 2), c.note ?? ''];
+}
+
+const COST_HEADERS = ['what', 'compared', 'req/s ratio', 'CPU µs/req', 'wall µs/req', 'p50 ms', 'p99 ms', 'note'];
+const COST_ALIGN = [false, false, true, true, true, true, true, false];
+
+export function formatIssue4(costs: PolicyCost[]): string {
+  return [
+    'Issue 4 — the rate limiter\'s added cost per request (a budget that never refuses; GET; against the same passthrough route without a limit):',
+    table(COST_HEADERS, costs.map(costRow), COST_ALIGN),
+  ].join('\n');
+}
+
+export function formatIssue5(issue5: Analysis['issue5']): string {
+  const s = issue5.response_schema;
+  return [
+    'Issue 5 — the response-inspection layer:',
+    table(COST_HEADERS, [costRow(issue5.noise), costRow(issue5.empty_body)], COST_ALIGN),
+    '  The first row is the same passthrough route measured twice: differences of that size are noise, not overhead.',
+    '',
+    'response_schema on N KiB JSON bodies (route with only response_schema vs the passthrough route, same body):',
+    table(
+      ['body', 'req/s ratio', 'added CPU µs/req', 'added wall µs/req'],
+      s.points.map((p) => [`${p.kib} KiB`, fmt(p.throughput_ratio, 3), signed(p.added_cpu_us_per_request), signed(p.added_wall_us_per_request)]),
+      [false, true, true, true],
+    ),
+    `  → ${fmt(s.cpu_us_per_kib)} µs of gateway CPU per KiB (least-squares slope of the added CPU time over body size; fixed part ${fmt(s.cpu_us_fixed, 1)} µs),`,
+    `    ${fmt(s.wall_us_per_kib)} µs per KiB from the throughput differences (10^6/req/s is the time per request at the bottleneck).`,
+    '  The added cost is buffering the body, JSON.parse and ajv validation; the slope is what grows with size.',
+    ...(s.in_process
+      ? [
+          `  In isolation (the gateway's own checkBody timed in this process, no sockets): ${s.in_process.points.map((p) => `${p.kib} KiB ${p.us_per_check.toFixed(1)} µs`).join(', ')}`,
+          `    → ${s.in_process.us_per_kib.toFixed(2)} µs per KiB for JSON.parse + ajv alone; what the end-to-end slope adds is buffering and the busier process.`,
+        ]
+      : []),
+  ].join('\n');
+}

@@ -1,0 +1,102 @@
+// What is measured: every scenario, in run order, and the ratios and targets computed from them.
+import type { GatewayProfile } from './configs.ts';
+
+export type Target =
+  | { kind: 'upstream' }
+  | { kind: 'bare' }
+  | { kind: 'nginx' }
+  | { kind: 'agentgate'; profile: GatewayProfile; store: 'memory' | 'redis' };
+
+export interface Scenario {
+  /** e.g. D-POST; ratios refer to scenarios by id. */
+  id: string;
+  title: string;
+  group: 'main' | 'issue-4' | 'issue-5';
+  target: Target;
+  method: 'GET' | 'POST';
+  path: string;
+  expectedStatus: number;
+  /** The gateway's `outcome` every measured request must have (agentgate only). */
+  expectedOutcome: 'ok' | 'replayed';
+  /** F: every request carries the same Idempotency-Key, which is used once before the run, so each one is a replay. */
+  fixedKey?: string;
+}
+
+const ITEM = '/bench/item';
+const full = (store: 'memory' | 'redis'): Target => ({ kind: 'agentgate', profile: 'full', store });
+
+function both(id: string, title: string, target: Target, group: Scenario['group'] = 'main'): Scenario[] {
+  return [
+    { id: `${id}-GET`, title, group, target, method: 'GET', path: ITEM, expectedStatus: 200, expectedOutcome: 'ok' },
+    { id: `${id}-POST`, title, group, target, method: 'POST', path: ITEM, expectedStatus: 201, expectedOutcome: 'ok' },
+  ];
+}
+
+export const BLOB_SIZES_KIB = [1, 16, 64] as const;
+
+export const SCENARIOS: Scenario[] = [
+  // A first: the upstream is then fresh, so its peak RSS is its own.
+  ...both('A', 'upstream directly', { kind: 'upstream' }),
+  ...both('B', 'bare http-proxy-3 with keep-alive', { kind: 'bare' }),
+  ...both('C', 'agentgate, passthrough route (no policies)', { kind: 'agentgate', profile: 'passthrough', store: 'memory' }),
+  ...both('D', 'agentgate, every policy, memory store', full('memory')),
+  ...both('E', 'agentgate, every policy, Redis store', full('redis')),
+  {
+    id: 'F-POST',
+    title: 'agentgate, idempotent replay (same key, from the memory store)',
+    group: 'main',
+    target: full('memory'),
+    method: 'POST',
+    path: ITEM,
+    expectedStatus: 201,
+    expectedOutcome: 'replayed',
+    fixedKey: 'bench-replayed-key',
+  },
+  ...both('G', 'nginx reverse proxy (1 worker, upstream keep-alive)', { kind: 'nginx' }),
+  // Issue 4 and 5: each compared with a passthrough run made right before it, so slow drift of the machine cancels out.
+  { id: 'C2-GET', title: 'agentgate, passthrough route again (baseline of issues 4/5)', group: 'issue-4', target: { kind: 'agentgate', profile: 'passthrough', store: 'memory' }, method: 'GET', path: ITEM, expectedStatus: 200, expectedOutcome: 'ok' },
+  { id: 'RLM-GET', title: 'agentgate, passthrough + rate limit, memory store', group: 'issue-4', target: { kind: 'agentgate', profile: 'rate-limit', store: 'memory' }, method: 'GET', path: ITEM, expectedStatus: 200, expectedOutcome: 'ok' },
+  { id: 'RLR-GET', title: 'agentgate, passthrough + rate limit, Redis store', group: 'issue-4', target: { kind: 'agentgate', profile: 'rate-limit', store: 'redis' }, method: 'GET', path: ITEM, expectedStatus: 200, expectedOutcome: 'ok' },
+  { id: 'EB-GET', title: 'agentgate, passthrough + silent_failure.empty_body only', group: 'issue-5', target: { kind: 'agentgate', profile: 'empty-body', store: 'memory' }, method: 'GET', path: ITEM, expectedStatus: 200, expectedOutcome: 'ok' },
+  ...BLOB_SIZES_KIB.flatMap((kib): Scenario[] => [
+    { id: `P${kib}-GET`, title: `agentgate, passthrough, ${kib} KiB JSON body`, group: 'issue-5', target: { kind: 'agentgate', profile: 'passthrough', store: 'memory' }, method: 'GET', path: `/bench/blob/${kib}`, expectedStatus: 200, expectedOutcome: 'ok' },
+    { id: `S${kib}-GET`, title: `agentgate, response_schema only, ${kib} KiB JSON body`, group: 'issue-5', target: { kind: 'agentgate', profile: 'schema', store: 'memory' }, method: 'GET', path: `/bench/blob/${kib}`, expectedStatus: 200, expectedOutcome: 'ok' },
+  ]),
+];
+
+export interface TargetSpec {
+  name: string;
+  /** 'throughput' = requests/s of `of` ÷ requests/s of `over`; 'p99-added' = p99 of `of` − p99 of `over`, in ms. */
+  kind: 'throughput' | 'p99-added';
+  of: string;
+  over: string;
+  /** ≥ for throughput ratios, ≤ for added p99. */
+  target: number;
+  stretch?: boolean;
+}
+
+/** Issue 7's targets. Printed next to the measured values, never asserted: shared machines are noisy. */
+export const TARGETS: TargetSpec[] = [
+  ...(['GET', 'POST'] as const).flatMap((m): TargetSpec[] => [
+    { name: `C/B ${m}`, kind: 'throughput', of: `C-${m}`, over: `B-${m}`, target: 0.95 },
+    { name: `D/B ${m}`, kind: 'throughput', of: `D-${m}`, over: `B-${m}`, target: 0.85 },
+    { name: `E/B ${m}`, kind: 'throughput', of: `E-${m}`, over: `B-${m}`, target: 0.7 },
+  ]),
+  { name: 'F/B POST', kind: 'throughput', of: 'F-POST', over: 'B-POST', target: 1.5 },
+  { name: 'p99 D−B GET (ms)', kind: 'p99-added', of: 'D-GET', over: 'B-GET', target: 2 },
+  { name: 'p99 D−B POST (ms)', kind: 'p99-added', of: 'D-POST', over: 'B-POST', target: 2 },
+  { name: 'D/G GET', kind: 'throughput', of: 'D-GET', over: 'G-GET', target: 0.5, stretch: true },
+  { name: 'D/G POST', kind: 'throughput', of: 'D-POST', over: 'G-POST', target: 0.5, stretch: true },
+];
+
+/** Ratios printed for context, without a target. */
+export const CONTEXT_RATIOS: { name: string; of: string; over: string }[] = [
+  { name: 'B/A GET', of: 'B-GET', over: 'A-GET' },
+  { name: 'B/A POST', of: 'B-POST', over: 'A-POST' },
+  { name: 'G/B GET', of: 'G-GET', over: 'B-GET' },
+  { name: 'G/B POST', of: 'G-POST', over: 'B-POST' },
+  { name: 'D/C GET', of: 'D-GET', over: 'C-GET' },
+  { name: 'D/C POST', of: 'D-POST', over: 'C-POST' },
+  { name: 'E/D GET', of: 'E-GET', over: 'D-GET' },
+  { name: 'E/D POST', of: 'E-POST', over: 'D-POST' },
+];
