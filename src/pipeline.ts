@@ -22,6 +22,8 @@ export interface PipelineDeps {
   forwarder: Forwarder;
   metrics: GatewayMetrics;
   logger: Logger;
+  /** Writes the one line per request (see accessLoggerOf). */
+  accessLog: Logger;
 }
 
 const GATEWAY_PREFIX = '/_agentgate/';
@@ -282,7 +284,7 @@ function record(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, 
   }
   deps.metrics.requests.inc({ route: routeName, method: methodLabel(req.method), status_code: String(status), outcome: ctx.outcome });
   deps.metrics.requestDuration.observe({ route: routeName, outcome: ctx.outcome }, seconds);
-  deps.logger.info(
+  deps.accessLog.info(
     {
       request_id: ctx.requestId,
       trace_id: ctx.trace.traceId,

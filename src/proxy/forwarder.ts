@@ -13,6 +13,9 @@ import type { Route } from '../runtime.ts';
  */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'expect'];
 
+/** Response headers never copied to the client: hop-by-hop ones, framing (Node re-frames), and the upstream's own request id. */
+const NOT_FORWARDED_IN_RESPONSE = new Set([...HOP_BY_HOP, 'transfer-encoding', 'x-request-id']);
+
 /** Connect-phase failures: the request never reached the upstream, so retrying cannot duplicate anything. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNECT_TIMEOUT']);
 
@@ -156,13 +159,9 @@ function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext): void
 /** Copies the upstream's status and end-to-end headers to the client response; the gateway's X-Request-Id wins. */
 export function writeResponseHead(upstream: IncomingMessage, res: ServerResponse): void {
   const headers = upstream.headers;
-  const connectionTokens = headers.connection;
-  const dropped = new Set(HOP_BY_HOP);
-  dropped.add('transfer-encoding');
-  dropped.add('x-request-id');
-  if (connectionTokens) for (const token of connectionTokens.split(',')) dropped.add(token.trim().toLowerCase());
+  const named = headers.connection ? headers.connection.split(',').map((token) => token.trim().toLowerCase()) : undefined;
   for (const name in headers) {
-    if (dropped.has(name)) continue;
+    if (NOT_FORWARDED_IN_RESPONSE.has(name) || named?.includes(name)) continue;
     const value = headers[name];
     if (value !== undefined) res.setHeader(name, value);
   }
