@@ -280,10 +280,9 @@ function record(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, 
   let upstreamSeconds: number | undefined;
   if (ctx.upstreamStartedAt !== undefined && ctx.route) {
     upstreamSeconds = Number((ctx.upstreamEndedAt ?? now) - ctx.upstreamStartedAt) / 1e9;
-    deps.metrics.upstreamDuration.observe({ upstream: ctx.route.upstream.name, route: routeName }, upstreamSeconds);
+    deps.metrics.recordUpstreamDuration(ctx.route.upstream.name, routeName, upstreamSeconds);
   }
-  deps.metrics.requests.inc({ route: routeName, method: methodLabel(req.method), status_code: String(status), outcome: ctx.outcome });
-  deps.metrics.requestDuration.observe({ route: routeName, outcome: ctx.outcome }, seconds);
+  deps.metrics.recordRequest(routeName, methodLabel(req.method), status, ctx.outcome, seconds);
   deps.accessLog.info(
     {
       request_id: ctx.requestId,

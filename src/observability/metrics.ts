@@ -106,6 +106,38 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  /**
+   * Label children of the per-request metrics, looked up once per label combination instead of hashed on every request.
+   * Bounded like the labels themselves: route names, known methods, status codes and outcomes.
+   */
+  private readonly requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(value: number): void } }>();
+  private readonly upstreamChildren = new Map<string, { observe(value: number): void }>();
+
+  /** One finished request: agentgate_requests_total and agentgate_request_duration_seconds. */
+  recordRequest(route: string, method: string, statusCode: number, outcome: string, seconds: number): void {
+    const key = `${route}\u0000${method}\u0000${statusCode}\u0000${outcome}`;
+    let children = this.requestChildren.get(key);
+    if (!children) {
+      children = {
+        count: this.requests.labels({ route, method, status_code: String(statusCode), outcome }),
+        duration: this.requestDuration.labels({ route, outcome }),
+      };
+      this.requestChildren.set(key, children);
+    }
+    children.count.inc();
+    children.duration.observe(seconds);
+  }
+
+  recordUpstreamDuration(upstream: string, route: string, seconds: number): void {
+    const key = `${upstream}\u0000${route}`;
+    let child = this.upstreamChildren.get(key);
+    if (!child) {
+      child = this.upstreamDuration.labels({ upstream, route });
+      this.upstreamChildren.set(key, child);
+    }
+    child.observe(seconds);
+  }
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     // Start the reload counter at zero for both results, so alerts on increase() see the first error.
