@@ -70,6 +70,9 @@ routes:
 `),
     );
     gateways = await Promise.all([0, 1, 2].map(() => startCliGateway(file)));
+    // 'listening' comes before the Redis connection is up; the race below is about idempotency, not start-up.
+    const ready = async (g: CliGateway) => (await fetch(`${g.adminUrl}/readyz`)).status === 200;
+    await Promise.all(gateways.map((g) => until('the replica to be ready', 10_000, () => ready(g))));
   });
 
   after(async () => {

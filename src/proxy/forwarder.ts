@@ -205,6 +205,24 @@ export function streamResponse(
   });
   res.once('close', () => clearTimeout(idle));
   if (!beforeEnd) return void upstream.pipe(res);
-  upstream.pipe(res, { end: false });
-  upstream.once('end', () => void beforeEnd().finally(() => res.end()));
+  // A client knows a Content-Length body is complete when its last byte arrives, whether or not the response has been
+  // ended: that one byte (and, for an empty body, the head) is held back until beforeEnd has run. Everything before it
+  // streams as usual. A chunked body is complete only with its terminating chunk, which res.end() sends.
+  let remaining = upstream.headers['content-length'] === undefined ? -1 : Number(upstream.headers['content-length']);
+  let held: Buffer | undefined;
+  upstream.on('data', (chunk: Buffer) => {
+    let out = chunk;
+    if (remaining > 0) {
+      remaining -= chunk.length;
+      if (remaining <= 0 && chunk.length > 0) {
+        held = chunk.subarray(chunk.length - 1);
+        out = chunk.subarray(0, chunk.length - 1);
+      }
+    }
+    if (out.length > 0 && !res.write(out)) {
+      upstream.pause();
+      res.once('drain', () => upstream.resume());
+    }
+  });
+  upstream.once('end', () => void beforeEnd().finally(() => res.end(held)));
 }
