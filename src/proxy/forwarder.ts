@@ -225,4 +225,6 @@ export function streamResponse(
     }
   });
   upstream.once('end', () => void beforeEnd().finally(() => res.end(held)));
+  // An inspection may have paused the stream (to put its first bytes back); a 'data' listener alone does not resume it.
+  upstream.resume();
 }
