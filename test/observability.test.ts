@@ -457,8 +457,25 @@ describe('/metrics', () => {
     const yaml = gatewayYaml() + '  - name: everything-else\n    match: {path: /*}\n    upstream: orders\n';
     const tg = await gatewayFor(t, yaml);
 
-    // Before any request: reloads start at zero for both results, so increase() sees the first one.
+    // Before any request: every metric the contract (section 6) fixes is exposed, with its type, so dashboards and
+    // alerts can be written against a fresh gateway.
     const initial = await scrape(tg);
+    const contractMetrics: Record<string, string> = {
+      agentgate_requests_total: 'counter',
+      agentgate_request_duration_seconds: 'histogram',
+      agentgate_upstream_request_duration_seconds: 'histogram',
+      agentgate_idempotency_events_total: 'counter',
+      agentgate_rate_limit_decisions_total: 'counter',
+      agentgate_rate_limit_cost_units_total: 'counter',
+      agentgate_silent_failures_total: 'counter',
+      agentgate_upstream_errors_total: 'counter',
+      agentgate_circuit_breaker_state: 'gauge',
+      agentgate_store_errors_total: 'counter',
+      agentgate_config_reloads_total: 'counter',
+    };
+    for (const [name, type] of Object.entries(contractMetrics)) assert.equal(initial.exp.types.get(name), type, name);
+    // Reloads start at zero for both results, so increase() sees the first one.
+
     assert.equal(valueOf(initial.exp, 'agentgate_config_reloads_total', { result: 'success' }), 0);
     assert.equal(valueOf(initial.exp, 'agentgate_config_reloads_total', { result: 'error' }), 0);
 
