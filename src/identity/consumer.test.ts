@@ -36,3 +36,10 @@ test('with no ip fallback, callers without any configured header share the anony
   assert.deepEqual(headerOnly(request({})), { id: 'anonymous', source: 'anonymous' });
   assert.deepEqual(headerOnly(request({}, '10.9.9.9')), { id: 'anonymous', source: 'anonymous' });
 });
+
+test('ids stay the same when the cache of recent identities fills up and starts afresh', () => {
+  const first = identify(request({ 'x-agent-id': 'agent-first' })).id;
+  for (let i = 0; i < 25_000; i++) identify(request({ 'x-agent-id': `agent-${i}` }));
+  assert.equal(identify(request({ 'x-agent-id': 'agent-first' })).id, first);
+  assert.equal(identify(request({ 'x-agent-id': 'agent-24999' })).id, createConsumerIdentifier([{ header: 'x-agent-id' }])(request({ 'x-agent-id': 'agent-24999' })).id);
+});

@@ -1,4 +1,4 @@
-// Tells callers apart by the first configured identity source present (header or peer IP); values are hashed, never kept raw.
+// Tells callers apart by the first configured identity source present (header or peer IP); values are hashed and never logged or stored.
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { IdentifySourceConfig } from '../config/schema.ts';
@@ -16,17 +16,32 @@ export function hashIdentity(value: string): string {
   return createHash('sha256').update(value).digest('base64url').slice(0, 22);
 }
 
+/**
+ * Callers repeat themselves, and a SHA-256 per request was a visible share of the gateway's time: recent identities are
+ * remembered. Bounded: when full it starts afresh, which costs one hash per caller and never grows memory.
+ */
+const MAX_REMEMBERED = 10_000;
+const remembered = new Map<string, Consumer>();
+
+function consumerOf(source: string, value: string): Consumer {
+  const key = `${source}\u0000${value}`;
+  let consumer = remembered.get(key);
+  if (consumer === undefined) {
+    if (remembered.size >= MAX_REMEMBERED) remembered.clear();
+    consumer = { id: hashIdentity(key), source };
+    remembered.set(key, consumer);
+  }
+  return consumer;
+}
+
 export function createConsumerIdentifier(sources: readonly IdentifySourceConfig[]): ConsumerIdentifier {
-  const compiled = sources.map((s) => (s.header ? { header: s.header.toLowerCase() } : { header: undefined }));
+  const compiled = sources.map((s) => (s.header ? { header: s.header.toLowerCase(), label: `header:${s.header.toLowerCase()}` } : { header: undefined, label: 'ip' }));
   return (req) => {
     for (const source of compiled) {
       if (source.header === undefined) return fromIp(req);
       const value = req.headers[source.header];
       const text = Array.isArray(value) ? value.join(',') : value;
-      if (text) {
-        const label = `header:${source.header}`;
-        return { id: hashIdentity(`${label}\u0000${text}`), source: label };
-      }
+      if (text) return consumerOf(source.label, text);
     }
     // No configured source was present and the list has no ip fallback: all such callers share one identity.
     return { id: 'anonymous', source: 'anonymous' };
@@ -34,5 +49,5 @@ export function createConsumerIdentifier(sources: readonly IdentifySourceConfig[
 }
 
 function fromIp(req: IncomingMessage): Consumer {
-  return { id: hashIdentity(`ip\u0000${req.socket.remoteAddress ?? 'unknown'}`), source: 'ip' };
+  return consumerOf('ip', req.socket.remoteAddress ?? 'unknown');
 }

@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse, ClientRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { createProxyServer, type ProxyServer } from 'http-proxy-3';
+import { createProxyServer, type ProxyServer, type ServerOptions } from 'http-proxy-3';
 import { GatewayError } from '../errors/problem.ts';
 import type { RequestContext } from '../context.ts';
 import type { Route } from '../runtime.ts';
@@ -39,6 +39,8 @@ interface InFlight {
 export class Forwarder {
   private readonly proxy: ProxyServer;
   private readonly inFlight = new WeakMap<IncomingMessage, InFlight>();
+  /** Each route's proxy options, built once rather than on every request. */
+  private readonly optionsByRoute = new WeakMap<Route, ServerOptions>();
 
   constructor() {
     // selfHandleResponse: the pipeline decides how a response is delivered (streamed as-is here; inspected by later policies).
@@ -86,17 +88,11 @@ export class Forwarder {
       };
       this.inFlight.set(req, flight);
       ctx.upstreamStartedAt = process.hrtime.bigint();
+      const options = this.optionsOf(route);
       this.proxy.web(
         req,
         res,
-        {
-          target: route.upstream.target,
-          agent: route.upstream.agent,
-          proxyTimeout: route.timeoutMs,
-          connectTimeout: route.upstream.connectTimeoutMs,
-          ...(route.upstream.headers ? { headers: route.upstream.headers } : {}),
-          ...(body ? { buffer: body } : {}),
-        },
+        body ? { ...options, buffer: body } : options,
         (err: Error) => {
           if (req.socket.destroyed || res.destroyed) {
             flight.resolve({ kind: 'client_closed' });
@@ -106,6 +102,16 @@ export class Forwarder {
         },
       );
     });
+  }
+
+  private optionsOf(route: Route): ServerOptions {
+    let options = this.optionsByRoute.get(route);
+    if (!options) {
+      const { target, agent, connectTimeoutMs, headers } = route.upstream;
+      options = { target, agent, proxyTimeout: route.timeoutMs, connectTimeout: connectTimeoutMs, ...(headers ? { headers } : {}) };
+      this.optionsByRoute.set(route, options);
+    }
+    return options;
   }
 
   close(): void {
@@ -193,24 +199,16 @@ export function streamResponse(
     if (res.writableNeedDrain) idle.refresh();
     else abort('upstream_timeout');
   }, idleTimeoutMs);
-  upstream.on('data', () => idle.refresh());
-  upstream.once('end', () => {
-    clearTimeout(idle);
-    ctx.upstreamEndedAt = process.hrtime.bigint();
-  });
-  upstream.once('error', () => abort('upstream_aborted'));
-  upstream.once('close', () => {
-    clearTimeout(idle);
-    if (!upstream.complete && ctx.outcome !== 'upstream_timeout') abort('upstream_aborted');
-  });
-  res.once('close', () => clearTimeout(idle));
-  if (!beforeEnd) return void upstream.pipe(res);
   // A client knows a Content-Length body is complete when its last byte arrives, whether or not the response has been
-  // ended: that one byte (and, for an empty body, the head) is held back until beforeEnd has run. Everything before it
-  // streams as usual. A chunked body is complete only with its terminating chunk, which res.end() sends.
-  let remaining = upstream.headers['content-length'] === undefined ? -1 : Number(upstream.headers['content-length']);
+  // ended: with beforeEnd, that one byte (and, for an empty body, the head) is held back until beforeEnd has run.
+  // Everything before it streams as usual. A chunked body is complete only with its terminating chunk, which res.end() sends.
+  const length = upstream.headers['content-length'];
+  let remaining = beforeEnd && length !== undefined ? Number(length) : -1;
   let held: Buffer | undefined;
+  const resumeUpstream = () => upstream.resume();
+  // A hand-written pump rather than pipe(): the same backpressure with fewer listeners, and room for the held-back byte.
   upstream.on('data', (chunk: Buffer) => {
+    idle.refresh();
     let out = chunk;
     if (remaining > 0) {
       remaining -= chunk.length;
@@ -221,10 +219,22 @@ export function streamResponse(
     }
     if (out.length > 0 && !res.write(out)) {
       upstream.pause();
-      res.once('drain', () => upstream.resume());
+      res.once('drain', resumeUpstream);
     }
   });
-  upstream.once('end', () => void beforeEnd().finally(() => res.end(held)));
+  upstream.once('end', () => {
+    clearTimeout(idle);
+    ctx.upstreamEndedAt = process.hrtime.bigint();
+    if (beforeEnd) void beforeEnd().finally(() => res.end(held));
+    else res.end();
+  });
+  upstream.once('error', () => abort('upstream_aborted'));
+  upstream.once('close', () => {
+    clearTimeout(idle);
+    if (!upstream.complete && ctx.outcome !== 'upstream_timeout') abort('upstream_aborted');
+  });
+  // The client left: http-proxy-3 destroys the upstream request, which ends this pump.
+  res.once('close', () => clearTimeout(idle));
   // An inspection may have paused the stream (to put its first bytes back); a 'data' listener alone does not resume it.
   upstream.resume();
 }

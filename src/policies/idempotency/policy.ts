@@ -127,6 +127,8 @@ export class IdempotencyPolicy {
   readonly logger: Logger;
   private readonly keyPrefix: string;
   private readonly metrics: GatewayMetrics;
+  /** agentgate_idempotency_events_total's children for this route, looked up once per event rather than on every request. */
+  private readonly eventCounters = new Map<IdempotencyEvent, { inc(): void }>();
 
   constructor(routeName: string, settings: Settings, deps: PolicyDeps) {
     this.routeName = routeName;
@@ -138,7 +140,12 @@ export class IdempotencyPolicy {
   }
 
   count(event: IdempotencyEvent): void {
-    this.metrics.idempotencyEvents.inc({ route: this.routeName, event });
+    let counter = this.eventCounters.get(event);
+    if (!counter) {
+      counter = this.metrics.idempotencyEvents.labels({ route: this.routeName, event });
+      this.eventCounters.set(event, counter);
+    }
+    counter.inc();
   }
 
   /**

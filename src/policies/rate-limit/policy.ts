@@ -130,6 +130,8 @@ export class RouteRateLimiter {
   private readonly sharedBuckets: readonly (Bucket | undefined)[];
   private readonly sharedPks: readonly (string | undefined)[];
   private readonly hasConsumerScope: boolean;
+  /** Each policy's counters for an admitted request, looked up once rather than hashed from labels on every request. */
+  private readonly admittedCounters: readonly { decisions: { inc(): void }; costUnits: { inc(value: number): void } }[];
 
   constructor(route: string, policies: RateLimitPolicy[], cost: CostRule, deps: PolicyDeps) {
     this.route = route;
@@ -145,6 +147,10 @@ export class RouteRateLimiter {
       return { key: storeKey(deps.keyPrefix, 'rl', SHARED_TAG, id), capacity: p.capacity, perMs: p.perMs };
     });
     this.sharedPks = this.sharedBuckets.map((b) => b && partitionKey(b.key));
+    this.admittedCounters = policies.map((p) => ({
+      decisions: deps.metrics.rateLimitDecisions.labels({ route, policy: p.name, decision: 'allowed' }),
+      costUnits: deps.metrics.rateLimitCostUnits.labels({ route, policy: p.name }),
+    }));
   }
 
   /**
@@ -172,7 +178,7 @@ export class RouteRateLimiter {
   }
 
   private pksFor(consumer: Consumer): string[] {
-    const own = this.hasConsumerScope ? partitionKey(consumer.id) : '';
+    const own = this.hasConsumerScope ? consumerPartitionKey(consumer.id) : '';
     return this.policies.map((_, i) => this.sharedPks[i] ?? own);
   }
 
@@ -198,9 +204,9 @@ export class RouteRateLimiter {
     }
     const views = this.views(result, consumer);
     if (!result.allowed) return { kind: 'reject', error: this.refusal(views, cost, result.now) };
-    for (const p of this.policies) {
-      this.deps.metrics.rateLimitDecisions.inc({ route: this.route, policy: p.name, decision: 'allowed' });
-      if (cost > 0) this.deps.metrics.rateLimitCostUnits.inc({ route: this.route, policy: p.name }, cost);
+    for (const counters of this.admittedCounters) {
+      counters.decisions.inc();
+      if (cost > 0) counters.costUnits.inc(cost);
     }
     this.noteWarnings(views, cost, consumer, requestId);
     return { kind: 'continue', headers: rateLimitHeaders(views, cost, result.now, false), body, charge: { cost, buckets, views } };
@@ -230,7 +236,7 @@ export class RouteRateLimiter {
       this.logger.warn({ request_id: requestId, err: err.message, charged: charge.cost, actual }, 'store unreachable: the cost could not be settled');
       return undefined;
     }
-    if (delta > 0) for (const p of this.policies) this.deps.metrics.rateLimitCostUnits.inc({ route: this.route, policy: p.name }, delta);
+    if (delta > 0) for (const counters of this.admittedCounters) counters.costUnits.inc(delta);
     const views = this.views(result, consumer);
     this.noteWarnings(views, Math.max(0, delta), consumer, requestId);
     return rateLimitHeaders(views, actual, result.now, false);
@@ -292,6 +298,20 @@ export class RouteRateLimiter {
       );
     }
   }
+}
+
+/** A consumer's pk is the same on every request: recent ones are remembered (bounded, starting afresh when full). */
+const MAX_REMEMBERED_PKS = 10_000;
+const rememberedPks = new Map<string, string>();
+
+function consumerPartitionKey(consumerId: string): string {
+  let pk = rememberedPks.get(consumerId);
+  if (pk === undefined) {
+    if (rememberedPks.size >= MAX_REMEMBERED_PKS) rememberedPks.clear();
+    pk = partitionKey(consumerId);
+    rememberedPks.set(consumerId, pk);
+  }
+  return pk;
 }
 
 /** The draft's `pk`: 12 bytes of SHA-256 of the consumer's (already hashed) id or of a shared bucket's key, base64. */
