@@ -46,12 +46,18 @@ interface Client extends EventEmitter {
   agentgateConsume(...args: (string | number)[]): Promise<number[]>;
 }
 
+/** How often now() reads Redis's clock again; in between, local clock drift is far below a millisecond. */
+const CLOCK_RESYNC_MS = 1000;
+
 /** Reconnect forever (a gateway outlives Redis outages), backing off to at most 2 s between attempts. */
 const backoff = (attempt: number): number => Math.min(50 * 2 ** attempt, 2000);
 
 export class RedisStore implements Store {
   readonly kind = 'redis';
   private readonly client: Client;
+  /** Redis's clock as last read, and when that was on the local monotonic clock (ms). */
+  private clock: { redisMs: number; localMs: number } | undefined;
+  private lastNow = 0;
   private readonly commandTimeoutMs: number;
   private readonly onError: StoreErrorListener | undefined;
   /** On Cluster one script may only touch keys of one slot, so consume() works hash tag by hash tag. */
@@ -108,9 +114,20 @@ export class RedisStore implements Store {
     return (await this.run('deleteIf', () => this.client.agentgateDeleteIf(key, expected))) === 1;
   }
 
+  /**
+   * Redis's clock (TIME), so that every replica judges leases by the same time. It is read at most once per
+   * CLOCK_RESYNC_MS and advanced by the local monotonic clock in between: asking on every call cost each idempotent
+   * write a round trip of its own. Never goes back, also across a resync.
+   */
   async now(): Promise<number> {
-    const [seconds, micros] = await this.run('now', () => this.client.time());
-    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    if (this.clock === undefined || performance.now() - this.clock.localMs > CLOCK_RESYNC_MS) {
+      const sent = performance.now();
+      const [seconds, micros] = await this.run('now', () => this.client.time());
+      // Redis read its clock somewhere between sending and answering: the midpoint is the best guess of when.
+      this.clock = { redisMs: Number(seconds) * 1000 + Number(micros) / 1000, localMs: (sent + performance.now()) / 2 };
+    }
+    this.lastNow = Math.max(this.lastNow, Math.floor(this.clock.redisMs + performance.now() - this.clock.localMs));
+    return this.lastNow;
   }
 
   async consume(buckets: readonly Bucket[], cost: number, mode: ConsumeMode = 'charge'): Promise<ConsumeResult> {
