@@ -68,10 +68,16 @@ async function main(): Promise<number> {
     }
   }
 
-  // Until the gateway runs there is no config to reload; without a handler SIGHUP's default would kill the process.
-  const ignoreEarlyHangup = () => {};
-  process.on('SIGHUP', ignoreEarlyHangup);
-  let gateway;
+  // Signal handlers go in before the gateway starts listening: as PID 1 in a container, a SIGTERM that finds no
+  // handler is ignored, and one that arrives during start-up must still stop the gateway cleanly once it runs.
+  // Until then there is no config to reload; without a handler SIGHUP's default would kill the process.
+  let stopRequested: ((signal: string) => void) | undefined;
+  let earlySignal: string | undefined;
+  const onStopSignal = (signal: string) => (stopRequested ? stopRequested(signal) : (earlySignal ??= signal));
+  process.once('SIGTERM', () => onStopSignal('SIGTERM'));
+  process.once('SIGINT', () => onStopSignal('SIGINT'));
+  let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+  process.on('SIGHUP', () => void gateway?.reload('SIGHUP'));
   try {
     gateway = await startGateway({ configFile: args.config });
   } catch (err) {
@@ -81,14 +87,11 @@ async function main(): Promise<number> {
   }
   const running = gateway;
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
+    stopRequested = (signal: string) => {
       running.logger.info({ signal }, 'signal received');
       void running.shutdown().then(resolve);
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.off('SIGHUP', ignoreEarlyHangup);
-    process.on('SIGHUP', () => void running.reload('SIGHUP'));
+    if (earlySignal) stopRequested(earlySignal);
   });
   return 0;
 }
