@@ -7,6 +7,11 @@ import type { ErrorCode } from './errors/catalog.ts';
 export interface RequestContext {
   readonly requestId: string;
   readonly trace: TraceContext;
+  /**
+   * Headers the gateway puts on whatever answer this request gets: its X-Request-Id, the budget headers. Kept here
+   * rather than set on the response one by one, so a proxied answer is written with a single writeHead.
+   */
+  readonly responseHeaders: Record<string, string>;
   /** process.hrtime.bigint() when the request arrived. */
   readonly startedAt: bigint;
   /** Request path without the query string (the query may carry secrets, so only this is logged). */

@@ -15,7 +15,8 @@ import type { Store, StoreError } from './store/store.ts';
 import { Forwarder } from './proxy/forwarder.ts';
 import { createPipeline } from './pipeline.ts';
 import { createAdminServer } from './admin/server.ts';
-import { accessLoggerOf, createLogger, type Logger } from './observability/logger.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
+import { AccessLog } from './observability/access-log.ts';
 import { GatewayMetrics } from './observability/metrics.ts';
 import { GatewayError, problemDocument } from './errors/problem.ts';
 import { uuidv7 } from './identity/request-id.ts';
@@ -55,7 +56,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const loaded = await loadConfigFile(options.configFile, env);
   const { config } = loaded;
   const logger = createLogger(config.logging.level, options.logDestination);
-  const accessLog = accessLoggerOf(logger);
+  const accessLog = new AccessLog(logger);
   const metrics = new GatewayMetrics();
   const logStoreError = throttled(STORE_ERROR_LOG_INTERVAL_MS, (error: StoreError, suppressed: number) =>
     logger.warn({ operation: error.operation, err: error.message, suppressed }, 'store operation failed'),
@@ -84,7 +85,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (draining) res.setHeader('connection', 'close');
     handle(req, res);
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerMalformedRequest(err, socket, metrics, accessLog));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerMalformedRequest(err, socket, metrics, logger));
 
   const admin = createAdminServer({
     registry: metrics.registry,
@@ -118,7 +119,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       runtime = buildRuntime(next, pools, policyDeps);
       appliedDigest = next.digest;
       logger.level = next.config.logging.level;
-      accessLog.level = next.config.logging.level;
       pools.releaseUnusedPools(runtime, maxTimeoutMs(previous) + 1000);
       metrics.configReloads.inc({ result: 'success' });
       logger.info({ trigger, routes: next.config.routes.length }, 'config reloaded');

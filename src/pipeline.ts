@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import type { AccessLog } from './observability/access-log.ts';
 import type { RequestContext } from './context.ts';
 import type { Route, Runtime } from './runtime.ts';
 import { requestIdFrom, traceContextFrom } from './identity/request-id.ts';
@@ -22,8 +23,8 @@ export interface PipelineDeps {
   forwarder: Forwarder;
   metrics: GatewayMetrics;
   logger: Logger;
-  /** Writes the one line per request (see accessLoggerOf). */
-  accessLog: Logger;
+  /** Writes the one line per request. */
+  accessLog: AccessLog;
 }
 
 const GATEWAY_PREFIX = '/_agentgate/';
@@ -37,7 +38,7 @@ const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i;
 export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     // 1. Identify the request: a request id and trace context first, so every answer below, error or not, carries them.
-    const ctx = beginRequest(req, res);
+    const ctx = beginRequest(req);
     // 11. Record: exactly one log line and one set of metrics per request, however it ended.
     res.once('close', () => record(ctx, req, res, deps));
     handle(ctx, req, res, deps.runtime(), deps).catch((err: unknown) => answerWithError(ctx, res, err, deps.logger));
@@ -73,7 +74,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   const admission = route.rateLimit ? await route.rateLimit.admit(req, consumer, ctx.requestId) : undefined;
   if (admission?.kind === 'client_closed') return;
   if (admission?.kind === 'reject') throw admission.error;
-  if (admission) setHeaders(res, admission.headers);
+  if (admission) Object.assign(ctx.responseHeaders, admission.headers);
   // A cost rule that counted items in the body has read it; it is forwarded from memory.
   ctx.requestBody = admission?.body;
 
@@ -83,6 +84,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   if (idempotency?.kind === 'client_closed') return;
   if (idempotency?.kind === 'replay') {
     ctx.outcome = 'replayed';
+    setHeaders(res, ctx.responseHeaders);
     writeReplay(res, idempotency.record);
     return;
   }
@@ -111,7 +113,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   // A cost the upstream reports is settled as soon as its head arrives, so the budget headers of the answer show it.
   if (admission?.kind === 'continue' && admission.charge && route.rateLimit?.cost.settleHeader) {
     const settled = await route.rateLimit.settle(admission.charge, response.headers, consumer, ctx.requestId);
-    if (settled) setHeaders(res, settled);
+    if (settled) Object.assign(ctx.responseHeaders, settled);
   }
   // On a limited route the gateway's budget headers are the ones the agent must plan with: the upstream's copies are dropped.
   if (admission?.kind === 'continue' && Object.keys(admission.headers).length > 0) {
@@ -124,7 +126,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   if (status >= 400) {
     const error = await normalizedUpstreamError(response, route, ctx);
     deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: error.code });
-    claim?.settleAnswer(status, answerOf(error, ctx, res));
+    claim?.settleAnswer(status, answerOf(error, ctx));
     await claim?.recorded();
     throw error;
   }
@@ -151,8 +153,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
     if (inspection.unchecked) {
       deps.logger.info({ request_id: ctx.requestId, route: route.name, reason: inspection.unchecked }, 'response body cannot be checked: delivered unchecked');
     }
-    writeResponseHead(response, res);
-    res.setHeader('content-length', inspection.body.length);
+    writeResponseHead(response, res, ctx.responseHeaders, inspection.body.length);
     claim?.settleAnswer(status, { status, headers: response.headers as Record<string, string | string[]>, body: inspection.body });
     await claim?.recorded();
     res.end(req.method === 'HEAD' ? undefined : inspection.body);
@@ -191,20 +192,18 @@ async function normalizedUpstreamError(response: IncomingMessage, route: Route, 
 }
 
 /** The envelope exactly as the client will get it (with the headers already on the response), for an idempotency record. */
-function answerOf(error: GatewayError, ctx: RequestContext, res: ServerResponse) {
+function answerOf(error: GatewayError, ctx: RequestContext) {
   const answer = problemAnswer(error, ctx.requestId);
-  const headers: Record<string, string | string[]> = {};
-  for (const name of res.getHeaderNames()) headers[name] = res.getHeader(name) as string | string[];
-  return { status: answer.status, headers: { ...headers, ...answer.headers }, body: Buffer.from(answer.body) };
+  return { status: answer.status, headers: { ...ctx.responseHeaders, ...answer.headers }, body: Buffer.from(answer.body) };
 }
 
-function beginRequest(req: IncomingMessage, res: ServerResponse): RequestContext {
+function beginRequest(req: IncomingMessage): RequestContext {
   const requestId = requestIdFrom(req.headers['x-request-id']);
-  res.setHeader('x-request-id', requestId);
   const url = req.url ?? '/';
   const query = url.indexOf('?');
   return {
     requestId,
+    responseHeaders: { 'x-request-id': requestId },
     trace: traceContextFrom(req.headers.traceparent),
     startedAt: process.hrtime.bigint(),
     path: query === -1 ? url : url.slice(0, query),
@@ -234,6 +233,7 @@ function checkRequestTarget(req: IncomingMessage, ctx: RequestContext, runtime: 
 }
 
 async function serveGatewayEndpoint(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, runtime: Runtime): Promise<void> {
+  setHeaders(res, ctx.responseHeaders);
   const rest = ctx.path.slice(GATEWAY_PREFIX.length);
   if (rest === 'budget') {
     onlyGet(req);
@@ -256,6 +256,7 @@ function onlyGet(req: IncomingMessage): void {
   }
 }
 
+/** For answers the gateway makes itself (errors, replays, its endpoints); proxied answers get them in writeResponseHead. */
 function setHeaders(res: ServerResponse, headers: Record<string, string>): void {
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
 }
@@ -265,6 +266,7 @@ function answerWithError(ctx: RequestContext, res: ServerResponse, err: unknown,
   if (!(err instanceof GatewayError)) logger.error({ request_id: ctx.requestId, err }, 'unexpected error in the request pipeline');
   ctx.errorCode = error.code;
   ctx.outcome = error.code.toLowerCase();
+  if (!res.headersSent) setHeaders(res, ctx.responseHeaders);
   sendProblem(res, error, ctx.requestId);
 }
 
@@ -283,24 +285,21 @@ function record(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, 
     deps.metrics.recordUpstreamDuration(ctx.route.upstream.name, routeName, upstreamSeconds);
   }
   deps.metrics.recordRequest(routeName, methodLabel(req.method), status, ctx.outcome, seconds);
-  deps.accessLog.info(
-    {
-      request_id: ctx.requestId,
-      trace_id: ctx.trace.traceId,
-      route: routeName,
-      consumer: ctx.consumer?.id,
-      method: req.method,
-      path: truncate(ctx.path),
-      status,
-      upstream_status: ctx.upstreamStatus,
-      duration_ms: round(seconds * 1000),
-      upstream_duration_ms: upstreamSeconds === undefined ? undefined : round(upstreamSeconds * 1000),
-      outcome: ctx.outcome,
-      code: ctx.errorCode,
-      idempotency_key_hash: ctx.idempotencyKeyHash,
-    },
-    'request',
-  );
+  deps.accessLog.write({
+    request_id: ctx.requestId,
+    trace_id: ctx.trace.traceId,
+    route: routeName,
+    consumer: ctx.consumer?.id,
+    method: req.method,
+    path: truncate(ctx.path),
+    status,
+    upstream_status: ctx.upstreamStatus,
+    duration_ms: round(seconds * 1000),
+    upstream_duration_ms: upstreamSeconds === undefined ? undefined : round(upstreamSeconds * 1000),
+    outcome: ctx.outcome,
+    code: ctx.errorCode,
+    idempotency_key_hash: ctx.idempotencyKeyHash,
+  });
 }
 
 function round(ms: number): number {

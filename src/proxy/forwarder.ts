@@ -162,16 +162,25 @@ function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext): void
   if (headers.host) headers['x-forwarded-host'] = headers.host;
 }
 
-/** Copies the upstream's status and end-to-end headers to the client response; the gateway's X-Request-Id wins. */
-export function writeResponseHead(upstream: IncomingMessage, res: ServerResponse): void {
+/**
+ * Writes the response head in one writeHead: the gateway's own headers (X-Request-Id, budget headers; they win over
+ * the upstream's), then the upstream's status and end-to-end headers. `contentLength` replaces the upstream's when the
+ * gateway delivers a body it has read.
+ */
+export function writeResponseHead(upstream: IncomingMessage, res: ServerResponse, gatewayHeaders: Record<string, string>, contentLength?: number): void {
   const headers = upstream.headers;
   const named = headers.connection ? headers.connection.split(',').map((token) => token.trim().toLowerCase()) : undefined;
+  const raw: string[] = [];
+  for (const name in gatewayHeaders) raw.push(name, gatewayHeaders[name]!);
   for (const name in headers) {
-    if (NOT_FORWARDED_IN_RESPONSE.has(name) || named?.includes(name)) continue;
+    if (NOT_FORWARDED_IN_RESPONSE.has(name) || named?.includes(name) || name in gatewayHeaders) continue;
+    if (contentLength !== undefined && name === 'content-length') continue;
     const value = headers[name];
-    if (value !== undefined) res.setHeader(name, value);
+    if (typeof value === 'string') raw.push(name, value);
+    else if (value !== undefined) for (const each of value) raw.push(name, each);
   }
-  res.statusCode = upstream.statusCode ?? 502;
+  if (contentLength !== undefined) raw.push('content-length', String(contentLength));
+  res.writeHead(upstream.statusCode ?? 502, raw);
 }
 
 /**
@@ -187,7 +196,7 @@ export function streamResponse(
   /** Awaited after the upstream's last byte and before the client's response ends, so a policy can record the answer first. */
   beforeEnd?: () => Promise<void>,
 ): void {
-  writeResponseHead(upstream, res);
+  writeResponseHead(upstream, res, ctx.responseHeaders);
   const abort = (outcome: string) => {
     clearTimeout(idle);
     ctx.outcome = outcome;

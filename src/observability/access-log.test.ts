@@ -1,0 +1,60 @@
+// The hand-written access line must be exactly the line pino would write for the same fields, and valid JSON for any path.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createLogger } from './logger.ts';
+import { AccessLog, type AccessEntry } from './access-log.ts';
+
+function capture(level: string) {
+  const lines: string[] = [];
+  const logger = createLogger(level, { write: (line: string) => void lines.push(line) });
+  return { logger, lines, accessLog: new AccessLog(logger) };
+}
+
+const withoutTime = (line: string) => line.replace(/"time":"[^"]+"/, '"time":"T"');
+
+const FULL: AccessEntry = {
+  request_id: '01a20367-d314-7152-8345-ae2a71194b5e',
+  trace_id: 'ff48db49f6668203a84409ee437e8670',
+  route: 'create-order',
+  consumer: 'UnbpdRsp0r21PN63Qt1ZK6',
+  method: 'POST',
+  path: '/orders',
+  status: 502,
+  upstream_status: 500,
+  duration_ms: 12.34,
+  upstream_duration_ms: 11.5,
+  outcome: 'upstream_error',
+  code: 'UPSTREAM_ERROR',
+  idempotency_key_hash: 'k3Jf0aZ-x_1',
+};
+
+test('the line is byte for byte what pino writes for the same fields, undefined ones left out', () => {
+  const sparse: AccessEntry = { ...FULL, consumer: undefined, method: undefined, upstream_status: undefined, upstream_duration_ms: undefined, code: undefined, idempotency_key_hash: undefined };
+  for (const entry of [FULL, sparse]) {
+    const { logger, lines, accessLog } = capture('info');
+    accessLog.write(entry);
+    logger.info({ ...entry }, 'request');
+    assert.equal(lines.length, 2);
+    assert.equal(withoutTime(lines[0]!), withoutTime(lines[1]!));
+    assert.match(lines[0]!, /"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"/);
+  }
+});
+
+test('any path and route name stays valid JSON and reads back unchanged', () => {
+  const { lines, accessLog } = capture('info');
+  const path = '/a"b\\c\n\u0000\u2028ü/%22';
+  accessLog.write({ ...FULL, path, route: 'odd "name"' });
+  const parsed = JSON.parse(lines[0]!) as Record<string, unknown>;
+  assert.equal(parsed.path, path);
+  assert.equal(parsed.route, 'odd "name"');
+  assert.ok(lines[0]!.endsWith('}\n') && !lines[0]!.slice(0, -1).includes('\n'), 'one line');
+});
+
+test('nothing is written when the logger is above info, and the level can change at run time', () => {
+  const { logger, lines, accessLog } = capture('warn');
+  accessLog.write(FULL);
+  assert.equal(lines.length, 0);
+  logger.level = 'info';
+  accessLog.write(FULL);
+  assert.equal(lines.length, 1);
+});
