@@ -143,6 +143,48 @@ test('an upstream that resets before answering is an UPSTREAM_ERROR 502 envelope
   await stillServing();
 });
 
+test('a pooled connection the upstream closed is retried once on a fresh one for a safe bodiless request, never for a write', async () => {
+  // An upstream that drops each connection at its second request, before answering: what a keep-alive race looks like.
+  const seen: string[] = [];
+  const flaky = createServer((req, res) => {
+    const socket = req.socket as typeof req.socket & { served?: number };
+    socket.served = (socket.served ?? 0) + 1;
+    seen.push(`${req.method} #${socket.served}`);
+    if (socket.served > 1) return void socket.destroy();
+    req.resume();
+    req.on('end', () => json(res, 200, { ok: true }));
+  }).listen(0, '127.0.0.1');
+  await once(flaky, 'listening');
+  const port = (flaky.address() as AddressInfo).port;
+  const gateway = await startTestGateway(configYaml(`upstreams:\n  flaky: {url: 'http://127.0.0.1:${port}'}\nroutes:\n  - {name: flaky, match: {path: /*}, upstream: flaky}\n`));
+  try {
+    assert.equal((await send(`${gateway.url}/first`)).status, 200);
+    const read = await send(`${gateway.url}/second`);
+    assert.equal(read.status, 200, 'the read is answered from a fresh connection');
+    assert.deepEqual(seen, ['GET #1', 'GET #2', 'GET #1']);
+    // The fresh connection is pooled now; a write sent on it is not sent again when it drops: it may have run.
+    seen.length = 0;
+    const write = await send(`${gateway.url}/third`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(write.status, 502);
+    assert.equal(envelopeOf(write).code, 'UPSTREAM_ERROR');
+    assert.deepEqual(seen, ['POST #2']);
+    // A read that fails on a fresh connection is not sent again: only a reused connection can have gone stale.
+    seen.length = 0;
+    flaky.removeAllListeners('request');
+    flaky.on('request', (req) => {
+      seen.push(req.method!);
+      req.socket.destroy();
+    });
+    const broken = await send(`${gateway.url}/fourth`);
+    assert.equal(broken.status, 502);
+    assert.deepEqual(seen, ['GET']);
+  } finally {
+    await gateway.close();
+    flaky.closeAllConnections();
+    await new Promise((resolve) => flaky.close(resolve));
+  }
+});
+
 test('an upstream that resets mid-body, or sends less than its Content-Length, never looks complete to the client', async () => {
   for (const path of ['/reset-mid-body', '/short-content-length']) {
     const result = await receive(`${gw.url}${path}`);

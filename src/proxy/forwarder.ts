@@ -34,7 +34,12 @@ interface InFlight {
   resolve: (result: UpstreamResult) => void;
   proxyReq: ClientRequest | undefined;
   timedOut: boolean;
+  /** Sent a second time on a fresh connection, after a pooled one turned out to be closed (see isStaleConnection). */
+  retried: boolean;
 }
+
+/** Methods whose request can be sent again without changing anything upstream (RFC 9110 §9.2.1). */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export class Forwarder {
   private readonly proxy: ProxyServer;
@@ -81,6 +86,7 @@ export class Forwarder {
         route,
         proxyReq: undefined,
         timedOut: false,
+        retried: false,
         resolve: (result) => {
           flight.resolve = () => {};
           resolve(result);
@@ -89,18 +95,21 @@ export class Forwarder {
       this.inFlight.set(req, flight);
       ctx.upstreamStartedAt = process.hrtime.bigint();
       const options = this.optionsOf(route);
-      this.proxy.web(
-        req,
-        res,
-        body ? { ...options, buffer: body } : options,
-        (err: Error) => {
-          if (req.socket.destroyed || res.destroyed) {
-            flight.resolve({ kind: 'client_closed' });
-            return;
-          }
-          flight.resolve(failure(err as NodeJS.ErrnoException, flight));
-        },
-      );
+      const onError = (err: NodeJS.ErrnoException) => {
+        if (req.socket.destroyed || res.destroyed) {
+          flight.resolve({ kind: 'client_closed' });
+          return;
+        }
+        // An upstream may close an idle pooled connection just as a request is sent on it. A safe, bodiless request
+        // is sent once more on a fresh connection (as Envoy and nginx do) rather than failing the agent's call.
+        if (!flight.retried && body === undefined && isStaleConnection(err, flight) && hasNoBody(req)) {
+          flight.retried = true;
+          this.proxy.web(req, res, options, onError);
+          return;
+        }
+        flight.resolve(failure(err, flight));
+      };
+      this.proxy.web(req, res, body ? { ...options, buffer: body } : options, onError);
     });
   }
 
@@ -117,6 +126,16 @@ export class Forwarder {
   close(): void {
     this.proxy.close();
   }
+}
+
+/** The request failed on a reused keep-alive connection before any answer: the upstream had closed it. */
+function isStaleConnection(err: NodeJS.ErrnoException, flight: InFlight): boolean {
+  return flight.proxyReq?.reusedSocket === true && !flight.timedOut && flight.ctx.upstreamStatus === undefined && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
+}
+
+function hasNoBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return SAFE_METHODS.has(req.method ?? '') && (length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined;
 }
 
 function failure(err: NodeJS.ErrnoException, flight: InFlight): UpstreamResult {
