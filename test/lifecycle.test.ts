@@ -7,6 +7,7 @@ import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CLI, configYaml, startCliGateway, tempDir, type CliGateway } from './helpers/gateway.ts';
 import { json, startUpstream, type TestUpstream } from './helpers/upstream.ts';
+import { until } from './helpers/wait.ts';
 
 /** How long the slow upstream endpoint takes: long enough that a signal surely lands while the request is in flight. */
 const SLOW_MS = 1500;
@@ -75,20 +76,6 @@ function get(url: string, timeoutMs = 10_000): Promise<Reply> {
     req.on('error', reject);
     req.end();
   });
-}
-
-/** Polls `check` until it returns true; fails with `describe()` once `timeoutMs` has passed. */
-async function until(check: () => Promise<boolean>, timeoutMs: number, describe: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not there yet (e.g. connection refused); keep polling
-    }
-    if (Date.now() > deadline) assert.fail(`${describe()} (waited ${timeoutMs} ms)`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 /** Which test upstream answers `GET url`, or the status when the gateway itself answered (e.g. 404 ROUTE_NOT_FOUND). */

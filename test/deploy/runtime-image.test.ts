@@ -10,6 +10,7 @@ import { tempDir } from '../helpers/gateway.ts';
 import { REPO } from './helpers/dockerfile.ts';
 import { replayBuild, type BuiltImage } from './helpers/image.ts';
 import { assertCanSandbox, configMapVolume, startContainer, startPod, type Container, type ContainerSpec, type Pod } from './helpers/sandbox.ts';
+import { until } from '../helpers/wait.ts';
 
 let image: BuiltImage;
 let work: { dir: string; remove: () => Promise<void> };
@@ -30,19 +31,6 @@ function numericUser(user: string | undefined): { uid: number; gid: number } {
   const match = /^(\d+)(?::(\d+))?$/.exec(user ?? '');
   assert.ok(match, `USER must be numeric uid[:gid], got ${String(user)}`);
   return { uid: Number(match[1]), gid: Number(match[2] ?? match[1]) };
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs: number, describe: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) assert.fail(`${describe()} (waited ${timeoutMs} ms)`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 async function exitWithin(container: Container, ms: number): Promise<number | null> {
