@@ -2,6 +2,9 @@
 import { spawn, execFileSync, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 
 /** Clock ticks per second of /proc/<pid>/stat's utime and stime. */
 export const CLK_TCK = (() => {
@@ -15,10 +18,11 @@ export const CLK_TCK = (() => {
 
 /** Peak resident set size (VmHWM) in KiB, or undefined when the process is gone or /proc is unavailable. */
 export function peakRssKiB(pid: number): number | undefined {
-  return statusField(pid, 'VmHWM');
+  return procStatusKiB(pid, 'VmHWM');
 }
 
-function statusField(pid: number, field: string): number | undefined {
+/** A field of /proc/<pid>/status in KiB (VmRSS: resident now; VmHWM: peak), or undefined when the process is gone. */
+export function procStatusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
@@ -165,4 +169,34 @@ export class ProcessGroup {
       }
     }
   }
+}
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+/** What a result file records of the machine and the code it was measured on. */
+export function machineFacts(redisVersion: string | undefined, nginx?: string): Record<string, unknown> {
+  const cpus = os.cpus();
+  const require = createRequire(import.meta.url);
+  let commit: string | undefined;
+  let dirty: boolean | undefined;
+  try {
+    commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+  } catch {
+    // not a git checkout
+  }
+  return {
+    cpu_model: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    available_parallelism: os.availableParallelism(),
+    memory_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    autocannon: (require('autocannon/package.json') as { version: string }).version,
+    nginx: nginx ?? null,
+    redis: redisVersion ?? null,
+    load_average_at_start: os.loadavg().map((l) => Math.round(l * 100) / 100),
+    git_commit: commit ?? null,
+    git_dirty: dirty ?? null,
+  };
 }

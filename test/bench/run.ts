@@ -7,18 +7,16 @@
 //   npm run bench -- --only 'B|D'   scenarios whose id matches the regular expression
 //   npm run bench -- --help         all options and their environment variables
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createRequire } from 'node:module';
 import { Redis } from 'ioredis';
 import { writeGatewayConfig, type GatewayProfile } from './configs.ts';
 import { runLoad, stopLoad, type LoadResult } from './load.ts';
 import { findNginx, nginxVersion, readErrorLog, writeNginxConfig } from './nginx.ts';
 import { ORDER } from './payloads.ts';
-import { childPids, cpuSeconds, machineCpu, mainThreadCpuSeconds, tcpActiveOpens, peakRssKiB, ProcessGroup, resetPeakRss } from './procs.ts';
+import { childPids, cpuSeconds, machineFacts, machineCpu, mainThreadCpuSeconds, tcpActiveOpens, peakRssKiB, ProcessGroup, resetPeakRss } from './procs.ts';
 import { analyse, formatIssue4, formatIssue5, formatRatios, formatResults, formatTargets, type ScenarioResult } from './report.ts';
 import { BLOB_SIZES_KIB, SCENARIOS, type Scenario } from './scenarios.ts';
 import { calibrateSchemaCheck } from './calibrate.ts';
@@ -99,36 +97,6 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     cpuProfDir: cpuProf === undefined ? undefined : path.resolve(cpuProf),
     logLevel: pick('log-level', 'BENCH_LOG_LEVEL') ?? 'info',
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-  };
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Machine facts
-
-function machineFacts(redisVersion: string | undefined, nginx: string | undefined) {
-  const cpus = os.cpus();
-  const require = createRequire(import.meta.url);
-  let commit: string | undefined;
-  let dirty: boolean | undefined;
-  try {
-    commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
-  } catch {
-    // not a git checkout
-  }
-  return {
-    cpu_model: cpus[0]?.model.trim() ?? 'unknown',
-    cores: cpus.length,
-    available_parallelism: os.availableParallelism(),
-    memory_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-    autocannon: (require('autocannon/package.json') as { version: string }).version,
-    nginx: nginx ?? null,
-    redis: redisVersion ?? null,
-    load_average_at_start: os.loadavg().map((l) => Math.round(l * 100) / 100),
-    git_commit: commit ?? null,
-    git_dirty: dirty ?? null,
   };
 }
 

@@ -1,29 +1,17 @@
 // Shared plumbing of the endurance and chaos runs: built-gateway child processes, /proc memory readings, small statistics.
 import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
-import os from 'node:os';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ProcessGroup } from '../bench/procs.ts';
+import { machineFacts, procStatusKiB, ProcessGroup } from '../bench/procs.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const CLI = path.join(ROOT, 'dist/cli.js');
 export const HERE = import.meta.dirname;
 
-export { ProcessGroup, sleep };
+export { machineFacts, procStatusKiB, ProcessGroup, sleep };
 
-/** A field of /proc/<pid>/status in KiB (VmRSS: resident now; VmHWM: peak), or undefined when the process is gone. */
-export function procStatusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
-    return match ? Number(match[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 export function mib(bytes: number): number {
   return Math.round((bytes / 2 ** 20) * 10) / 10;
@@ -239,30 +227,6 @@ export async function logProblems(logFile: string, options: { expectedErrors?: R
   return { counts, unexpected_errors: unexpected, examples };
 }
 
-export function machineFacts(redisVersion?: string): Record<string, unknown> {
-  const cpus = os.cpus();
-  const require = createRequire(import.meta.url);
-  let commit: string | null = null;
-  let dirty: boolean | null = null;
-  try {
-    commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
-  } catch {
-    // not a git checkout
-  }
-  return {
-    cpu_model: cpus[0]?.model.trim() ?? 'unknown',
-    cores: cpus.length,
-    memory_gib: round(os.totalmem() / 2 ** 30, 1),
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-    autocannon: (require('autocannon/package.json') as { version: string }).version,
-    redis: redisVersion ?? null,
-    load_average_at_start: os.loadavg().map((l) => round(l)),
-    git_commit: commit,
-    git_dirty: dirty,
-  };
-}
 
 /** redis-server's version, or undefined when it is not installed. */
 export function redisServerVersion(): string | undefined {
