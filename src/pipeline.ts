@@ -191,7 +191,7 @@ async function normalizedUpstreamError(response: IncomingMessage, route: Route, 
   });
 }
 
-/** The envelope exactly as the client will get it (with the headers already on the response), for an idempotency record. */
+/** The envelope exactly as the client will get it (with this request's gateway headers), for an idempotency record. */
 function answerOf(error: GatewayError, ctx: RequestContext) {
   const answer = problemAnswer(error, ctx.requestId);
   return { status: answer.status, headers: { ...ctx.responseHeaders, ...answer.headers }, body: Buffer.from(answer.body) };

@@ -184,3 +184,51 @@ async function waitFor<T>(probe: () => T | undefined, timeoutMs = 3000): Promise
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+test('every kind of answer carries the caller\'s X-Request-Id, and a limited route\'s budget headers, exactly once', async () => {
+  // Proxied answers get the gateway's headers in one writeHead; answers the gateway makes itself set them one by one:
+  // each way of answering is checked here.
+  const api = await startUpstream({
+    '/stream': (_req, res) => json(res, 200, { ok: true }, { 'x-request-id': 'upstream-own', 'x-ratelimit-remaining': '12345' }),
+    '/checked': (_req, res) => json(res, 200, { ok: true }),
+    '/missing': (_req, res) => json(res, 404, { message: 'no such thing' }),
+    'POST /write': (_req, res) => json(res, 201, { created: true }),
+  });
+  const gateway = await startTestGateway(
+    configYaml(`upstreams:
+  api: {url: '${api.url}'}
+rate_limits:
+  agents: {capacity: 1000, per: 1h}
+defaults: {rate_limit: agents}
+routes:
+  - {name: checked, match: {path: /checked}, upstream: api, silent_failure: {error_fields: [/error]}}
+  - {name: write, match: {methods: [POST], path: /write}, upstream: api, idempotency: {required: true}}
+  - {name: open, match: {path: /*}, upstream: api}
+`),
+  );
+  try {
+    const cases: [string, string, { method?: string; headers?: Record<string, string>; body?: string }][] = [
+      ['streamed', '/stream', {}],
+      ['checked and buffered', '/checked', {}],
+      ['HEAD', '/stream', { method: 'HEAD' }],
+      ['normalized upstream 404', '/missing', {}],
+      ['first write', '/write', { method: 'POST', headers: { 'idempotency-key': 'key-1' }, body: '{}' }],
+      ['replay', '/write', { method: 'POST', headers: { 'idempotency-key': 'key-1' }, body: '{}' }],
+      ['refused write (no key)', '/write', { method: 'POST', body: '{}' }],
+    ];
+    for (const [what, urlPath, options] of cases) {
+      const id = `answer-${what.replaceAll(/\W+/g, '-')}`;
+      const reply = await send(`${gateway.url}${urlPath}`, { ...options, headers: { ...options.headers, 'x-request-id': id } });
+      assert.equal(reply.headers['x-request-id'], id, `${what}: exactly the caller's id, once (a repeated header would read 'a, b')`);
+      assert.match(String(reply.headers['x-ratelimit-remaining']), /^\d+$/, `${what}: the gateway's budget header, not the upstream's`);
+      assert.notEqual(reply.headers['x-ratelimit-remaining'], '12345', what);
+    }
+    for (const urlPath of ['/_agentgate/errors', '/_agentgate/budget', '/_agentgate/nothing-here']) {
+      const reply = await send(`${gateway.url}${urlPath}`, { headers: { 'x-request-id': 'gateway-endpoint' } });
+      assert.equal(reply.headers['x-request-id'], 'gateway-endpoint', urlPath);
+    }
+  } finally {
+    await gateway.close();
+    await api.close();
+  }
+});
