@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { Redis } from 'ioredis';
+import { cleanupPrefix } from '../helpers/redis.ts';
 import { HERE, killOnExit, logProblems, median, metricSum, mib, procStatusKiB, ProcessGroup, round, scrapeMetrics, sleep, spawnGateway, type GatewayProcess } from './common.ts';
 import { heapGrowth, summarizeHeapSnapshot, type HeapGrowth, type HeapSummary } from './heap-snapshot.ts';
 import { Inspector } from './inspector.ts';
@@ -336,7 +336,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     await procs.stopAll();
     procs.killAllSync();
     unregister();
-    if (options.store === 'redis') await deleteRedisPrefix(options.redisUrl, redisPrefix).catch(() => 0);
+    if (options.store === 'redis') await cleanupPrefix(options.redisUrl, redisPrefix).catch(() => undefined);
     if (!options.keep) rmSync(tmp, { recursive: true, force: true });
     else say(`kept ${tmp}`);
   }
@@ -526,22 +526,4 @@ function byLabel(text: string, metric: string, label: string, filter: (line: str
     if (value !== undefined && Number.isFinite(n)) out[value] = (out[value] ?? 0) + n;
   }
   return out;
-}
-
-async function deleteRedisPrefix(url: string, prefix: string): Promise<number> {
-  const client = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
-  client.on('error', () => {});
-  let deleted = 0;
-  try {
-    await client.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      if (keys.length > 0) deleted += await client.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    client.disconnect();
-  }
-  return deleted;
 }
