@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { once } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
 import type { DestinationStream } from 'pino';
 import { loadConfigFile, ConfigError } from './config/load.ts';
 import { parseDuration, parseListenAddress, parseSize } from './config/units.ts';
@@ -52,6 +53,7 @@ const STORE_ERROR_LOG_INTERVAL_MS = 5000;
 const RELOAD_DEBOUNCE_MS = 150;
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  keepRequestObjectsYoung();
   const env = options.env ?? process.env;
   const loaded = await loadConfigFile(options.configFile, env);
   const { config } = loaded;
@@ -177,6 +179,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   return { proxyUrl, adminUrl, logger, metrics, store, runtime: () => runtime, reload, shutdown };
+}
+
+/**
+ * V8's allocation-site pretenuring allocates an object literal straight in the old generation once most of its objects
+ * were seen surviving a young collection, and never revisits the decision. Under proxy load it has been seen to settle
+ * on per-request objects (the first requests are slow while code warms up): from then on every request's objects are
+ * promoted and freed only by major GCs (measured: scavenges of ~11 ms instead of under 1 ms, a major GC every second,
+ * about 20% less throughput). A gateway's per-request objects die young, so the heuristic is switched off. It only
+ * decides where objects are allocated, never what the program does, and can be changed while the process runs.
+ */
+function keepRequestObjectsYoung(): void {
+  setFlagsFromString('--no-allocation-site-pretenuring');
 }
 
 /** Calls `emit` at most once per interval; the calls skipped in between are counted into the next one. */
