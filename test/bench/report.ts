@@ -33,6 +33,14 @@ export interface ScenarioResult {
   main_thread_cpu_us_per_request?: number;
   /** CPU used by the process under test during the measured window, in cores (1.0 = one core busy all the time). */
   cpu_cores?: number;
+  /**
+   * agentgate only, from its nodejs_gc_duration_seconds over the measured window: garbage-collection time per response,
+   * µs, and how many major (mark-compact) collections ran. A lower bound: prom-client records only the first of the GCs
+   * a PerformanceObserver batch delivers. A proxy's per-request objects should die young: major collections under
+   * steady load mean they are being promoted, which once cost a fifth of the throughput.
+   */
+  gc_us_per_request?: number;
+  major_gcs?: number;
   upstream_cpu_cores?: number;
   loadgen_cpu_cores?: number;
   redis_cpu_cores?: number;
@@ -236,6 +244,8 @@ export function formatResults(results: ScenarioResult[]): string {
       fmt(r.peak_rss_mib, 1),
       fmt(r.cpu_us_per_request, 0),
       fmt(r.cpu_cores, 2),
+      fmt(r.gc_us_per_request, 1),
+      r.major_gcs === undefined ? '—' : String(r.major_gcs),
       fmt(r.upstream_cpu_cores, 2),
       fmt(r.loadgen_cpu_cores, 2),
       fmt(r.machine_steal_pct, 0),
@@ -254,6 +264,8 @@ export function formatResults(results: ScenarioResult[]): string {
       'peak RSS MiB',
       'CPU µs/req',
       'CPU cores',
+      'GC µs/req',
+      'major GCs',
       'upstr. cores',
       'loadgen cores',
       'steal %',
@@ -263,7 +275,7 @@ export function formatResults(results: ScenarioResult[]): string {
       'what',
     ],
     rows,
-    [false, true, true, true, true, true, true, true, true, true, true, ...(withSpread ? [true] : []), true, false],
+    [false, true, true, true, true, true, true, true, true, true, true, true, true, ...(withSpread ? [true] : []), true, false],
   );
 }
 

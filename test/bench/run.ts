@@ -342,10 +342,12 @@ class Bench {
       upstream: await upstreamStats(this.upstream!.url),
       machine: machineCpu(),
       tcpOpens: tcpActiveOpens(),
+      gc: running.adminUrl ? await gatewayGc(running.adminUrl) : undefined,
     };
     const load: LoadResult = await runLoad({ ...spec, durationSeconds: options.durationSeconds }, s.expectedStatus);
     const after = {
       tcpOpens: tcpActiveOpens(),
+      gc: running.adminUrl ? await gatewayGc(running.adminUrl) : undefined,
       cpu: cpuSeconds(running.pid),
       mainCpu: mainThreadCpuSeconds(running.pid),
       upstreamCpu: cpuSeconds(this.upstream!.pid),
@@ -389,6 +391,9 @@ class Bench {
           }
         : {}),
       ...(before.tcpOpens !== undefined && after.tcpOpens !== undefined ? { tcp_connections_opened: after.tcpOpens - before.tcpOpens } : {}),
+      ...(before.gc && after.gc && load.responses > 0
+        ? { gc_us_per_request: ((after.gc.seconds - before.gc.seconds) * 1e6) / load.responses, major_gcs: after.gc.majors - before.gc.majors }
+        : {}),
     } satisfies Partial<ScenarioResult>);
     if (before.machine && after.machine && after.machine.total > before.machine.total) {
       const total = after.machine.total - before.machine.total;
@@ -518,6 +523,23 @@ async function gatewayOutcomes(adminUrl: string): Promise<Record<string, number>
       if (outcome !== undefined && Number.isFinite(value)) outcomes[outcome] = (outcomes[outcome] ?? 0) + value;
     }
     return outcomes;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Garbage-collection pause seconds (all kinds) and major collections so far, from prom-client's default GC metrics. */
+async function gatewayGc(adminUrl: string): Promise<{ seconds: number; majors: number } | undefined> {
+  try {
+    const text = await (await fetch(`${adminUrl}/metrics`)).text();
+    let seconds = 0;
+    let majors = 0;
+    for (const line of text.split('\n')) {
+      const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+      if (line.startsWith('nodejs_gc_duration_seconds_sum{')) seconds += value;
+      else if (line.startsWith('nodejs_gc_duration_seconds_count{kind="major"')) majors += value;
+    }
+    return { seconds, majors };
   } catch {
     return undefined;
   }
