@@ -157,6 +157,78 @@ describe('MemoryStore', () => {
     assert.equal(store.usedBytes, 0);
     await store.close();
   });
+
+  it('agrees with a plain reference LRU over 5,000 random claims, replaces, deletes, reads and expiries', async () => {
+    // The reference: an array in recency order (oldest first), entries updated by value; obviously right, slow.
+    type Model = { key: string; value: string; expiresAt: number; bytes: number };
+    let model: Model[] = [];
+    const maxEntries = 8;
+    const maxBytes = 1_500;
+    let time = 0;
+    const store = new MemoryStore({ maxEntries, maxBytes, clock: () => time, sweepIntervalMs: 3_600_000 });
+    const sizeOf = (key: string, value: string) => (key.length + value.length) * 2 + 96;
+    const live = (key: string): Model | undefined => {
+      const at = model.findIndex((e) => e.key === key);
+      if (at === -1) return undefined;
+      const [entry] = model.splice(at, 1);
+      if (entry!.expiresAt <= time) return undefined;
+      model.push(entry!);
+      return entry;
+    };
+    const put = (key: string, value: string, ttl: number) => {
+      model = model.filter((e) => e.key !== key);
+      model.push({ key, value, expiresAt: time + ttl, bytes: sizeOf(key, value) });
+      const total = () => model.reduce((sum, e) => sum + e.bytes, 0);
+      while (model.length > maxEntries || total() > maxBytes) model.shift();
+    };
+    // xorshift32: repeatable, and every residue is reached (an LCG's low bits are not).
+    let seed = 7;
+    const random = (n: number) => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    for (let step = 0; step < 5_000; step++) {
+      const key = `k${random(12)}`;
+      const value = 'v'.repeat(1 + random(60));
+      const ttl = 1 + random(400);
+      const context = `step ${step}`;
+      switch (random(5)) {
+        case 0: {
+          const current = live(key);
+          if (!current) put(key, value, ttl);
+          assert.equal(await store.claim(key, value, ttl), current ? current.value : null, context);
+          break;
+        }
+        case 1: {
+          const current = live(key);
+          const expected = current && random(2) === 0 ? current.value : 'other';
+          const replaced = current?.value === expected;
+          if (replaced) put(key, value, ttl);
+          assert.equal(await store.replaceIf(key, expected, value, ttl), replaced, context);
+          break;
+        }
+        case 2: {
+          const current = live(key);
+          const expected = current && random(2) === 0 ? current.value : 'other';
+          const deleted = current?.value === expected;
+          if (deleted) model = model.filter((e) => e.key !== key);
+          assert.equal(await store.deleteIf(key, expected), deleted, context);
+          break;
+        }
+        case 3:
+          assert.equal(await store.get(key), live(key)?.value ?? null, context);
+          break;
+        default:
+          time += random(10);
+      }
+      // Expired entries still count until touched or swept; the bounds hold regardless.
+      assert.equal(store.size, model.length, context);
+      assert.equal(store.usedBytes, model.reduce((sum, e) => sum + e.bytes, 0), context);
+    }
+    await store.close();
+  });
 });
 
 describe('createStore', () => {

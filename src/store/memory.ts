@@ -3,9 +3,13 @@ import { StoreError, type Bucket, type ConsumeMode, type ConsumeResult, type Sto
 import { consumeBuckets } from './token-bucket.ts';
 
 interface Entry {
+  readonly key: string;
   value: string;
   expiresAt: number;
   bytes: number;
+  /** Neighbours in recency order; undefined at either end of the list. */
+  older: Entry | undefined;
+  newer: Entry | undefined;
 }
 
 export interface MemoryStoreOptions {
@@ -22,8 +26,14 @@ const ENTRY_OVERHEAD_BYTES = 96;
 
 export class MemoryStore implements Store {
   readonly kind = 'memory';
-  /** Map iteration order is insertion order; re-inserting on use makes the first entry the least recently used. */
   private readonly entries = new Map<string, Entry>();
+  /**
+   * Recency is kept in a list through the entries themselves, so using or updating an entry never changes the Map.
+   * (Deleting and re-inserting into the Map, and iterating it to find the oldest, cost more than everything else the
+   * store did: a Map keeps deleted slots until it is rebuilt, and every iteration walks past them.)
+   */
+  private oldest: Entry | undefined;
+  private newest: Entry | undefined;
   private bytes = 0;
   private readonly maxEntries: number;
   private readonly maxBytes: number;
@@ -88,6 +98,7 @@ export class MemoryStore implements Store {
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     this.entries.clear();
+    this.oldest = this.newest = undefined;
     this.bytes = 0;
   }
 
@@ -99,8 +110,7 @@ export class MemoryStore implements Store {
       this.remove(key);
       return undefined;
     }
-    this.entries.delete(key);
-    this.entries.set(key, entry);
+    this.markUsed(entry);
     return entry;
   }
 
@@ -108,21 +118,48 @@ export class MemoryStore implements Store {
     const bytes = (key.length + value.length) * 2 + ENTRY_OVERHEAD_BYTES;
     // Storing it would evict it at once, and a caller told "stored" would then lose it: fail like an unreachable store.
     if (bytes > this.maxBytes) throw new StoreError(operation, new Error(`entry of ${bytes} bytes exceeds the memory store's max_bytes (${this.maxBytes})`));
-    this.remove(key);
     // Like Redis PX, a TTL is at least 1 ms.
-    this.entries.set(key, { value, expiresAt: this.clock() + Math.max(1, Math.ceil(ttlMs)), bytes });
-    this.bytes += bytes;
-    for (const [oldest] of this.entries) {
-      if (this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes) break;
-      this.remove(oldest);
+    const expiresAt = this.clock() + Math.max(1, Math.ceil(ttlMs));
+    const existing = this.entries.get(key);
+    if (existing) {
+      this.bytes += bytes - existing.bytes;
+      existing.value = value;
+      existing.expiresAt = expiresAt;
+      existing.bytes = bytes;
+      this.markUsed(existing);
+    } else {
+      const entry: Entry = { key, value, expiresAt, bytes, older: this.newest, newer: undefined };
+      this.entries.set(key, entry);
+      if (this.newest) this.newest.newer = entry;
+      else this.oldest = entry;
+      this.newest = entry;
+      this.bytes += bytes;
     }
+    while (this.oldest && (this.entries.size > this.maxEntries || this.bytes > this.maxBytes)) this.remove(this.oldest.key);
   }
 
   private remove(key: string): void {
     const entry = this.entries.get(key);
     if (!entry) return;
     this.entries.delete(key);
+    this.unlink(entry);
     this.bytes -= entry.bytes;
+  }
+
+  private markUsed(entry: Entry): void {
+    if (entry === this.newest) return;
+    this.unlink(entry);
+    entry.older = this.newest;
+    entry.newer = undefined;
+    this.newest!.newer = entry;
+    this.newest = entry;
+  }
+
+  private unlink(entry: Entry): void {
+    if (entry.older) entry.older.newer = entry.newer;
+    else this.oldest = entry.newer;
+    if (entry.newer) entry.newer.older = entry.older;
+    else this.newest = entry.older;
   }
 
   private sweep(): void {
