@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -298,6 +299,54 @@ describe('RedisStore', () => {
       await sleep(500); // past the command timeout: late timers or rejections of the failed operations would surface here
     } finally {
       await store.close();
+    }
+  });
+
+  it('fails within the command timeout on a connection whose set-up never completes', async () => {
+    // Accepts the connection and never answers ioredis' ready check, so the client stays 'connect'.
+    const silent = createNetServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const store = new RedisStore({ url: `redis://127.0.0.1:${(silent.address() as AddressInfo).port}`, commandTimeoutMs: 300 });
+    try {
+      await sleep(50);
+      const started = performance.now();
+      await assert.rejects(store.claim('k', 'v', 1_000), StoreError);
+      const elapsed = performance.now() - started;
+      assert.ok(elapsed >= 250 && elapsed < 1_000, `failed after ${Math.round(elapsed)}ms`);
+    } finally {
+      store.close().catch(() => {});
+      silent.close();
+    }
+  });
+
+  it('fails every operation within the command timeout while Redis stops answering, and recovers', { skip: skipServer, timeout: 30_000 }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'agentgate-stall-'));
+    const server = await startRedisServer(await freePort(), dir);
+    const store = new RedisStore({ url: server.url, commandTimeoutMs: 300 });
+    const key = (id: string) => storeKey('stall', 'k', id);
+    try {
+      assert.equal(await store.claim(key('before'), 'v', 10_000), null);
+      process.kill(server.pid, 'SIGSTOP');
+      const operations: Record<string, () => Promise<unknown>> = {
+        now: () => store.now(),
+        claim: () => store.claim(key('during'), 'v', 10_000),
+        get: () => store.get(key('before')),
+      };
+      for (const [name, operation] of Object.entries(operations)) {
+        const started = performance.now();
+        await assert.rejects(operation(), (error) => error instanceof StoreError && error.operation === name);
+        const elapsed = performance.now() - started;
+        assert.ok(elapsed >= 250 && elapsed < 1_000, `${name} failed after ${Math.round(elapsed)}ms`);
+      }
+      assert.equal(await store.ready(), false);
+      process.kill(server.pid, 'SIGCONT');
+      assert.equal(await eventually('use after SIGCONT', 5_000, () => store.claim(key('after'), 'v', 10_000)), null);
+      assert.equal(await store.get(key('before')), 'v');
+    } finally {
+      process.kill(server.pid, 'SIGCONT');
+      await store.close();
+      await server.kill();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

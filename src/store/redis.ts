@@ -195,7 +195,7 @@ export class RedisStore implements Store {
   async ready(): Promise<boolean> {
     if (this.client.status !== 'ready') return false;
     try {
-      await Promise.race([this.client.ping(), aborted(AbortSignal.timeout(this.commandTimeoutMs))]);
+      await withDeadline(this.client.ping(), this.commandTimeoutMs);
       return true;
     } catch {
       return false;
@@ -204,7 +204,7 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     try {
-      await Promise.race([this.client.quit(), aborted(AbortSignal.timeout(this.commandTimeoutMs))]);
+      await withDeadline(this.client.quit(), this.commandTimeoutMs);
     } catch {
       this.client.disconnect();
     }
@@ -215,17 +215,20 @@ export class RedisStore implements Store {
    * connection being set up (just after start, or mid-reconnect) and Cluster's redirection and retry delays.
    */
   private async run<T>(operation: string, send: () => Promise<T>): Promise<T> {
-    const signal = AbortSignal.timeout(this.commandTimeoutMs);
     try {
-      // Without an offline queue, a command sent before the connection is up would fail.
-      if (this.client.status === 'connecting' || this.client.status === 'connect') await Promise.race([this.connection(), aborted(signal)]);
-      else if (this.client.status !== 'ready') throw new Error(`not connected to redis (${this.client.status})`);
-      return await Promise.race([send(), aborted(signal)]);
+      return await withDeadline(this.client.status === 'ready' ? send() : this.sendOnceConnected(send), this.commandTimeoutMs);
     } catch (cause) {
       const error = new StoreError(operation, cause);
       this.onError?.(error);
       throw error;
     }
+  }
+
+  private async sendOnceConnected<T>(send: () => Promise<T>): Promise<T> {
+    // Without an offline queue, a command sent before the connection is up would fail.
+    if (this.client.status !== 'connecting' && this.client.status !== 'connect') throw new Error(`not connected to redis (${this.client.status})`);
+    await this.connection();
+    return send();
   }
 
   /** Settles with the connection attempt under way; shared, so a burst of waiting operations adds one set of listeners, not one each. */
@@ -245,8 +248,21 @@ export class RedisStore implements Store {
   }
 }
 
-function aborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+/**
+ * Settles as `operation` does, or fails once `ms` have passed. The timer is cleared as soon as the operation settles:
+ * with AbortSignal.timeout, as before, every operation left a timer that fired later and made an exception, and kept
+ * its objects alive long enough to be promoted to the old generation (a major GC every couple of seconds on Redis).
+ */
+async function withDeadline<T>(operation: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from redis within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([operation, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Indexes of the buckets grouped by hash tag, groups in the order their first bucket appears. */

@@ -34,6 +34,7 @@ export async function freePort(): Promise<number> {
 export interface RedisServer {
   port: number;
   url: string;
+  pid: number;
   /** SIGKILL, as a crash would; resolves once the process is gone. */
   kill(): Promise<void>;
 }
@@ -59,6 +60,7 @@ export async function startRedisServer(port: number, dir: string, extraArgs: str
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
+    pid: child.pid!,
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
