@@ -1,5 +1,5 @@
 // Tells callers apart by the first configured identity source present (header or peer IP); values are hashed and never logged or stored.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { IdentifySourceConfig } from '../config/schema.ts';
 
@@ -13,7 +13,7 @@ export interface Consumer {
 export type ConsumerIdentifier = (req: IncomingMessage) => Consumer;
 
 export function hashIdentity(value: string): string {
-  return createHash('sha256').update(value).digest('base64url').slice(0, 22);
+  return hash('sha256', value, 'base64url').slice(0, 22);
 }
 
 /**
