@@ -26,7 +26,8 @@ export type UpstreamResult =
   | { kind: 'response'; response: IncomingMessage }
   /** reachedUpstream: the request may have taken effect (timeout or reset after sending), which idempotency must treat as unknown. */
   | { kind: 'failed'; error: GatewayError; reachedUpstream: boolean }
-  | { kind: 'client_closed' };
+  /** reachedUpstream: false when the client left before anything was sent, so nothing can have happened upstream. */
+  | { kind: 'client_closed'; reachedUpstream: boolean };
 
 interface InFlight {
   readonly ctx: RequestContext;
@@ -77,7 +78,7 @@ export class Forwarder {
     });
     // The client went away while the upstream call was open; http-proxy-3 has already destroyed the upstream request.
     this.proxy.on('econnreset', (_err: Error, req: ForwardedRequest) => {
-      req[IN_FLIGHT]?.resolve({ kind: 'client_closed' });
+      req[IN_FLIGHT]?.resolve({ kind: 'client_closed', reachedUpstream: true });
     });
   }
 
@@ -104,7 +105,7 @@ export class Forwarder {
       const options = this.optionsOf(route);
       const onError = (err: NodeJS.ErrnoException) => {
         if (req.socket.destroyed || res.destroyed) {
-          flight.resolve({ kind: 'client_closed' });
+          flight.resolve({ kind: 'client_closed', reachedUpstream: true });
           return;
         }
         // An upstream may close an idle pooled connection just as a request is sent on it. A safe, bodiless request
@@ -116,7 +117,14 @@ export class Forwarder {
         }
         flight.resolve(failure(err, flight));
       };
-      this.proxy.web(req, res, body ? { ...options, buffer: body } : options, onError);
+      // Sent in the event loop's check phase rather than at once, so the requests read in one turn of the loop go to
+      // the upstream back to back and one wake-up of its process serves several of them. Sent one by one, between
+      // other requests' work, each woke it anew: measured with an upstream answering on 'end', 0.8 upstream context
+      // switches per request against 0.4, and a fifth more gateway CPU per request.
+      setImmediate(() => {
+        if (req.socket.destroyed || res.destroyed) flight.resolve({ kind: 'client_closed', reachedUpstream: false });
+        else this.proxy.web(req, res, body ? { ...options, buffer: body } : options, onError);
+      });
     });
   }
 

@@ -222,6 +222,18 @@ test('renewal keeps a long call in progress past its lease', async () => {
   assert.equal(await h.code(h.begin('k')), 'proceed', 'released: nothing reached the upstream');
 });
 
+test('a client that leaves releases its key only when nothing had been sent upstream', async () => {
+  const h = harness();
+  const unsent = (await h.begin('k1')) as { claim: Claim };
+  unsent.claim.settle({ kind: 'client_closed', reachedUpstream: false });
+  await unsent.claim.recorded();
+  assert.equal(await h.code(h.begin('k1')), 'proceed', 'released: the request was never sent');
+  const sent = (await h.begin('k2')) as { claim: Claim };
+  sent.claim.settle({ kind: 'client_closed', reachedUpstream: true });
+  await sent.claim.recorded();
+  assert.equal(await h.code(h.begin('k2')), 'IDEMPOTENCY_OUTCOME_UNKNOWN', 'sent, then abandoned: it may have run');
+});
+
 test('a body over max_body_bytes is refused before any claim', async () => {
   const h = harness({ max_body_bytes: '10b' });
   assert.equal(await h.code(h.begin('k', 'x'.repeat(11))), 'PAYLOAD_TOO_LARGE');

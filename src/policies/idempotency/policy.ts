@@ -301,9 +301,10 @@ export class Claim {
 
   /** Decides from a forwarding attempt that brought no answer. */
   settle(result: Exclude<UpstreamResult, { kind: 'response' }>): void {
+    // Nothing was sent (the client left first, the connect phase failed, an open circuit): nothing can have happened
+    // upstream, so a retry is safe.
+    if (!result.reachedUpstream) return this.release(result.kind === 'client_closed' ? 'the client left before the request was sent' : `upstream not reached (${result.error.code})`);
     if (result.kind === 'client_closed') return this.unknown('client_closed');
-    // Refused before anything was sent (connect phase, open circuit): nothing can have happened upstream, so a retry is safe.
-    if (!result.reachedUpstream) return this.release(`upstream not reached (${result.error.code})`);
     return this.unknown(result.error.code === 'UPSTREAM_TIMEOUT' ? 'upstream_timeout' : 'upstream_error');
   }
 

@@ -1,0 +1,66 @@
+// The forwarder on real sockets: what it resolves with when the client is gone before its request could be sent.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { pino } from 'pino';
+import { parseConfig } from '../config/load.ts';
+import { buildRuntime, UpstreamPools } from '../runtime.ts';
+import { MemoryStore } from '../store/memory.ts';
+import { GatewayMetrics } from '../observability/metrics.ts';
+import type { RequestContext } from '../context.ts';
+import { startUpstream, json } from '../../test/helpers/upstream.ts';
+import { Forwarder, type UpstreamResult } from './forwarder.ts';
+
+test('a request whose client left before it was sent never reaches the upstream, and says nothing was sent', async (t) => {
+  const upstream = await startUpstream({ '/r': (_req, res) => json(res, 200, { ok: true }) });
+  const config = parseConfig(`version: 1\nupstreams: {u: {url: '${upstream.url}'}}\nroutes:\n  - {name: r, match: {path: /r}, upstream: u}\n`, 'f.yaml', {});
+  const pools = new UpstreamPools();
+  const runtime = buildRuntime({ config, file: 'f.yaml', digest: '' }, pools, {
+    store: new MemoryStore({ maxEntries: 10, maxBytes: 100_000 }),
+    keyPrefix: 'unit',
+    metrics: new GatewayMetrics(),
+    logger: pino({ level: 'silent' }),
+  });
+  const route = runtime.router.routes[0]!;
+  const forwarder = new Forwarder();
+
+  // The gateway side: forwards every request; for /r?leave the client goes away right after the decision to forward.
+  const results: UpstreamResult[] = [];
+  const gateway = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const ctx = { requestId: 'req-1', trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }, responseHeaders: {} } as unknown as RequestContext;
+    const sending = forwarder.send(req, res, ctx, route);
+    if (req.url === '/r?leave') res.destroy();
+    void sending.then((result) => {
+      results.push(result);
+      if (result.kind === 'response') result.response.pipe(res);
+    });
+  });
+  gateway.listen(0, '127.0.0.1');
+  await once(gateway, 'listening');
+  const base = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+  t.after(async () => {
+    forwarder.close();
+    pools.destroyAll();
+    gateway.close();
+    await upstream.close();
+  });
+
+  const ask = (path: string) =>
+    new Promise<number | string>((resolve) => {
+      request(`${base}${path}`, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      })
+        .on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message))
+        .end();
+    });
+
+  assert.equal(await ask('/r'), 200, 'the route forwards when the client stays');
+  assert.equal(upstream.received.length, 1);
+  assert.equal(await ask('/r?leave'), 'ECONNRESET');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(results[1], { kind: 'client_closed', reachedUpstream: false });
+  assert.equal(upstream.received.length, 1, 'the upstream never saw the abandoned request');
+});
