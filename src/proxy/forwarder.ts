@@ -54,6 +54,20 @@ export class Forwarder {
   private readonly proxy: ProxyServer;
   /** Each route's proxy options, built once rather than on every request. */
   private readonly optionsByRoute = new WeakMap<Route, ServerOptions>();
+  /**
+   * Requests ready to go upstream, sent together once per turn of the event loop (its check phase). Node writes a
+   * request to its socket on the next tick after it is set up, so setting up a whole batch in one callback puts all
+   * its writes back to back, and one wake-up of the upstream's process serves many of them. Sent as each became
+   * ready, between other requests' work, every write woke it anew. Measured in paired runs: upstream context switches
+   * per request 0.8 -> 0.4 and about a fifth less gateway CPU per request (memory store); with Redis, whose replies
+   * resume many requests at once, an immediate per request spread their writes out again (0.08 -> 0.48).
+   */
+  private queue: (() => void)[] = [];
+  private readonly sendQueue = () => {
+    const batch = this.queue;
+    this.queue = [];
+    for (const send of batch) send();
+  };
 
   constructor() {
     // selfHandleResponse: the pipeline decides how a response is delivered (streamed as-is here; inspected by later policies).
@@ -88,7 +102,7 @@ export class Forwarder {
    */
   send(req: ForwardedRequest, res: ServerResponse, ctx: RequestContext, route: Route, body?: Readable): Promise<UpstreamResult> {
     prepareUpstreamHeaders(req, ctx);
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       const flight: InFlight = {
         ctx,
         route,
@@ -117,15 +131,21 @@ export class Forwarder {
         }
         flight.resolve(failure(err, flight));
       };
-      // Sent in the event loop's check phase rather than at once, so the requests read in one turn of the loop go to
-      // the upstream back to back and one wake-up of its process serves several of them. Sent one by one, between
-      // other requests' work, each woke it anew: measured with an upstream answering on 'end', 0.8 upstream context
-      // switches per request against 0.4, and a fifth more gateway CPU per request.
-      setImmediate(() => {
-        if (req.socket.destroyed || res.destroyed) flight.resolve({ kind: 'client_closed', reachedUpstream: false });
-        else this.proxy.web(req, res, body ? { ...options, buffer: body } : options, onError);
+      this.enqueue(() => {
+        if (req.socket.destroyed || res.destroyed) return flight.resolve({ kind: 'client_closed', reachedUpstream: false });
+        try {
+          this.proxy.web(req, res, body ? { ...options, buffer: body } : options, onError);
+        } catch (err) {
+          // Thrown outside the promise now, so it would take the process down and the rest of the batch with it.
+          flight.resolve = () => {};
+          reject(err);
+        }
       });
     });
+  }
+
+  private enqueue(send: () => void): void {
+    if (this.queue.push(send) === 1) setImmediate(this.sendQueue);
   }
 
   private optionsOf(route: Route): ServerOptions {
