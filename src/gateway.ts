@@ -73,7 +73,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let appliedDigest = loaded.digest;
   let rejectedDigest: string | undefined;
   const forwarder = new Forwarder();
-  const handle = createPipeline({ runtime: () => runtime, forwarder, metrics, logger, accessLog });
+  const handle = createPipeline({ runtime: () => runtime, forwarder, metrics, logger, accessLog, storeKind: store.kind });
 
   let inFlight = 0;
   let draining = false;

@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { AccessLog } from './observability/access-log.ts';
 import type { RequestContext } from './context.ts';
+import type { Store } from './store/store.ts';
 import type { Route, Runtime } from './runtime.ts';
 import { requestIdFrom, traceContextFrom } from './identity/request-id.ts';
 import { GatewayError, problemAnswer, sendProblem } from './errors/problem.ts';
@@ -25,6 +26,8 @@ export interface PipelineDeps {
   logger: Logger;
   /** Writes the one line per request. */
   accessLog: AccessLog;
+  /** Which store the policies decide with: Redis replies resume requests in batches (step 8). */
+  storeKind: Store['kind'];
 }
 
 const GATEWAY_PREFIX = '/_agentgate/';
@@ -92,11 +95,14 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
 
   // 8. Forward, unless the upstream is known to be failing (open circuit) or this credential known to be refused (auth
   //    halt): those fail fast without reaching it. Upstream failures come back as typed errors, never as exceptions.
+  //    A request that a Redis reply resumed is one of a batch already (one reply resumes many) and is sent at once; any
+  //    other is sent with the rest of this turn of the event loop, so one wake-up of the upstream serves them all.
+  const resumedByRedis = deps.storeKind === 'redis' && (admission !== undefined || claim !== undefined);
   const ticket = route.upstream.guard.admit(req, ctx.requestId);
   const body = idempotency?.kind === 'proceed' ? idempotency.body : ctx.requestBody && Readable.from([ctx.requestBody], { objectMode: false });
   const result: UpstreamResult = ticket.refusal
     ? { kind: 'failed', error: ticket.refusal, reachedUpstream: false }
-    : await deps.forwarder.send(req, res, ctx, route, body);
+    : await deps.forwarder.send(req, res, ctx, route, body, resumedByRedis);
   route.upstream.guard.record(ticket, result);
   if (result.kind !== 'response') {
     // The claim settles first, so a retry sent the moment this answer arrives finds the key released or marked

@@ -30,7 +30,7 @@ test('a request whose client left before it was sent never reaches the upstream,
   const results: UpstreamResult[] = [];
   const gateway = createServer((req: IncomingMessage, res: ServerResponse) => {
     const ctx = { requestId: 'req-1', trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }, responseHeaders: {} } as unknown as RequestContext;
-    const sending = forwarder.send(req, res, ctx, route);
+    const sending = forwarder.send(req, res, ctx, route, undefined, false);
     if (req.url === '/r?leave') res.destroy();
     void sending.then((result) => {
       results.push(result);
