@@ -4,25 +4,14 @@ import assert from 'node:assert/strict';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
-import { pino } from 'pino';
-import { parseConfig } from '../config/load.ts';
-import { buildRuntime, UpstreamPools } from '../runtime.ts';
-import { MemoryStore } from '../store/memory.ts';
-import { GatewayMetrics } from '../observability/metrics.ts';
 import type { RequestContext } from '../context.ts';
 import { startUpstream, json } from '../../test/helpers/upstream.ts';
+import { compileRuntime } from '../../test/helpers/runtime.ts';
 import { Forwarder, type UpstreamResult } from './forwarder.ts';
 
 test('a request whose client left before it was sent never reaches the upstream, and says nothing was sent', async (t) => {
   const upstream = await startUpstream({ '/r': (_req, res) => json(res, 200, { ok: true }) });
-  const config = parseConfig(`version: 1\nupstreams: {u: {url: '${upstream.url}'}}\nroutes:\n  - {name: r, match: {path: /r}, upstream: u}\n`, 'f.yaml', {});
-  const pools = new UpstreamPools();
-  const runtime = buildRuntime({ config, file: 'f.yaml', digest: '' }, pools, {
-    store: new MemoryStore({ maxEntries: 10, maxBytes: 100_000 }),
-    keyPrefix: 'unit',
-    metrics: new GatewayMetrics(),
-    logger: pino({ level: 'silent' }),
-  });
+  const { runtime, pools } = compileRuntime(`version: 1\nupstreams: {u: {url: '${upstream.url}'}}\nroutes:\n  - {name: r, match: {path: /r}, upstream: u}\n`);
   const route = runtime.router.routes[0]!;
   const forwarder = new Forwarder();
 

@@ -13,7 +13,7 @@ import { fingerprint, parseIdempotencyKey, recordId } from './key.ts';
 import { decodeRecord, encodeRecord } from './record.ts';
 import { Claim, compileIdempotency, type IdempotencyDecision } from './policy.ts';
 import type { IdempotencySettings } from './schema.ts';
-import { buildRuntime, UpstreamPools } from '../../runtime.ts';
+import { compileRuntime } from '../../../test/helpers/runtime.ts';
 
 test('keys: bare tokens and structured-field strings are accepted and name the same key', () => {
   assert.deepEqual(parseIdempotencyKey(['8e03978e-40d5-43e8-bc93-6894a57f9324']), { kind: 'valid', key: '8e03978e-40d5-43e8-bc93-6894a57f9324' });
@@ -119,8 +119,7 @@ test('config: every default comes from the schema; false turns it off; true and 
 });
 
 test('defaults: idempotency is inherited by every route; a route\'s own setting, false included, replaces it whole', () => {
-  const config = parseConfig(
-    `version: 1
+  const { runtime, pools } = compileRuntime(`version: 1
 upstreams: {u: {url: 'http://127.0.0.1:1'}}
 defaults:
   idempotency: {required: true, ttl: 1h}
@@ -128,17 +127,7 @@ routes:
   - {name: inherits, match: {path: /a}, upstream: u}
   - {name: off, match: {path: /b}, upstream: u, idempotency: false}
   - {name: own, match: {path: /c}, upstream: u, idempotency: {ttl: 5m}}
-`,
-    'f.yaml',
-    {},
-  );
-  const pools = new UpstreamPools();
-  const runtime = buildRuntime({ config, file: 'f.yaml', digest: '' }, pools, {
-    store: new MemoryStore({ maxEntries: 10, maxBytes: 100_000 }),
-    keyPrefix: 'unit',
-    metrics: new GatewayMetrics(),
-    logger: pino({ level: 'silent' }),
-  });
+`);
   const route = (name: string) => runtime.router.routes.find((r) => r.name === name)!;
   assert.equal(route('inherits').idempotency?.settings.required, true);
   assert.equal(route('inherits').idempotency?.settings.ttlMs, 3_600_000);

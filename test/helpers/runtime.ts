@@ -1,0 +1,19 @@
+// A config compiled into routes the way the gateway compiles it, on a small memory store, for tests of one part.
+import { pino } from 'pino';
+import { parseConfig } from '../../src/config/load.ts';
+import { buildRuntime, UpstreamPools, type Runtime } from '../../src/runtime.ts';
+import { MemoryStore } from '../../src/store/memory.ts';
+import { GatewayMetrics } from '../../src/observability/metrics.ts';
+
+/** `pools` holds the upstreams' keep-alive agents: destroy them when the test ends. */
+export function compileRuntime(yaml: string): { runtime: Runtime; pools: UpstreamPools } {
+  const config = parseConfig(yaml, 'f.yaml', {});
+  const pools = new UpstreamPools();
+  const runtime = buildRuntime({ config, file: 'f.yaml', digest: '' }, pools, {
+    store: new MemoryStore({ maxEntries: 10, maxBytes: 100_000 }),
+    keyPrefix: 'unit',
+    metrics: new GatewayMetrics(),
+    logger: pino({ level: 'silent' }),
+  });
+  return { runtime, pools };
+}
