@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import type { RequestContext } from '../context.ts';
 import { startUpstream, json } from '../../test/helpers/upstream.ts';
 import { compileRuntime } from '../../test/helpers/runtime.ts';
+import { until } from '../../test/helpers/wait.ts';
 import { Forwarder, type UpstreamResult } from './forwarder.ts';
 
 test('a request whose client left before it was sent never reaches the upstream, and says nothing was sent', async (t) => {
@@ -49,7 +50,7 @@ test('a request whose client left before it was sent never reaches the upstream,
   assert.equal(await ask('/r'), 200, 'the route forwards when the client stays');
   assert.equal(upstream.received.length, 1);
   assert.equal(await ask('/r?leave'), 'ECONNRESET');
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await until(async () => results.length === 2, 2000, () => `results: ${JSON.stringify(results)}`);
   assert.deepEqual(results[1], { kind: 'client_closed', reachedUpstream: false });
   assert.equal(upstream.received.length, 1, 'the upstream never saw the abandoned request');
 });
