@@ -206,6 +206,11 @@ function failure(err: NodeJS.ErrnoException, flight: InFlight): UpstreamResult {
   };
 }
 
+/** The header names a Connection header lists (RFC 9110 §7.6.1): hop-by-hop for this message only, in either direction. */
+function connectionOptions(connection: string | undefined): string[] | undefined {
+  return connection ? connection.split(',').map((token) => token.trim().toLowerCase()) : undefined;
+}
+
 /**
  * What the upstream is told: who is calling through whom, with the request id and trace context of this hop. The
  * request's headers are replaced by a copy without the hop-by-hop ones rather than edited with `delete`: deleting a
@@ -213,7 +218,7 @@ function failure(err: NodeJS.ErrnoException, flight: InFlight): UpstreamResult {
  */
 function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext): void {
   const incoming = req.headers;
-  const namedInConnection = incoming.connection ? incoming.connection.split(',').map((token) => token.trim().toLowerCase()) : undefined;
+  const namedInConnection = connectionOptions(incoming.connection);
   const headers: IncomingHttpHeaders = {};
   for (const name in incoming) {
     if (HOP_BY_HOP.has(name) || namedInConnection?.includes(name)) continue;
@@ -235,7 +240,7 @@ function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext): void
  */
 export function writeResponseHead(upstream: IncomingMessage, res: ServerResponse, gatewayHeaders: Record<string, string>, contentLength?: number): void {
   const headers = upstream.headers;
-  const named = headers.connection ? headers.connection.split(',').map((token) => token.trim().toLowerCase()) : undefined;
+  const named = connectionOptions(headers.connection);
   const raw: string[] = [];
   for (const name in gatewayHeaders) raw.push(name, gatewayHeaders[name]!);
   for (const name in headers) {
