@@ -2,7 +2,7 @@
 // rate limiter's cost (issue 4) and the response-inspection layer's cost (issue 5). Prints a report and writes
 // bench-results/latest.json. Targets are printed, never asserted: the exit code is 0 unless a scenario could not run.
 //
-//   npm run bench                   every scenario, 1 s warm-up + 5 s measured, 32 connections
+//   npm run bench                   every scenario, 5 s warm-up + 5 s measured, 32 connections
 //   npm run bench -- --quick        every scenario for ~1 s (smoke check)
 //   npm run bench -- --only 'B|D'   scenarios whose id matches the regular expression
 //   npm run bench -- --help         all options and their environment variables
@@ -29,7 +29,8 @@ const HELP = `Usage: npm run bench [-- options]
 
   --quick               every scenario for ~1 s (0.5 s warm-up)            BENCH_QUICK=1
   --duration SECONDS    measured time per scenario (default 5)              BENCH_DURATION
-  --warmup SECONDS      warm-up before each measurement (default 1)         BENCH_WARMUP
+  --warmup SECONDS      load before each measurement (default 5: a fresh Node process needs about that long at
+                        full load to compile its hot code and size its heap; see the README)   BENCH_WARMUP
   --connections N       concurrent connections (default 32)                 BENCH_CONNECTIONS
   --rounds N            run the whole list N times and report each scenario's fastest round, with the
                         req/s of every round (default 1; use 3-5 on a noisy machine)   BENCH_ROUNDS
@@ -89,7 +90,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   return {
     quick,
     durationSeconds: number('duration', 'BENCH_DURATION', quick ? 1 : 5, 0.2),
-    warmupSeconds: number('warmup', 'BENCH_WARMUP', quick ? 0.5 : 1, 0),
+    warmupSeconds: number('warmup', 'BENCH_WARMUP', quick ? 0.5 : 5, 0),
     connections: Math.round(number('connections', 'BENCH_CONNECTIONS', 32, 1)),
     rounds: Math.round(number('rounds', 'BENCH_ROUNDS', 1, 1)),
     only: only === undefined ? undefined : new RegExp(only),
