@@ -208,7 +208,9 @@ function failure(err: NodeJS.ErrnoException, flight: InFlight): UpstreamResult {
 
 /** The header names a Connection header lists (RFC 9110 §7.6.1): hop-by-hop for this message only, in either direction. */
 function connectionOptions(connection: string | undefined): string[] | undefined {
-  return connection ? connection.split(',').map((token) => token.trim().toLowerCase()) : undefined;
+  // The values nearly every message carries name no header beyond the hop-by-hop ones dropped anyway.
+  if (!connection || connection === 'keep-alive' || connection === 'close') return undefined;
+  return connection.split(',').map((token) => token.trim().toLowerCase());
 }
 
 /**
