@@ -172,6 +172,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       forwarder.close();
       pools.destroyAll();
       await store.close();
+      accessLog.flush();
       logger.info('stopped');
       await new Promise<void>((resolve) => logger.flush(() => resolve()));
     })();

@@ -33,6 +33,7 @@ test('the line is byte for byte what pino writes for the same fields, undefined 
   for (const entry of [FULL, sparse]) {
     const { logger, lines, accessLog } = capture('info');
     accessLog.write(entry);
+    accessLog.flush();
     logger.info({ ...entry }, 'request');
     assert.equal(lines.length, 2);
     assert.equal(withoutTime(lines[0]!), withoutTime(lines[1]!));
@@ -44,6 +45,7 @@ test('any path and route name stays valid JSON and reads back unchanged', () => 
   const { lines, accessLog } = capture('info');
   const path = '/a"b\\c\n\u0000\u2028ü/%22';
   accessLog.write({ ...FULL, path, route: 'odd "name"' });
+  accessLog.flush();
   const parsed = JSON.parse(lines[0]!) as Record<string, unknown>;
   assert.equal(parsed.path, path);
   assert.equal(parsed.route, 'odd "name"');
@@ -53,8 +55,28 @@ test('any path and route name stays valid JSON and reads back unchanged', () => 
 test('nothing is written when the logger is above info, and the level can change at run time', () => {
   const { logger, lines, accessLog } = capture('warn');
   accessLog.write(FULL);
+  accessLog.flush();
   assert.equal(lines.length, 0);
   logger.level = 'info';
   accessLog.write(FULL);
+  accessLog.flush();
   assert.equal(lines.length, 1);
+});
+
+test('the lines of one turn of the event loop reach the destination as one write, in order, and a full batch at once', async () => {
+  const { lines, accessLog } = capture('info');
+  for (const id of ['a', 'b', 'c']) accessLog.write({ ...FULL, request_id: id });
+  assert.equal(lines.length, 0, 'nothing is written before the turn ends');
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(lines.length, 1);
+  assert.deepEqual(lines[0]!.trimEnd().split('\n').map((line) => (JSON.parse(line) as { request_id: string }).request_id), ['a', 'b', 'c']);
+
+  // A turn that ends very many requests does not hold them all: about 16 KiB of lines go out at a time.
+  const written = lines.length;
+  for (let i = 0; i < 200; i++) accessLog.write({ ...FULL, request_id: `r${i}` });
+  assert.ok(lines.length > written, 'a full batch is written within the turn');
+  await new Promise((resolve) => setImmediate(resolve));
+  const ids = lines.slice(written).join('').trimEnd().split('\n').map((line) => (JSON.parse(line) as { request_id: string }).request_id);
+  assert.deepEqual(ids, Array.from({ length: 200 }, (_, i) => `r${i}`));
+  for (const batch of lines.slice(written)) assert.ok(batch.length <= 16 * 1024 + 1024 && batch.endsWith('\n'), 'whole lines, bounded');
 });

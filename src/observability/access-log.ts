@@ -18,27 +18,42 @@ export interface AccessEntry {
   readonly idempotency_key_hash: string | undefined;
 }
 
+/** A turn that ends many requests still writes at least this often: about fifty lines. */
+const MAX_PENDING_CHARS = 16 * 1024;
+
 /**
  * pino's generic serializer walked the fields of this line on every request and was the largest single cost of a
  * passthrough request after the network itself. The fields here are fixed, so the line is one template: the same
  * JSON pino writes (level label, ISO time, fields in order, msg last), through the same destination and its batching,
  * so lines of both kinds never interleave mid-line. Strings that can hold arbitrary text (path, route, method) are
  * escaped with JSON.stringify; the others the gateway makes itself from safe characters (ids, hashes, codes, outcomes).
+ *
+ * The lines of one turn of the event loop are handed to the destination together. pino's destination (sonic-boom)
+ * measures the UTF-8 length of the whole batch it holds on every write, so writing line by line cost work that grew
+ * with the batch: about 7,900 instructions of a passthrough request under callgrind, against 1,100 now. The price is
+ * order: within one turn, a line logged through pino may land before access lines written earlier in that turn.
  */
 export class AccessLog {
   private readonly logger: Logger;
-  private readonly destination: { write(line: string): unknown };
+  private readonly destination: { write(lines: string): unknown };
+  /** Lines of this turn not yet handed to the destination. */
+  private pending = '';
+  private readonly flushPending = () => this.flush();
+  /** The ISO time of the last line, kept for the millisecond it names: several requests end in each at load. */
+  private timeMs = -1;
+  private time = '';
 
   constructor(logger: Logger) {
     this.logger = logger;
-    this.destination = (logger as unknown as Record<symbol, { write(line: string): unknown }>)[pino.symbols.streamSym]!;
+    this.destination = (logger as unknown as Record<symbol, { write(lines: string): unknown }>)[pino.symbols.streamSym]!;
   }
 
   write(e: AccessEntry): void {
     // Follows the logger's level, which a config reload may change.
     if (!this.logger.isLevelEnabled('info')) return;
-    this.destination.write(
-      `{"level":"info","time":"${new Date().toISOString()}","request_id":"${e.request_id}","trace_id":"${e.trace_id}","route":${JSON.stringify(e.route)}` +
+    const first = this.pending.length === 0;
+    this.pending +=
+      `{"level":"info","time":"${this.isoTime()}","request_id":"${e.request_id}","trace_id":"${e.trace_id}","route":${JSON.stringify(e.route)}` +
         (e.consumer === undefined ? '' : `,"consumer":"${e.consumer}"`) +
         (e.method === undefined ? '' : `,"method":${JSON.stringify(e.method)}`) +
         `,"path":${JSON.stringify(e.path)},"status":${e.status}` +
@@ -48,7 +63,25 @@ export class AccessLog {
         `,"outcome":"${e.outcome}"` +
         (e.code === undefined ? '' : `,"code":"${e.code}"`) +
         (e.idempotency_key_hash === undefined ? '' : `,"idempotency_key_hash":"${e.idempotency_key_hash}"`) +
-        `,"msg":"request"}\n`,
-    );
+        `,"msg":"request"}\n`;
+    if (this.pending.length >= MAX_PENDING_CHARS) this.flush();
+    else if (first) setImmediate(this.flushPending);
+  }
+
+  /** Hands the pending lines to the destination now (at shutdown, before the last lifecycle line). */
+  flush(): void {
+    if (this.pending.length === 0) return;
+    const lines = this.pending;
+    this.pending = '';
+    this.destination.write(lines);
+  }
+
+  private isoTime(): string {
+    const now = Date.now();
+    if (now !== this.timeMs) {
+      this.timeMs = now;
+      this.time = new Date(now).toISOString();
+    }
+    return this.time;
   }
 }
