@@ -24,9 +24,18 @@ export function requestIdFrom(header: string | string[] | undefined): string {
 
 const VARIANT_DIGITS = '89ab';
 
+/** The hex milliseconds of the last id, kept for the millisecond they name: V8 formats a number in base 16 digit by digit. */
+let timeMs = -1;
+let timeHex = '';
+
 /** RFC 9562 UUIDv7: 48 bits of Unix milliseconds, version 7, 74 random bits with the RFC variant. */
 export function uuidv7(): string {
-  const time = Date.now().toString(16).padStart(12, '0');
+  const now = Date.now();
+  if (now !== timeMs) {
+    timeMs = now;
+    timeHex = now.toString(16).padStart(12, '0');
+  }
+  const time = timeHex;
   const random = randomHex(19);
   const variant = VARIANT_DIGITS[Number.parseInt(random[3]!, 16) & 3];
   return `${time.slice(0, 8)}-${time.slice(8)}-7${random.slice(0, 3)}-${variant}${random.slice(4, 7)}-${random.slice(7)}`;

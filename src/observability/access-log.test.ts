@@ -80,3 +80,18 @@ test('the lines of one turn of the event loop reach the destination as one write
   assert.deepEqual(ids, Array.from({ length: 200 }, (_, i) => `r${i}`));
   for (const batch of lines.slice(written)) assert.ok(batch.length <= 16 * 1024 + 1024 && batch.endsWith('\n'), 'whole lines, bounded');
 });
+
+test('the time is new Date().toISOString() to the millisecond, across seconds, minutes and days', (t) => {
+  const start = Date.UTC(2026, 10, 22, 23, 59, 58, 995);
+  t.mock.timers.enable({ apis: ['Date'], now: start });
+  const { lines, accessLog } = capture('info');
+  const expected: string[] = [];
+  for (const step of [0, 1, 4, 9, 90, 901, 1, 999, 1000, 86_400_000, 5]) {
+    t.mock.timers.tick(step);
+    expected.push(new Date().toISOString());
+    accessLog.write(FULL);
+  }
+  accessLog.flush();
+  const times = lines.join('').trimEnd().split('\n').map((line) => (JSON.parse(line) as { time: string }).time);
+  assert.deepEqual(times, expected);
+});
