@@ -6,7 +6,7 @@ export class HistogramSeries {
   readonly labels: Readonly<Record<string, string>>;
   private readonly bounds: readonly number[];
   /** Observations per bucket, not cumulative; the last slot is above every bound (+Inf). */
-  private counts: Float64Array;
+  private readonly counts: Float64Array;
   private sum = 0;
   private count = 0;
 
@@ -25,7 +25,7 @@ export class HistogramSeries {
   }
 
   clear(): void {
-    this.counts = new Float64Array(this.bounds.length + 1);
+    this.counts.fill(0);
     this.sum = 0;
     this.count = 0;
   }
@@ -58,20 +58,27 @@ export class HistogramSeries {
 export class SeriesHistogram<T extends string> extends Histogram<T> {
   private readonly metricName: string;
   private readonly metricHelp: string;
+  private readonly labelNames: readonly T[];
   private readonly bounds: readonly number[];
-  private readonly allSeries: HistogramSeries[] = [];
+  /** Every series, by its label values in labelNames order. */
+  private readonly byLabels = new Map<string, HistogramSeries>();
 
-  constructor(configuration: HistogramConfiguration<T> & { buckets: number[] }) {
+  constructor(configuration: HistogramConfiguration<T> & { labelNames: readonly T[]; buckets: number[] }) {
     super(configuration);
     this.metricName = configuration.name;
     this.metricHelp = configuration.help;
+    this.labelNames = configuration.labelNames;
     this.bounds = [...configuration.buckets].sort((a, b) => a - b);
   }
 
-  /** A new series for these labels; the caller keeps one per label combination. */
+  /** The series of these labels, made on first use; callers keep it, so observing looks nothing up. */
   series(labels: LabelValues<T>): HistogramSeries {
-    const series = new HistogramSeries(labels as Record<string, string>, this.bounds);
-    this.allSeries.push(series);
+    const key = this.labelNames.map((name) => labels[name]).join('\u0000');
+    let series = this.byLabels.get(key);
+    if (!series) {
+      series = new HistogramSeries(labels as Record<string, string>, this.bounds);
+      this.byLabels.set(key, series);
+    }
     return series;
   }
 
@@ -81,13 +88,13 @@ export class SeriesHistogram<T extends string> extends Histogram<T> {
       help: this.metricHelp,
       type: 'histogram',
       aggregator: 'sum',
-      values: this.allSeries.flatMap((series) => series.exported(this.metricName)),
+      values: [...this.byLabels.values()].flatMap((series) => series.exported(this.metricName)),
     };
   }
 
   override reset(): void {
     super.reset();
     // prom-client's constructor calls reset() too, before this class's fields exist.
-    for (const series of this.allSeries ?? []) series.clear();
+    this.byLabels?.forEach((series) => series.clear());
   }
 }

@@ -121,7 +121,6 @@ export class GatewayMetrics {
    * request. Bounded like the labels themselves: route names, known methods, status codes and outcomes.
    */
   private readonly requestSeries = new Map<string, FinishedRequests>();
-  private readonly durationSeries = new Map<string, HistogramSeries>();
   private readonly upstreamSeries = new Map<string, HistogramSeries>();
 
   /**
@@ -133,7 +132,11 @@ export class GatewayMetrics {
     const key = `${route}\u0000${method}\u0000${statusCode}\u0000${outcome}`;
     let finished = this.requestSeries.get(key);
     if (!finished) {
-      finished = { counter: this.requests.labels({ route, method, status_code: String(statusCode), outcome }), unread: 0, duration: this.durationOf(route, outcome) };
+      finished = {
+        counter: this.requests.labels({ route, method, status_code: String(statusCode), outcome }),
+        unread: 0,
+        duration: this.requestDuration.series({ route, outcome }),
+      };
       this.requestSeries.set(key, finished);
     }
     finished.unread++;
@@ -148,16 +151,6 @@ export class GatewayMetrics {
       this.upstreamSeries.set(key, series);
     }
     series.observe(seconds);
-  }
-
-  private durationOf(route: string, outcome: string): HistogramSeries {
-    const key = `${route}\u0000${outcome}`;
-    let series = this.durationSeries.get(key);
-    if (!series) {
-      series = this.requestDuration.series({ route, outcome });
-      this.durationSeries.set(key, series);
-    }
-    return series;
   }
 
   private addFinishedRequests(): void {
