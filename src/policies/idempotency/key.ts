@@ -9,7 +9,20 @@ export type KeyParse =
   | { kind: 'valid'; key: string };
 
 /**
- * Reads the Idempotency-Key from every occurrence of the header (node's headersDistinct), so a key sent twice is
+ * Every value of one header, in the order sent: what node's headersDistinct holds for it, read from the raw header
+ * lines instead of building headersDistinct, a second object of every header of the request, on each idempotent write.
+ */
+export function headerValues(rawHeaders: readonly string[], name: string): string[] | undefined {
+  let values: string[] | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const raw = rawHeaders[i]!;
+    if (raw.length === name.length && raw.toLowerCase() === name) (values ??= []).push(rawHeaders[i + 1]!);
+  }
+  return values;
+}
+
+/**
+ * Reads the Idempotency-Key from every occurrence of the header (see headerValues), so a key sent twice is
  * refused rather than silently joined with ", ". The draft (draft-ietf-httpapi-idempotency-key-header) makes the
  * value a structured-field String, `"8e03978e-..."`; most clients send the bare value, so both are accepted and
  * `"abc"` and `abc` name the same key.

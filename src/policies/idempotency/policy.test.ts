@@ -9,7 +9,7 @@ import { MemoryStore } from '../../store/memory.ts';
 import { GatewayMetrics } from '../../observability/metrics.ts';
 import { GatewayError } from '../../errors/problem.ts';
 import type { RequestContext } from '../../context.ts';
-import { fingerprint, parseIdempotencyKey, recordId } from './key.ts';
+import { fingerprint, headerValues, parseIdempotencyKey, recordId } from './key.ts';
 import { decodeRecord, encodeRecord } from './record.ts';
 import { Claim, compileIdempotency, type IdempotencyDecision } from './policy.ts';
 import type { IdempotencySettings } from './schema.ts';
@@ -43,6 +43,13 @@ test('keys: absent, empty, too long, not printable ASCII, badly quoted or repeat
   invalid(['"a"b'], /structured-field string/);
   invalid(['"a\\nb"'], /structured-field string/);
   invalid(['a', 'a'], /sent 2 times/);
+});
+
+test('header values are read from the raw lines as node\'s headersDistinct has them: any case, every occurrence, in order', () => {
+  const raw = ['Host', 'h', 'IDEMPOTENCY-KEY', 'a', 'Idempotency-Keys', 'not it', 'idempotency-key', 'b', 'X-Idempotency-Key', 'c'];
+  assert.deepEqual(headerValues(raw, 'idempotency-key'), ['a', 'b']);
+  assert.equal(headerValues(raw, 'authorization'), undefined);
+  assert.deepEqual(headerValues(['Idempotency-Key', ''], 'idempotency-key'), ['']);
 });
 
 test('fingerprints differ for any difference in method, target or body, and are unambiguous', () => {
@@ -150,7 +157,7 @@ function harness(overrides: Partial<IdempotencySettings> = {}) {
       method: 'POST',
       url: '/r',
       headers: { 'content-length': String(Buffer.byteLength(body)) },
-      headersDistinct: { 'idempotency-key': [key] },
+      rawHeaders: ['Content-Length', String(Buffer.byteLength(body)), 'Idempotency-Key', key],
     });
     req.end(body);
     const ctx = { requestId: 'req', consumer: { id: 'c', source: 'test' }, outcome: 'ok' } as unknown as RequestContext;

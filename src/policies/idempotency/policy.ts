@@ -13,7 +13,7 @@ import { StoreError, type Store } from '../../store/store.ts';
 import type { GatewayMetrics } from '../../observability/metrics.ts';
 import type { PolicyDeps } from '../deps.ts';
 import type { IdempotencySettings } from './schema.ts';
-import { fingerprint, parseIdempotencyKey, recordId } from './key.ts';
+import { fingerprint, headerValues, parseIdempotencyKey, recordId } from './key.ts';
 import {
   decodeRecord,
   encodeRecord,
@@ -155,7 +155,7 @@ export class IdempotencyPolicy {
   async begin(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<IdempotencyDecision> {
     const method = req.method ?? 'GET';
     if (!this.settings.methods.has(method)) return { kind: 'pass' };
-    const parsed = parseIdempotencyKey(req.headersDistinct['idempotency-key']);
+    const parsed = parseIdempotencyKey(headerValues(req.rawHeaders, 'idempotency-key'));
     if (parsed.kind === 'absent') {
       this.count('missing_key');
       if (!this.settings.required) return { kind: 'pass' };
