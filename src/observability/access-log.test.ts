@@ -1,6 +1,7 @@
 // The hand-written access line must be exactly the line pino would write for the same fields, and valid JSON for any path.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createLogger } from './logger.ts';
 import { AccessLog, type AccessEntry } from './access-log.ts';
 
@@ -94,4 +95,19 @@ test('the time is new Date().toISOString() to the millisecond, across seconds, m
   accessLog.flush();
   const times = lines.join('').trimEnd().split('\n').map((line) => (JSON.parse(line) as { time: string }).time);
   assert.deepEqual(times, expected);
+});
+
+test('a process that crashes mid-turn still writes the request lines of that turn', () => {
+  const here = import.meta.dirname;
+  const script = `
+    import { createLogger } from ${JSON.stringify(`${here}/logger.ts`)};
+    import { AccessLog } from ${JSON.stringify(`${here}/access-log.ts`)};
+    const accessLog = new AccessLog(createLogger('info'));
+    for (const id of ['a', 'b']) accessLog.write({ ...${JSON.stringify(FULL)}, request_id: id });
+    throw new Error('crash before the turn ends');`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(child.status, 1, child.stderr);
+  assert.match(child.stderr, /crash before the turn ends/);
+  const ids = child.stdout.trimEnd().split('\n').map((line) => (JSON.parse(line) as { request_id: string }).request_id);
+  assert.deepEqual(ids, ['a', 'b']);
 });

@@ -22,6 +22,16 @@ export interface AccessEntry {
 const MAX_PENDING_CHARS = 16 * 1024;
 
 /**
+ * Access logs holding lines of the current turn. A process that exits before the turn ends (a crash) hands them to
+ * the destination first: this listener is registered at import, before any logger exists, so it runs before the one
+ * with which pino writes out what its destination still holds.
+ */
+const withPendingLines = new Set<AccessLog>();
+process.on('exit', () => {
+  for (const accessLog of withPendingLines) accessLog.flush();
+});
+
+/**
  * pino's generic serializer walked the fields of this line on every request and was the largest single cost of a
  * passthrough request after the network itself. The fields here are fixed, so the line is one template: the same
  * JSON pino writes (level label, ISO time, fields in order, msg last), through the same destination and its batching,
@@ -65,7 +75,10 @@ export class AccessLog {
         (e.idempotency_key_hash === undefined ? '' : `,"idempotency_key_hash":"${e.idempotency_key_hash}"`) +
         `,"msg":"request"}\n`;
     if (this.pending.length >= MAX_PENDING_CHARS) this.flush();
-    else if (first) setImmediate(this.flushPending);
+    else if (first) {
+      withPendingLines.add(this);
+      setImmediate(this.flushPending);
+    }
   }
 
   /** Hands the pending lines to the destination now (at shutdown, before the last lifecycle line). */
@@ -73,6 +86,7 @@ export class AccessLog {
     if (this.pending.length === 0) return;
     const lines = this.pending;
     this.pending = '';
+    withPendingLines.delete(this);
     this.destination.write(lines);
   }
 
