@@ -65,6 +65,8 @@ export interface ScenarioResult {
   /** --rounds > 1: req/s of every round, and (max − min) / the reported (fastest) round's, %. */
   rps_rounds?: number[];
   rps_spread_pct?: number;
+  /** --interleave: req/s of each slice, in the order measured. */
+  rps_slices?: number[];
   /** agentgate_requests_total by outcome over the process's life (warm-up included). */
   gateway_outcomes?: Record<string, number>;
 }
@@ -335,4 +337,17 @@ export function formatIssue5(issue5: Analysis['issue5']): string {
         ]
       : []),
   ].join('\n');
+}
+
+/** --interleave: each pair's req/s ratios of adjacent slices, as a spread. */
+export function formatSliceRatios(pairs: { name: string; ratios: number[] }[]): string {
+  const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  return table(
+    ['slice ratios', 'slices', 'min', 'median', 'max'],
+    pairs.map(({ name, ratios }) => {
+      const sorted = [...ratios].sort((a, b) => a - b);
+      return [name, String(sorted.length), fmt(sorted[0]), fmt(quantile(sorted, 0.5)), fmt(sorted[sorted.length - 1])];
+    }),
+    [false, true, true, true, true],
+  );
 }

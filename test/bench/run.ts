@@ -17,8 +17,8 @@ import { runLoad, stopLoad, type LoadResult } from './load.ts';
 import { findNginx, nginxVersion, readErrorLog, writeNginxConfig } from './nginx.ts';
 import { ORDER } from './payloads.ts';
 import { childPids, cpuSeconds, machineFacts, machineCpu, mainThreadCpuSeconds, tcpActiveOpens, peakRssKiB, ProcessGroup, resetPeakRss } from './procs.ts';
-import { analyse, formatIssue4, formatIssue5, formatRatios, formatResults, formatTargets, type ScenarioResult } from './report.ts';
-import { BLOB_SIZES_KIB, SCENARIOS, type Scenario } from './scenarios.ts';
+import { analyse, formatIssue4, formatIssue5, formatRatios, formatResults, formatSliceRatios, formatTargets, type ScenarioResult, type TargetResult } from './report.ts';
+import { BLOB_SIZES_KIB, SCENARIOS, TARGETS, type Scenario } from './scenarios.ts';
 import { calibrateSchemaCheck } from './calibrate.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -39,6 +39,9 @@ const HELP = `Usage: npm run bench [-- options]
   --cpu-prof DIR        run agentgate and the bare proxy under node --cpu-prof, profiles into DIR
                         (summarise one with: node test/bench/cpuprofile-top.ts FILE)   BENCH_CPU_PROF
   --log-level LEVEL     agentgate's logging.level (default info, as issue 7 asks; silent isolates the cost of logs)  BENCH_LOG_LEVEL
+  --interleave N        issue 7's targets only: the two scenarios of each target run side by side and are measured
+                        in N alternating slices of --duration/N seconds (over, of, of, over, ...), so the machine's
+                        drift falls on both alike (e.g. --interleave 10 --duration 10)   BENCH_INTERLEAVE
   REDIS_URL             Redis for E and the Redis rate-limit figure (default redis://127.0.0.1:6379)
   BENCH_NGINX           the nginx binary (default /usr/sbin/nginx, then nginx on PATH); G is skipped without one
   AGENTGATE_REQUIRE_REDIS=1   a missing Redis fails the run instead of skipping E and the Redis rate-limit figure
@@ -51,6 +54,8 @@ interface Options {
   connections: number;
   rounds: number;
   quick: boolean;
+  /** --interleave: slices per scenario; 0 runs every scenario once after another. */
+  interleave: number;
   only: RegExp | undefined;
   out: string;
   cpuProfDir: string | undefined;
@@ -70,7 +75,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
       flags.set('quick', '1');
       continue;
     }
-    const match = /^--(duration|warmup|connections|rounds|only|out|cpu-prof|log-level)(?:=(.*))?$/.exec(arg);
+    const match = /^--(duration|warmup|connections|rounds|only|out|cpu-prof|log-level|interleave)(?:=(.*))?$/.exec(arg);
     if (!match) throw new Error(`unknown argument '${arg}' (see --help)`);
     const value = match[2] ?? argv[++i];
     if (value === undefined) throw new Error(`${arg} needs a value`);
@@ -98,6 +103,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     cpuProfDir: cpuProf === undefined ? undefined : path.resolve(cpuProf),
     logLevel: pick('log-level', 'BENCH_LOG_LEVEL') ?? 'info',
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    interleave: Math.round(number('interleave', 'BENCH_INTERLEAVE', 0, 0)),
   };
 }
 
@@ -295,29 +301,66 @@ class Bench {
   // -------------------------------------------------------------------------------------------------------------
 
   async run(s: Scenario): Promise<ScenarioResult> {
-    const result: ScenarioResult = { id: s.id, title: s.title, group: s.group, method: s.method, path: s.path, status: 'ok', problems: [], notes: [], expected_status: s.expectedStatus };
+    const result = freshResult(s);
     const running = await this.start(s);
     try {
-      await this.measure(s, running, result);
+      await this.measure(s, running, result, this.options);
     } catch (err) {
-      const detail = running.describeFailure();
-      throw new Error(`${(err as Error).message}${detail ? `\n${detail}` : ''}`);
+      throw withDetail(err, running);
     } finally {
-      await running.stop();
-      // Evidence that the logs and the store were really written to (whole process life, warm-up included).
-      if (running.logFile && result.responses) result.log_bytes = fileSize(running.logFile);
-      if (running.redisPrefix) {
-        const deleted = await deleteRedisPrefix(this.options.redisUrl, running.redisPrefix).catch(() => undefined);
-        if (deleted !== undefined) result.redis_keys_left = deleted;
-        this.redisPrefixes.delete(running.redisPrefix);
-      }
-      rmSync(path.join(this.tmp, s.id), { recursive: true, force: true });
+      await this.finish(s, running, result);
     }
     return result;
   }
 
-  private async measure(s: Scenario, running: Running, result: ScenarioResult): Promise<ScenarioResult> {
-    const { options } = this;
+  /**
+   * --interleave: the two scenarios of one target run side by side, both warmed up, then measured in `slices`
+   * alternating slices (over, of, of, over, over, ...), so that whatever the machine does over seconds or minutes (CPU
+   * stolen by the hypervisor, other tenants) falls on both alike. Each side's figures add up its slices.
+   */
+  async runInterleaved(of: Scenario, over: Scenario, slices: number): Promise<{ of: ScenarioResult; over: ScenarioResult; sliceRatios: number[] }> {
+    const sides = [over, of].map((s) => ({ s, result: freshResult(s), slices: [] as ScenarioResult[], running: undefined as Running | undefined }));
+    const { warmupSeconds, durationSeconds, connections } = this.options;
+    let current: Running | undefined;
+    try {
+      for (const side of sides) {
+        side.running = current = await this.start(side.s);
+        if (warmupSeconds > 0) await this.measure(side.s, current, freshResult(side.s), { warmupSeconds: 0, durationSeconds: warmupSeconds, connections });
+      }
+      for (let i = 0; i < slices && !this.interrupted; i++) {
+        for (const side of i % 2 === 0 ? sides : [...sides].reverse()) {
+          current = side.running!;
+          side.slices.push(await this.measure(side.s, current, freshResult(side.s), { warmupSeconds: 0, durationSeconds: durationSeconds / slices, connections }));
+        }
+      }
+    } catch (err) {
+      throw current ? withDetail(err, current) : err;
+    } finally {
+      for (const side of sides) {
+        Object.assign(side.result, combineSlices(side.slices));
+        if (side.running) await this.finish(side.s, side.running, side.result);
+      }
+    }
+    const [overSide, ofSide] = sides as [(typeof sides)[0], (typeof sides)[0]];
+    const sliceRatios = ofSide.slices.map((r, i) => (r.rps ?? 0) / (overSide.slices[i]?.rps ?? NaN)).filter(Number.isFinite);
+    return { of: ofSide.result, over: overSide.result, sliceRatios };
+  }
+
+  /** Stops the process and cleans up after it, with the evidence that its logs and store were really written to. */
+  private async finish(s: Scenario, running: Running, result: ScenarioResult): Promise<void> {
+    await running.stop();
+    // Whole process life, warm-up included.
+    if (running.logFile && result.responses) result.log_bytes = fileSize(running.logFile);
+    if (running.redisPrefix) {
+      const deleted = await deleteRedisPrefix(this.options.redisUrl, running.redisPrefix).catch(() => undefined);
+      if (deleted !== undefined) result.redis_keys_left = deleted;
+      this.redisPrefixes.delete(running.redisPrefix);
+    }
+    rmSync(path.join(this.tmp, s.id), { recursive: true, force: true });
+  }
+
+  private async measure(s: Scenario, running: Running, result: ScenarioResult, timing: Pick<Options, 'warmupSeconds' | 'durationSeconds' | 'connections'>): Promise<ScenarioResult> {
+    const options = { ...this.options, ...timing };
     const headers: Record<string, string> = { 'x-agent-id': 'bench-agent', accept: 'application/json' };
     let body: string | undefined;
     if (s.method === 'POST') {
@@ -546,6 +589,71 @@ async function gatewayGc(adminUrl: string): Promise<{ seconds: number; majors: n
   }
 }
 
+function freshResult(s: Scenario): ScenarioResult {
+  return { id: s.id, title: s.title, group: s.group, method: s.method, path: s.path, status: 'ok', problems: [], notes: [], expected_status: s.expectedStatus };
+}
+
+/** A failure with what the process under test said about it (its stderr, its warnings and errors). */
+function withDetail(err: unknown, running: Running): Error {
+  const detail = running.describeFailure();
+  return new Error(`${(err as Error).message}${detail ? `\n${detail}` : ''}`);
+}
+
+/**
+ * One scenario's interleaved slices as one result: counts and CPU time add up, so req/s and the per-request figures are
+ * over all the slices together; p50 and p99 are the median of the slices' own (the samples are not kept); peak RSS
+ * and the gateway's outcomes are the last slice's, which already cover the whole life of the process.
+ */
+function combineSlices(slices: ScenarioResult[]): Partial<ScenarioResult> {
+  const measured = slices.filter((r) => r.responses !== undefined && r.rps !== undefined && r.rps > 0);
+  if (measured.length === 0) return slices.length === 0 ? {} : { status: 'flagged', problems: ['no slice measured anything'] };
+  const responses = measured.reduce((sum, r) => sum + r.responses!, 0);
+  const seconds = measured.reduce((sum, r) => sum + r.responses! / r.rps!, 0);
+  const perRequest = (field: 'cpu_us_per_request' | 'main_thread_cpu_us_per_request' | 'gc_us_per_request') =>
+    measured.every((r) => r[field] !== undefined) ? measured.reduce((sum, r) => sum + r[field]! * r.responses!, 0) / responses : undefined;
+  const perSecond = (field: 'cpu_cores' | 'upstream_cpu_cores' | 'loadgen_cpu_cores' | 'redis_cpu_cores' | 'machine_steal_pct' | 'machine_other_cores') =>
+    measured.every((r) => r[field] !== undefined) ? measured.reduce((sum, r) => sum + (r[field]! * r.responses!) / r.rps!, 0) / seconds : undefined;
+  const sum = (field: 'unexpected_responses' | 'errors' | 'timeouts' | 'major_gcs') => measured.reduce((total, r) => total + (r[field] ?? 0), 0);
+  const last = measured[measured.length - 1]!;
+  const problems = slices.flatMap((r, i) => r.problems.map((p) => `slice ${i + 1}: ${p}`));
+  const noted = slices.filter((r) => r.notes.length > 0);
+  const notes = noted.length > 0 ? [`${noted.length} of ${slices.length} slices have notes, the first: ${noted[0]!.notes.join('; ')}`] : [];
+  const statusCounts: Record<string, number> = {};
+  for (const r of measured) for (const [code, n] of Object.entries(r.status_counts ?? {})) statusCounts[code] = (statusCounts[code] ?? 0) + n;
+  const result: Partial<ScenarioResult> = {
+    status: problems.length > 0 ? 'flagged' : 'ok',
+    problems,
+    notes,
+    responses,
+    rps: responses / seconds,
+    p50_ms: median(measured.map((r) => r.p50_ms!)),
+    p99_ms: median(measured.map((r) => r.p99_ms!)),
+    status_counts: statusCounts,
+    unexpected_responses: sum('unexpected_responses'),
+    errors: sum('errors'),
+    timeouts: sum('timeouts'),
+    rps_slices: measured.map((r) => r.rps!),
+    ...(last.peak_rss_mib === undefined ? {} : { peak_rss_mib: last.peak_rss_mib }),
+    ...(last.gateway_outcomes === undefined ? {} : { gateway_outcomes: last.gateway_outcomes }),
+  };
+  for (const field of ['cpu_us_per_request', 'main_thread_cpu_us_per_request', 'gc_us_per_request'] as const) {
+    const value = perRequest(field);
+    if (value !== undefined) result[field] = value;
+  }
+  for (const field of ['cpu_cores', 'upstream_cpu_cores', 'loadgen_cpu_cores', 'redis_cpu_cores', 'machine_steal_pct', 'machine_other_cores'] as const) {
+    const value = perSecond(field);
+    if (value !== undefined) result[field] = value;
+  }
+  if (measured.every((r) => r.major_gcs !== undefined)) result.major_gcs = sum('major_gcs');
+  return result;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /**
  * One result per scenario. With several rounds: the round with the highest req/s — interference (CPU stolen by the
  * hypervisor, other processes) only ever slows a run down, so the fastest round is the least disturbed one, and its
@@ -627,9 +735,12 @@ async function main(): Promise<number> {
   });
 
   const perScenario = options.warmupSeconds + options.durationSeconds;
+  const pairs = interleavedPairs(scenarios);
   console.log(`agentgate benchmark — ${machine.cpu_model}, ${machine.cores} cores, Node ${machine.node}, ${new Date().toISOString()}`);
   console.log(
-    `${scenarios.length} scenarios${options.rounds > 1 ? ` × ${options.rounds} rounds` : ''} × (${options.warmupSeconds} s warm-up + ${options.durationSeconds} s measured) at ${options.connections} connections ≈ ${Math.ceil((options.rounds * scenarios.length * (perScenario + 1.5)) / 60)} min${options.quick ? ' (quick mode: figures are rough)' : ''}`,
+    options.interleave
+      ? `${pairs.length} targets, each two scenarios side by side: 2 × ${options.warmupSeconds} s warm-up + 2 × ${options.durationSeconds} s measured in ${options.interleave} alternating slices, at ${options.connections} connections ≈ ${Math.ceil((pairs.length * (2 * perScenario + 3 + options.interleave * 0.3)) / 60)} min`
+      : `${scenarios.length} scenarios${options.rounds > 1 ? ` × ${options.rounds} rounds` : ''} × (${options.warmupSeconds} s warm-up + ${options.durationSeconds} s measured) at ${options.connections} connections ≈ ${Math.ceil((options.rounds * scenarios.length * (perScenario + 1.5)) / 60)} min${options.quick ? ' (quick mode: figures are rough)' : ''}`,
   );
   console.log(
     `Redis: ${redis ? `${redis} at ${options.redisUrl}` : `not reachable at ${options.redisUrl}: Redis scenarios are skipped`}; nginx: ${nginx ?? 'not found: G is skipped (apt-get install nginx, or set BENCH_NGINX)'}\n`,
@@ -642,30 +753,34 @@ async function main(): Promise<number> {
     await bench.cleanup();
     return 1;
   }
+  /** Why a scenario cannot run on this machine (no Redis, no nginx), as its result; undefined when it can. */
+  const unavailable = (s: Scenario): ScenarioResult | undefined => {
+    if (s.target.kind === 'agentgate' && s.target.store === 'redis' && !redis) {
+      const required = process.env.AGENTGATE_REQUIRE_REDIS === '1';
+      return { ...freshResult(s), status: required ? 'failed' : 'skipped', reason: `Redis not reachable at ${options.redisUrl}${required ? ' (AGENTGATE_REQUIRE_REDIS=1)' : ''}` };
+    }
+    if (s.target.kind === 'nginx' && !nginxBinary) {
+      const reason = process.env.BENCH_NGINX ? `BENCH_NGINX=${process.env.BENCH_NGINX} is not an executable` : 'nginx is not installed (apt-get install nginx, or set BENCH_NGINX)';
+      return { ...freshResult(s), status: 'skipped', reason };
+    }
+    return undefined;
+  };
+  if (options.interleave) return interleavedMain(bench, pairs, options, machine, unavailable);
+
   const rounds: ScenarioResult[][] = [];
   for (let round = 1; round <= options.rounds && !bench.interrupted; round++) {
     if (options.rounds > 1) console.log(`— round ${round} of ${options.rounds} —`);
     const results: ScenarioResult[] = [];
     for (const s of scenarios) {
       if (bench.interrupted) break;
-      const skeleton: ScenarioResult = { id: s.id, title: s.title, group: s.group, method: s.method, path: s.path, status: 'skipped', problems: [], notes: [], expected_status: s.expectedStatus };
       process.stdout.write(`${s.id.padEnd(8)} ${s.title}\n         `);
-      let result: ScenarioResult;
-      const needsRedis = s.target.kind === 'agentgate' && s.target.store === 'redis';
-      if (needsRedis && !redis) {
-        const required = process.env.AGENTGATE_REQUIRE_REDIS === '1';
-        result = { ...skeleton, status: required ? 'failed' : 'skipped', reason: `Redis not reachable at ${options.redisUrl}${required ? ' (AGENTGATE_REQUIRE_REDIS=1)' : ''}` };
-      } else if (s.target.kind === 'nginx' && !nginxBinary) {
-        result = {
-          ...skeleton,
-          reason: process.env.BENCH_NGINX ? `BENCH_NGINX=${process.env.BENCH_NGINX} is not an executable` : 'nginx is not installed (apt-get install nginx, or set BENCH_NGINX)',
-        };
-      } else {
+      let result = unavailable(s);
+      if (!result) {
         try {
           result = await bench.run(s);
         } catch (err) {
           if (bench.interrupted) break;
-          result = { ...skeleton, status: 'failed', reason: (err as Error).message.trim() };
+          result = { ...freshResult(s), status: 'failed', reason: (err as Error).message.trim() };
         }
       }
       results.push(result);
@@ -725,6 +840,92 @@ async function main(): Promise<number> {
   console.log(`\nWritten: ${path.relative(process.cwd(), options.out) || options.out}`);
   if (options.cpuProfDir) console.log(`CPU profiles: ${options.cpuProfDir}`);
   return fatal ? 1 : 0;
+}
+
+/** --interleave: the pairs of scenarios issue 7's targets compare, among those selected, each pair once. */
+function interleavedPairs(scenarios: Scenario[]): { of: Scenario; over: Scenario }[] {
+  const byId = new Map(scenarios.map((s) => [s.id, s]));
+  const seen = new Set<string>();
+  return TARGETS.flatMap((t) => {
+    const of = byId.get(t.of);
+    const over = byId.get(t.over);
+    if (!of || !over || seen.has(`${t.of}/${t.over}`)) return [];
+    seen.add(`${t.of}/${t.over}`);
+    return [{ of, over }];
+  });
+}
+
+/**
+ * --interleave: every target's two scenarios measured side by side in alternating slices, then judged like a plain
+ * run. B is measured anew with each scenario compared with it: its figures come from the same minutes as theirs.
+ */
+async function interleavedMain(
+  bench: Bench,
+  pairs: { of: Scenario; over: Scenario }[],
+  options: Options,
+  machine: Record<string, unknown>,
+  unavailable: (s: Scenario) => ScenarioResult | undefined,
+): Promise<number> {
+  if (pairs.length === 0) {
+    process.stderr.write('bench: --interleave measures issue 7\'s targets: --only must leave both scenarios of at least one (e.g. C-GET and B-GET)\n');
+    await bench.cleanup();
+    return 2;
+  }
+  const measured: { of: ScenarioResult; over: ScenarioResult; slice_ratios: number[]; targets: TargetResult[] }[] = [];
+  for (const { of, over } of pairs) {
+    if (bench.interrupted) break;
+    process.stdout.write(`${`${of.id} / ${over.id}`.padEnd(18)} ${of.title} / ${over.title}\n`);
+    const missing = unavailable(of) ?? unavailable(over);
+    let pair: { of: ScenarioResult; over: ScenarioResult; sliceRatios: number[] };
+    if (missing) {
+      pair = { of: unavailable(of) ?? { ...freshResult(of), status: 'skipped', reason: `${over.id}: ${missing.reason}` }, over: unavailable(over) ?? freshResult(over), sliceRatios: [] };
+    } else {
+      try {
+        pair = await bench.runInterleaved(of, over, options.interleave);
+      } catch (err) {
+        if (bench.interrupted) break;
+        pair = { of: { ...freshResult(of), status: 'failed', reason: (err as Error).message.trim() }, over: freshResult(over), sliceRatios: [] };
+      }
+    }
+    const targets = analyse([pair.of, pair.over]).targets.filter((t) => t.of === of.id && t.over === over.id);
+    measured.push({ of: pair.of, over: pair.over, slice_ratios: pair.sliceRatios, targets });
+    for (const r of [pair.of, pair.over]) process.stdout.write(`  ${r.id.padEnd(8)} ${describeResult(r)}\n`);
+  }
+  if (bench.interrupted) return 130;
+  await bench.cleanup();
+
+  const results = measured.flatMap((m) => [m.of, m.over]);
+  console.log(`\nResults (${options.connections} connections; each scenario ${options.durationSeconds} s in ${options.interleave} slices, alternating with the one it is compared with; p50/p99: median of the slices')\n`);
+  console.log(formatResults(results));
+  console.log(`\n${formatTargets(measured.flatMap((m) => m.targets))}`);
+  console.log(
+    '  Each target from its own pair of processes, measured in alternating slices over the same minutes. "slice ratios" below\n' +
+      '  are the req/s ratios of adjacent slices: their spread is what the machine did in between. Never asserted.\n',
+  );
+  console.log(formatSliceRatios(measured.map((m) => ({ name: `${m.of.id} / ${m.over.id}`, ratios: m.slice_ratios }))));
+  const flagged = results.filter((r) => r.status === 'flagged' || r.status === 'failed');
+  if (flagged.length > 0) {
+    console.log('\n!!! SOME SCENARIOS DID NOT MEASURE WHAT THEY WERE MEANT TO:');
+    for (const r of flagged) console.log(`!!!   ${r.id}: ${r.status === 'failed' ? `could not run: ${r.reason}` : r.problems.join('; ')}`);
+  }
+  const json = {
+    date: new Date().toISOString(),
+    machine,
+    settings: {
+      duration_seconds: options.durationSeconds,
+      warmup_seconds: options.warmupSeconds,
+      connections: options.connections,
+      interleave: options.interleave,
+      only: options.only?.source ?? null,
+      agentgate_log_level: options.logLevel,
+    },
+    pairs: measured,
+    targets: measured.flatMap((m) => m.targets),
+  };
+  mkdirSync(path.dirname(options.out), { recursive: true });
+  writeFileSync(options.out, `${JSON.stringify(json, null, 2)}\n`);
+  console.log(`\nWritten: ${path.relative(process.cwd(), options.out) || options.out}`);
+  return results.some((r) => r.status === 'failed') ? 1 : 0;
 }
 
 main().then(
