@@ -302,9 +302,10 @@ describe('RedisStore', () => {
     }
   });
 
-  it('fails within the command timeout on a connection whose set-up never completes', async () => {
+  it('fails within the command timeout on a connection whose set-up never completes, and drops that connection to retry', async () => {
     // Accepts the connection and never answers ioredis' ready check, so the client stays 'connect'.
-    const silent = createNetServer(() => {});
+    let connections = 0;
+    const silent = createNetServer(() => connections++);
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     // Timed from the store's creation: the set-up's own ready check, sent on connect, times out after the command timeout
     // and ends the wait; timed from the claim, 50 ms later, that left a lower bound within timer jitter of the outcome.
@@ -315,6 +316,10 @@ describe('RedisStore', () => {
       await assert.rejects(store.claim('k', 'v', 1_000), StoreError);
       const elapsed = performance.now() - started;
       assert.ok(elapsed >= 250 && elapsed < 1_000, `failed ${Math.round(elapsed)}ms after the store was created`);
+      // Left 'connect', the client would wait on that connection for good. Given up (300 ms), closed (ioredis ends it and
+      // destroys it after its disconnectTimeout, 300 ms more) and after 100 ms of backoff, it connects again.
+      for (let waited = 0; connections < 2 && waited < 2_000; waited += 50) await sleep(50);
+      assert.ok(connections >= 2, `${connections} connection(s) in 2 s; the stalled set-up was never given up`);
     } finally {
       store.close().catch(() => {});
       silent.close();
