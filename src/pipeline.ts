@@ -1,6 +1,5 @@
 // The request pipeline, top to bottom. Every request passes these steps in this order; each step says why it stands where it does.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { AccessLog } from './observability/access-log.ts';
 import type { RequestContext } from './context.ts';
@@ -99,7 +98,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   //    other is sent with the rest of this turn of the event loop, so one wake-up of the upstream serves them all.
   const resumedByRedis = deps.storeKind === 'redis' && (admission !== undefined || claim !== undefined);
   const ticket = route.upstream.guard.admit(req, ctx.requestId);
-  const body = idempotency?.kind === 'proceed' ? idempotency.body : ctx.requestBody && Readable.from([ctx.requestBody], { objectMode: false });
+  const body = idempotency?.kind === 'proceed' ? idempotency.body : ctx.requestBody;
   const result: UpstreamResult = ticket.refusal
     ? { kind: 'failed', error: ticket.refusal, reachedUpstream: false }
     : await deps.forwarder.send(req, res, ctx, route, body, resumedByRedis);

@@ -322,6 +322,27 @@ function suite(name: string, storeYaml: () => string, prefix: () => string, clea
       assert.equal(counter('store-500').n, 1);
     });
 
+    test('the body read to fingerprint it reaches the upstream byte for byte, whether its length is declared or chunked', async () => {
+      // Multi-byte characters split across chunks: a body re-encoded or cut at a chunk boundary would differ.
+      const text = JSON.stringify({ note: 'ünïcødé ✓ '.repeat(50), n: 1 });
+      const declared = await post(`${gw.url}/status?code=201`, freshKey(), text);
+      assert.equal(declared.json().body, text);
+      const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(`${gw.url}/status?code=201`, { method: 'POST', agent: false, headers: { 'idempotency-key': freshKey(), 'transfer-encoding': 'chunked' } }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('error', reject);
+        const bytes = Buffer.from(text);
+        for (let i = 0; i < bytes.length; i += 7) req.write(bytes.subarray(i, i + 7));
+        req.end();
+      });
+      assert.equal(chunked.status, 201);
+      assert.equal(JSON.parse(chunked.body).body, text);
+    });
+
     test('a body above max_body_bytes gets 413 before anything is forwarded, whether its length is declared or not', async () => {
       const before = counter('big').n;
       expectError(await post(`${gw.url}/big`, freshKey(), 'x'.repeat(2000)), 413, 'PAYLOAD_TOO_LARGE', false);

@@ -1,7 +1,7 @@
 // Sends a request to its upstream with http-proxy-3 over a keep-alive pool, and streams the answer back; maps network failures to typed errors.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse, ClientRequest } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
+import { Stream } from 'node:stream';
 import { createProxyServer, type ProxyServer, type ServerOptions } from 'http-proxy-3';
 import { GatewayError } from '../errors/problem.ts';
 import type { RequestContext } from '../context.ts';
@@ -49,6 +49,24 @@ type ForwardedRequest = IncomingMessage & { [IN_FLIGHT]?: InFlight };
 
 /** Methods whose request can be sent again without changing anything upstream (RFC 9110 §9.2.1). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * A body a policy has read already, in the shape http-proxy-3 forwards (it only calls pipe): written to the upstream
+ * request in one end(). A PassThrough holding it, as before, cost about 6 µs of CPU per request to set up and drain.
+ */
+class BufferedBody extends Stream {
+  private readonly body: Buffer;
+
+  constructor(body: Buffer) {
+    super();
+    this.body = body;
+  }
+
+  override pipe<T extends NodeJS.WritableStream>(destination: T): T {
+    destination.end(this.body);
+    return destination;
+  }
+}
 
 export class Forwarder {
   private readonly proxy: ProxyServer;
@@ -102,7 +120,7 @@ export class Forwarder {
    * request stream when a policy has already read it. `inBatch`: the caller is one of a batch already (resumed with
    * others by one store reply), so the request goes out at once instead of waiting for the end of this turn of the loop.
    */
-  send(req: ForwardedRequest, res: ServerResponse, ctx: RequestContext, route: Route, body: Readable | undefined, inBatch: boolean): Promise<UpstreamResult> {
+  send(req: ForwardedRequest, res: ServerResponse, ctx: RequestContext, route: Route, body: Buffer | undefined, inBatch: boolean): Promise<UpstreamResult> {
     prepareUpstreamHeaders(req, ctx);
     return new Promise((resolve, reject) => {
       const flight: InFlight = {
@@ -136,7 +154,7 @@ export class Forwarder {
       const sendNow = () => {
         if (req.socket.destroyed || res.destroyed) return flight.resolve({ kind: 'client_closed', reachedUpstream: false });
         try {
-          this.proxy.web(req, res, body ? { ...options, buffer: body } : options, onError);
+          this.proxy.web(req, res, body ? { ...options, buffer: new BufferedBody(body) } : options, onError);
         } catch (err) {
           // Thrown outside the promise now, so it would take the process down and the rest of the batch with it.
           flight.resolve = () => {};

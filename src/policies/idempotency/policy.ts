@@ -1,7 +1,6 @@
 // Idempotency replay: claims a key atomically before forwarding, stores the upstream's answer as it streams, replays it to retries.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PassThrough, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { RequestContext } from '../../context.ts';
@@ -46,7 +45,7 @@ export type IdempotencyDecision =
    * Forward `body` (the request body, already read to fingerprint it). `claim` is settled with the forwarding result;
    * it is absent when the store failed and the route fails open.
    */
-  | { kind: 'proceed'; body: Readable; claim: Claim | undefined }
+  | { kind: 'proceed'; body: Buffer; claim: Claim | undefined }
   /** Answer with the stored response (writeReplay). */
   | { kind: 'replay'; record: CompletedRecord }
   /** The client left while its body was being read. */
@@ -177,14 +176,14 @@ export class IdempotencyPolicy {
 
     try {
       const claim = await this.decide(key, print, ctx, res);
-      if (claim instanceof Claim) return { kind: 'proceed', body: bodyStream(body), claim };
+      if (claim instanceof Claim) return { kind: 'proceed', body, claim };
       return { kind: 'replay', record: claim };
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
       if (this.settings.onStoreError === 'fail_open') {
         this.count('fail_open');
         this.logger.warn({ request_id: ctx.requestId, idempotency_key_hash: id, err: err.message }, 'store unreachable: forwarding without idempotency protection (fail_open)');
-        return { kind: 'proceed', body: bodyStream(body), claim: undefined };
+        return { kind: 'proceed', body, claim: undefined };
       }
       this.count('fail_closed');
       throw new GatewayError('STORE_UNAVAILABLE', 'The gateway cannot reach its state store, so it cannot make sure this request runs only once; it was not forwarded.', {
@@ -513,10 +512,4 @@ function payloadTooLarge(max: number): GatewayError {
     // The rest of the body may be unread, so this connection cannot carry another request.
     headers: { connection: 'close' },
   });
-}
-
-function bodyStream(body: Buffer): Readable {
-  const stream = new PassThrough();
-  stream.end(body);
-  return stream;
 }
