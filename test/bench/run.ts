@@ -812,32 +812,14 @@ async function main(): Promise<number> {
   console.log(
     `\nThe machine has ${machine.cores} cores shared by the load generator, the upstream and the process under test; ratios from one run are comparable, absolute figures are not.`,
   );
-  if (flagged.length > 0) {
-    console.log('\n!!! SOME SCENARIOS DID NOT MEASURE WHAT THEY WERE MEANT TO:');
-    for (const r of flagged) console.log(`!!!   ${r.id}: ${r.status === 'failed' ? `could not run: ${r.reason}` : r.problems.join('; ')}`);
-  }
-
-  const json = {
-    date: new Date().toISOString(),
-    machine,
-    settings: {
-      duration_seconds: options.durationSeconds,
-      warmup_seconds: options.warmupSeconds,
-      connections: options.connections,
-      rounds: options.rounds,
-      quick: options.quick,
-      only: options.only?.source ?? null,
-      agentgate_log_level: options.logLevel,
-    },
+  warnFlagged(flagged);
+  writeJson(options, machine, { rounds: options.rounds, quick: options.quick }, {
     scenarios: results,
     targets: analysis.targets,
     ratios: analysis.ratios,
     issue4_rate_limit_cost: analysis.issue4,
     issue5_inspection_cost: analysis.issue5,
-  };
-  mkdirSync(path.dirname(options.out), { recursive: true });
-  writeFileSync(options.out, `${JSON.stringify(json, null, 2)}\n`);
-  console.log(`\nWritten: ${path.relative(process.cwd(), options.out) || options.out}`);
+  });
   if (options.cpuProfDir) console.log(`CPU profiles: ${options.cpuProfDir}`);
   return fatal ? 1 : 0;
 }
@@ -903,11 +885,19 @@ async function interleavedMain(
       '  are the req/s ratios of adjacent slices: their spread is what the machine did in between. Never asserted.\n',
   );
   console.log(formatSliceRatios(measured.map((m) => ({ name: `${m.of.id} / ${m.over.id}`, ratios: m.slice_ratios }))));
-  const flagged = results.filter((r) => r.status === 'flagged' || r.status === 'failed');
-  if (flagged.length > 0) {
-    console.log('\n!!! SOME SCENARIOS DID NOT MEASURE WHAT THEY WERE MEANT TO:');
-    for (const r of flagged) console.log(`!!!   ${r.id}: ${r.status === 'failed' ? `could not run: ${r.reason}` : r.problems.join('; ')}`);
-  }
+  warnFlagged(results.filter((r) => r.status === 'flagged' || r.status === 'failed'));
+  writeJson(options, machine, { interleave: options.interleave }, { pairs: measured, targets: measured.flatMap((m) => m.targets) });
+  return results.some((r) => r.status === 'failed') ? 1 : 0;
+}
+
+function warnFlagged(flagged: ScenarioResult[]): void {
+  if (flagged.length === 0) return;
+  console.log('\n!!! SOME SCENARIOS DID NOT MEASURE WHAT THEY WERE MEANT TO:');
+  for (const r of flagged) console.log(`!!!   ${r.id}: ${r.status === 'failed' ? `could not run: ${r.reason}` : r.problems.join('; ')}`);
+}
+
+/** The JSON results: the machine, the settings both modes share plus `settings`, then the mode's own figures. */
+function writeJson(options: Options, machine: unknown, settings: Record<string, unknown>, figures: Record<string, unknown>): void {
   const json = {
     date: new Date().toISOString(),
     machine,
@@ -915,17 +905,15 @@ async function interleavedMain(
       duration_seconds: options.durationSeconds,
       warmup_seconds: options.warmupSeconds,
       connections: options.connections,
-      interleave: options.interleave,
+      ...settings,
       only: options.only?.source ?? null,
       agentgate_log_level: options.logLevel,
     },
-    pairs: measured,
-    targets: measured.flatMap((m) => m.targets),
+    ...figures,
   };
   mkdirSync(path.dirname(options.out), { recursive: true });
   writeFileSync(options.out, `${JSON.stringify(json, null, 2)}\n`);
   console.log(`\nWritten: ${path.relative(process.cwd(), options.out) || options.out}`);
-  return results.some((r) => r.status === 'failed') ? 1 : 0;
 }
 
 main().then(
