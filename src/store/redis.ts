@@ -215,8 +215,9 @@ export class RedisStore implements Store {
   }
 
   /**
-   * Bounds the whole operation by the command timeout, which ioredis' own does not cover: the wait for a
-   * connection being set up (just after start, or mid-reconnect) and Cluster's redirection and retry delays.
+   * Bounds the whole operation by the command timeout, from the call on: the wait for a connection being set up (just
+   * after start, or mid-reconnect), the wait for an auto-pipeline ahead of it, the round trip itself, and Cluster's
+   * redirection and retry delays. (ioredis's own commandTimeout, not used, would start at the write.)
    */
   private async run<T>(operation: string, send: () => Promise<T>): Promise<T> {
     try {
