@@ -303,26 +303,49 @@ describe('RedisStore', () => {
   });
 
   it('fails within the command timeout on a connection whose set-up never completes, and drops that connection to retry', async () => {
-    // Accepts the connection and never answers ioredis' ready check, so the client stays 'connect'.
+    // Accepts the connection and never answers ioredis' handshake, so the client stays 'connect'.
     let connections = 0;
     const silent = createNetServer(() => connections++);
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    // Timed from the store's creation: the set-up's own ready check, sent on connect, times out after the command timeout
-    // and ends the wait; timed from the claim, 50 ms later, that left a lower bound within timer jitter of the outcome.
-    const started = performance.now();
     const store = new RedisStore({ url: `redis://127.0.0.1:${(silent.address() as AddressInfo).port}`, commandTimeoutMs: 300 });
     try {
       await sleep(50);
+      const started = performance.now();
       await assert.rejects(store.claim('k', 'v', 1_000), StoreError);
       const elapsed = performance.now() - started;
-      assert.ok(elapsed >= 250 && elapsed < 1_000, `failed ${Math.round(elapsed)}ms after the store was created`);
-      // Left 'connect', the client would wait on that connection for good. Given up (300 ms), closed (ioredis ends it and
-      // destroys it after its disconnectTimeout, 300 ms more) and after 100 ms of backoff, it connects again.
-      for (let waited = 0; connections < 2 && waited < 2_000; waited += 50) await sleep(50);
-      assert.ok(connections >= 2, `${connections} connection(s) in 2 s; the stalled set-up was never given up`);
+      assert.ok(elapsed >= 250 && elapsed < 1_000, `failed ${Math.round(elapsed)}ms after the claim`);
+      // Left 'connect', the client would wait on that connection for good. Given up (three command timeouts: 900 ms),
+      // closed (ioredis ends it and destroys it after its disconnectTimeout, 300 ms more) and after 100 ms of backoff,
+      // it connects again.
+      for (let waited = 0; connections < 2 && waited < 3_000; waited += 50) await sleep(50);
+      assert.ok(connections >= 2, `${connections} connection(s) in 3 s; the stalled set-up was never given up`);
     } finally {
       store.close().catch(() => {});
       silent.close();
+    }
+  });
+
+  it('connects over a link whose every reply takes most of the command timeout: the set-up is bounded per round trip', async () => {
+    // Handshake and ready check are two round trips of 200 ms each: more than one 300 ms timeout, less than one each.
+    let connections = 0;
+    const slow = createNetServer((socket) => {
+      connections++;
+      socket.on('error', () => {});
+      answerResp(socket, (command) => {
+        const name = command[0]!.toLowerCase();
+        const reply = name === 'info' ? bulk('# Server\r\nloading:0\r\n') : name === 'get' ? '$-1\r\n' : '+OK\r\n';
+        // As Redis does, QUIT is answered and the connection closed; left open, it would hold the test process.
+        setTimeout(() => socket.writable && (name === 'quit' ? socket.end(reply) : socket.write(reply)), 200);
+      });
+    });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    const store = new RedisStore({ url: `redis://127.0.0.1:${(slow.address() as AddressInfo).port}`, commandTimeoutMs: 300 });
+    try {
+      assert.equal(await eventually('the first answer', 3_000, () => store.get('k')), null);
+      assert.equal(connections, 1, 'the set-up was given up while its replies were still arriving');
+    } finally {
+      store.close().catch(() => {});
+      slow.close();
     }
   });
 
@@ -392,3 +415,41 @@ describe('RedisStore', () => {
     }
   });
 });
+
+function bulk(text: string): string {
+  return `$${Buffer.byteLength(text)}\r\n${text}\r\n`;
+}
+
+/** Calls `onCommand` with each RESP command (an array of bulk strings, as clients send them) the socket receives. */
+function answerResp(socket: import('node:net').Socket, onCommand: (command: string[]) => void): void {
+  let pending = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    for (;;) {
+      const parsed = parseRespCommand(pending);
+      if (!parsed) return;
+      pending = pending.subarray(parsed.used);
+      onCommand(parsed.command);
+    }
+  });
+}
+
+function parseRespCommand(data: Buffer): { command: string[]; used: number } | undefined {
+  const line = (from: number) => {
+    const end = data.indexOf('\r\n', from);
+    return end === -1 ? undefined : { text: data.toString('latin1', from, end), next: end + 2 };
+  };
+  const head = line(0);
+  if (!head || !head.text.startsWith('*')) return undefined;
+  const command: string[] = [];
+  let at = head.next;
+  for (let i = 0; i < Number(head.text.slice(1)); i++) {
+    const size = line(at);
+    if (!size) return undefined;
+    const length = Number(size.text.slice(1));
+    if (data.length < size.next + length + 2) return undefined;
+    command.push(data.toString('utf8', size.next, size.next + length));
+    at = size.next + length + 2;
+  }
+  return { command, used: at };
+}

@@ -271,9 +271,18 @@ async function withDeadline<T>(operation: Promise<T>, ms: number): Promise<T> {
 }
 
 /**
- * A connection that is up but not ready within `ms` (its ready check or AUTH unanswered) is dropped, and reconnects as
- * it would after a failed ready check: otherwise it would stay 'connect' for good and every operation would wait out
- * its deadline.
+ * ioredis sets a connection up in at most three round trips one after the other: its handshake (AUTH, SELECT, CLIENT
+ * SETINFO, sent together), a second handshake when the server refuses RESP3, then the INFO ready check.
+ */
+const SET_UP_ROUND_TRIPS = 3;
+
+/**
+ * A connection that is up but not ready within SET_UP_ROUND_TRIPS command timeouts (a handshake or ready check left
+ * unanswered) is dropped, and reconnects as it would after a failed ready check: otherwise it would stay 'connect'
+ * for good and every operation would wait out its deadline. Each round trip gets a command timeout, as each command
+ * did under ioredis's own commandTimeout, so a slow link whose replies take most of it still connects. A Redis still
+ * loading its data set answers the ready check with "loading" and is asked again later; when that takes longer, the
+ * connection is dropped and made again until the data is loaded (operations fail meanwhile either way).
  */
 function boundSetUp(connection: Redis, ms: number): void {
   let timer: NodeJS.Timeout | undefined;
@@ -286,7 +295,7 @@ function boundSetUp(connection: Redis, ms: number): void {
     timer = setTimeout(() => {
       timer = undefined;
       if (connection.status === 'connect') connection.disconnect(true);
-    }, ms);
+    }, SET_UP_ROUND_TRIPS * ms);
   });
   connection.on('ready', clear).on('close', clear);
 }
