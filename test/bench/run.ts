@@ -324,6 +324,7 @@ class Bench {
     let current: Running | undefined;
     try {
       for (const side of sides) {
+        current = undefined;
         side.running = current = await this.start(side.s);
         if (warmupSeconds > 0) await this.measure(side.s, current, freshResult(side.s), { warmupSeconds: 0, durationSeconds: warmupSeconds, connections });
       }
@@ -342,7 +343,8 @@ class Bench {
       }
     }
     const [overSide, ofSide] = sides as [(typeof sides)[0], (typeof sides)[0]];
-    const sliceRatios = ofSide.slices.map((r, i) => (r.rps ?? 0) / (overSide.slices[i]?.rps ?? NaN)).filter(Number.isFinite);
+    // Only slices both sides measured: a failed slice (0 req/s) is left out of the combined figures too.
+    const sliceRatios = ofSide.slices.map((r, i) => (r.rps || NaN) / (overSide.slices[i]?.rps || NaN)).filter(Number.isFinite);
     return { of: ofSide.result, over: overSide.result, sliceRatios };
   }
 
@@ -609,11 +611,12 @@ function combineSlices(slices: ScenarioResult[]): Partial<ScenarioResult> {
   if (measured.length === 0) return slices.length === 0 ? {} : { status: 'flagged', problems: ['no slice measured anything'] };
   const responses = measured.reduce((sum, r) => sum + r.responses!, 0);
   const seconds = measured.reduce((sum, r) => sum + r.responses! / r.rps!, 0);
-  const perRequest = (field: 'cpu_us_per_request' | 'main_thread_cpu_us_per_request' | 'gc_us_per_request') =>
+  const perRequest = (field: 'cpu_us_per_request' | 'main_thread_cpu_us_per_request' | 'gc_us_per_request' | 'mean_ms' | 'upstream_calls_per_response') =>
     measured.every((r) => r[field] !== undefined) ? measured.reduce((sum, r) => sum + r[field]! * r.responses!, 0) / responses : undefined;
-  const perSecond = (field: 'cpu_cores' | 'upstream_cpu_cores' | 'loadgen_cpu_cores' | 'redis_cpu_cores' | 'machine_steal_pct' | 'machine_other_cores') =>
+  const perSecond = (field: 'cpu_cores' | 'upstream_cpu_cores' | 'loadgen_cpu_cores' | 'redis_cpu_cores' | 'machine_steal_pct' | 'machine_idle_pct' | 'machine_other_cores') =>
     measured.every((r) => r[field] !== undefined) ? measured.reduce((sum, r) => sum + (r[field]! * r.responses!) / r.rps!, 0) / seconds : undefined;
-  const sum = (field: 'unexpected_responses' | 'errors' | 'timeouts' | 'major_gcs') => measured.reduce((total, r) => total + (r[field] ?? 0), 0);
+  const sum = (field: 'unexpected_responses' | 'errors' | 'timeouts' | 'major_gcs' | 'upstream_new_connections' | 'tcp_connections_opened') =>
+    measured.reduce((total, r) => total + (r[field] ?? 0), 0);
   const last = measured[measured.length - 1]!;
   const problems = slices.flatMap((r, i) => r.problems.map((p) => `slice ${i + 1}: ${p}`));
   const noted = slices.filter((r) => r.notes.length > 0);
@@ -633,18 +636,20 @@ function combineSlices(slices: ScenarioResult[]): Partial<ScenarioResult> {
     errors: sum('errors'),
     timeouts: sum('timeouts'),
     rps_slices: measured.map((r) => r.rps!),
-    ...(last.peak_rss_mib === undefined ? {} : { peak_rss_mib: last.peak_rss_mib }),
+    ...(measured.every((r) => r.peak_rss_mib !== undefined) ? { peak_rss_mib: Math.max(...measured.map((r) => r.peak_rss_mib!)) } : {}),
     ...(last.gateway_outcomes === undefined ? {} : { gateway_outcomes: last.gateway_outcomes }),
   };
-  for (const field of ['cpu_us_per_request', 'main_thread_cpu_us_per_request', 'gc_us_per_request'] as const) {
+  for (const field of ['cpu_us_per_request', 'main_thread_cpu_us_per_request', 'gc_us_per_request', 'mean_ms', 'upstream_calls_per_response'] as const) {
     const value = perRequest(field);
     if (value !== undefined) result[field] = value;
   }
-  for (const field of ['cpu_cores', 'upstream_cpu_cores', 'loadgen_cpu_cores', 'redis_cpu_cores', 'machine_steal_pct', 'machine_other_cores'] as const) {
+  for (const field of ['cpu_cores', 'upstream_cpu_cores', 'loadgen_cpu_cores', 'redis_cpu_cores', 'machine_steal_pct', 'machine_idle_pct', 'machine_other_cores'] as const) {
     const value = perSecond(field);
     if (value !== undefined) result[field] = value;
   }
-  if (measured.every((r) => r.major_gcs !== undefined)) result.major_gcs = sum('major_gcs');
+  for (const field of ['major_gcs', 'upstream_new_connections', 'tcp_connections_opened'] as const) {
+    if (measured.every((r) => r[field] !== undefined)) result[field] = sum(field);
+  }
   return result;
 }
 
@@ -859,14 +864,21 @@ async function interleavedMain(
     process.stdout.write(`${`${of.id} / ${over.id}`.padEnd(18)} ${of.title} / ${over.title}\n`);
     const missing = unavailable(of) ?? unavailable(over);
     let pair: { of: ScenarioResult; over: ScenarioResult; sliceRatios: number[] };
+    // A side that cannot run leaves its partner unmeasured too, and says why, rather than an 'ok' without figures.
+    const unmeasured = (s: Scenario, status: 'skipped' | 'failed', reason: string): ScenarioResult => ({ ...freshResult(s), status, reason });
     if (missing) {
-      pair = { of: unavailable(of) ?? { ...freshResult(of), status: 'skipped', reason: `${over.id}: ${missing.reason}` }, over: unavailable(over) ?? freshResult(over), sliceRatios: [] };
+      pair = {
+        of: unavailable(of) ?? unmeasured(of, 'skipped', `${over.id}: ${missing.reason}`),
+        over: unavailable(over) ?? unmeasured(over, 'skipped', `${of.id}: ${missing.reason}`),
+        sliceRatios: [],
+      };
     } else {
       try {
         pair = await bench.runInterleaved(of, over, options.interleave);
       } catch (err) {
         if (bench.interrupted) break;
-        pair = { of: { ...freshResult(of), status: 'failed', reason: (err as Error).message.trim() }, over: freshResult(over), sliceRatios: [] };
+        const reason = (err as Error).message.trim();
+        pair = { of: unmeasured(of, 'failed', reason), over: unmeasured(over, 'failed', `measured with ${of.id}, which failed: ${reason}`), sliceRatios: [] };
       }
     }
     const targets = analyse([pair.of, pair.over]).targets.filter((t) => t.of === of.id && t.over === over.id);
