@@ -15,6 +15,7 @@ import { cleanupPrefix, keysUnder, REDIS_URL, skipWithoutRedis, uniquePrefix, wi
 import { cli, freePort, skipWithoutRedisServer, startRedisCluster, startRedisServer } from './helpers/redis-cluster.ts';
 import type { RedisServer } from './helpers/redis-cluster.ts';
 import { storeContract } from './helpers/store-contract.ts';
+import { until } from './helpers/wait.ts';
 
 const skipRedis = await skipWithoutRedis();
 const skipServer = skipWithoutRedisServer();
@@ -317,8 +318,7 @@ describe('RedisStore', () => {
       // Left 'connect', the client would wait on that connection for good. Given up (three command timeouts: 900 ms),
       // closed (ioredis ends it and destroys it after its disconnectTimeout, 300 ms more) and after 100 ms of backoff,
       // it connects again.
-      for (let waited = 0; connections < 2 && waited < 3_000; waited += 50) await sleep(50);
-      assert.ok(connections >= 2, `${connections} connection(s) in 3 s; the stalled set-up was never given up`);
+      await until(async () => connections >= 2, 3_000, () => `${connections} connection(s); the stalled set-up was never given up`);
     } finally {
       store.close().catch(() => {});
       silent.close();

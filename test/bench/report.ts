@@ -339,15 +339,20 @@ export function formatIssue5(issue5: Analysis['issue5']): string {
   ].join('\n');
 }
 
+/** The middle value (the mean of the two middle ones for an even count); undefined when empty. */
+export function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /** --interleave: each pair's req/s ratios of adjacent slices, as a spread. */
 export function formatSliceRatios(pairs: { name: string; ratios: number[] }[]): string {
-  const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
   return table(
     ['slice ratios', 'slices', 'min', 'median', 'max'],
-    pairs.map(({ name, ratios }) => {
-      const sorted = [...ratios].sort((a, b) => a - b);
-      return [name, String(sorted.length), fmt(sorted[0]), fmt(quantile(sorted, 0.5)), fmt(sorted[sorted.length - 1])];
-    }),
+    // With no slices, min and max are ±Infinity, which fmt shows as '—' like the missing median.
+    pairs.map(({ name, ratios }) => [name, String(ratios.length), fmt(Math.min(...ratios)), fmt(median(ratios)), fmt(Math.max(...ratios))]),
     [false, true, true, true, true],
   );
 }

@@ -17,7 +17,7 @@ import { runLoad, stopLoad, type LoadResult } from './load.ts';
 import { findNginx, nginxVersion, readErrorLog, writeNginxConfig } from './nginx.ts';
 import { ORDER } from './payloads.ts';
 import { childPids, cpuSeconds, machineFacts, machineCpu, mainThreadCpuSeconds, tcpActiveOpens, peakRssKiB, ProcessGroup, resetPeakRss } from './procs.ts';
-import { analyse, formatIssue4, formatIssue5, formatRatios, formatResults, formatSliceRatios, formatTargets, type ScenarioResult, type TargetResult } from './report.ts';
+import { analyse, formatIssue4, formatIssue5, formatRatios, formatResults, formatSliceRatios, formatTargets, median, type ScenarioResult, type TargetResult } from './report.ts';
 import { BLOB_SIZES_KIB, SCENARIOS, TARGETS, type Scenario } from './scenarios.ts';
 import { calibrateSchemaCheck } from './calibrate.ts';
 
@@ -324,6 +324,7 @@ class Bench {
     let current: Running | undefined;
     try {
       for (const side of sides) {
+        // A start that fails has no process of its own to describe; the other side's would mislead.
         current = undefined;
         side.running = current = await this.start(side.s);
         if (warmupSeconds > 0) await this.measure(side.s, current, freshResult(side.s), { warmupSeconds: 0, durationSeconds: warmupSeconds, connections });
@@ -603,8 +604,8 @@ function withDetail(err: unknown, running: Running): Error {
 
 /**
  * One scenario's interleaved slices as one result: counts and CPU time add up, so req/s and the per-request figures are
- * over all the slices together; p50 and p99 are the median of the slices' own (the samples are not kept); peak RSS
- * and the gateway's outcomes are the last slice's, which already cover the whole life of the process.
+ * over all the slices together; p50 and p99 are the median of the slices' own (the samples are not kept); peak RSS is
+ * the largest slice's; the gateway's outcomes are the last slice's, which already cover the whole life of the process.
  */
 function combineSlices(slices: ScenarioResult[]): Partial<ScenarioResult> {
   const measured = slices.filter((r) => r.responses !== undefined && r.rps !== undefined && r.rps > 0);
@@ -629,8 +630,8 @@ function combineSlices(slices: ScenarioResult[]): Partial<ScenarioResult> {
     notes,
     responses,
     rps: responses / seconds,
-    p50_ms: median(measured.map((r) => r.p50_ms!)),
-    p99_ms: median(measured.map((r) => r.p99_ms!)),
+    p50_ms: median(measured.map((r) => r.p50_ms!))!,
+    p99_ms: median(measured.map((r) => r.p99_ms!))!,
     status_counts: statusCounts,
     unexpected_responses: sum('unexpected_responses'),
     errors: sum('errors'),
@@ -651,12 +652,6 @@ function combineSlices(slices: ScenarioResult[]): Partial<ScenarioResult> {
     if (measured.every((r) => r[field] !== undefined)) result[field] = sum(field);
   }
   return result;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /**
