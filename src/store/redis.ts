@@ -33,6 +33,8 @@ return redis.call('DEL', KEYS[1])`,
 /** What this store uses of a Redis or Cluster client, plus the commands SCRIPTS defines on it. */
 interface Client extends EventEmitter {
   readonly status: string;
+  /** Standalone only: the connection's socket (replaced on reconnect). */
+  readonly stream?: { cork(): void; uncork(): void };
   defineCommand(name: string, definition: { lua: string; numberOfKeys?: number }): void;
   get(key: string): Promise<string | null>;
   time(): Promise<unknown[]>;
@@ -63,6 +65,8 @@ export class RedisStore implements Store {
   /** On Cluster one script may only touch keys of one slot, so consume() works hash tag by hash tag. */
   private readonly clustered: boolean;
   private connecting: Promise<void> | undefined;
+  /** Set while the socket is corked until the end of this turn of the event loop. */
+  private corked = false;
 
   constructor(options: RedisStoreOptions) {
     if ((options.url === undefined) === (options.clusterNodes === undefined)) throw new Error('RedisStore needs exactly one of url and clusterNodes');
@@ -80,8 +84,9 @@ export class RedisStore implements Store {
       autoResendUnfulfilledCommands: false,
       disconnectTimeout: options.commandTimeoutMs,
     };
+    // Standalone: no auto-pipelining; the socket is corked for the rest of each event-loop turn instead (writeThisTurn).
     const client = options.url !== undefined
-      ? new Redis(options.url, { ...common, retryStrategy: backoff, enableOfflineQueue: false, enableAutoPipelining: true })
+      ? new Redis(options.url, { ...common, retryStrategy: backoff, enableOfflineQueue: false })
       : new Cluster(options.clusterNodes!, {
           redisOptions: { ...common, ...seedOptions(options.clusterNodes![0]!) },
           clusterRetryStrategy: backoff,
@@ -220,6 +225,7 @@ export class RedisStore implements Store {
    * redirection and retry delays. (ioredis's own commandTimeout, not used, would start at the write.)
    */
   private async run<T>(operation: string, send: () => Promise<T>): Promise<T> {
+    this.writeThisTurn();
     try {
       return await withDeadline(this.client.status === 'ready' ? send() : this.sendOnceConnected(send), this.commandTimeoutMs);
     } catch (cause) {
@@ -227,6 +233,24 @@ export class RedisStore implements Store {
       this.onError?.(error);
       throw error;
     }
+  }
+
+  /**
+   * Holds the standalone socket's writes until the check phase of this turn, so the operations of one turn go out in
+   * one write, as ioredis's auto-pipelining did, without the Pipeline object it builds (with its own promises and result
+   * arrays) for every batch. Measured on E POST, alternating builds: about 10% less CPU per request and no major GCs;
+   * writes to Redis per request the same (about 0.3). Cluster keeps auto-pipelining: its commands go to many sockets.
+   */
+  private writeThisTurn(): void {
+    if (this.corked) return;
+    const stream = this.client.stream;
+    if (stream === undefined) return;
+    this.corked = true;
+    stream.cork();
+    setImmediate(() => {
+      this.corked = false;
+      stream.uncork();
+    });
   }
 
   private async sendOnceConnected<T>(send: () => Promise<T>): Promise<T> {
