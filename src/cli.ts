@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 // Command line: `agentgate --config FILE` serves, `agentgate validate --config FILE` checks a config and exits 0 or 1.
 import { readFileSync } from 'node:fs';
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { loadConfigFile, ConfigError } from './config/load.ts';
-import { startGateway } from './gateway.ts';
+import { parseDuration } from './config/units.ts';
+import { startGateway, StartError } from './gateway.ts';
+import { startPrimary, WORKER_SLOT_ENV } from './workers/primary.ts';
+import { serveAsWorker } from './workers/worker.ts';
 
 const USAGE = `Usage:
   agentgate [serve] --config FILE      serve (AGENTGATE_CONFIG is the fallback for --config)
@@ -76,11 +81,15 @@ async function main(): Promise<number> {
   const onStopSignal = (signal: string) => (stopRequested ? stopRequested(signal) : (earlySignal ??= signal));
   process.once('SIGTERM', () => onStopSignal('SIGTERM'));
   process.once('SIGINT', () => onStopSignal('SIGINT'));
-  let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+  let gateway: Running | undefined;
   process.on('SIGHUP', () => void gateway?.reload('SIGHUP'));
   try {
-    gateway = await startGateway({ configFile: args.config });
+    gateway = await start(args.config);
   } catch (err) {
+    if (err instanceof StartError) {
+      process.stderr.write(`agentgate: ${err.message}; not starting\n`);
+      return 1;
+    }
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`agentgate: invalid config, not starting:\n${err.message}\n`);
     return 1;
@@ -96,12 +105,46 @@ async function main(): Promise<number> {
   return 0;
 }
 
+/** What the signal handlers act on: one gateway, or the primary of several workers. */
+interface Running {
+  logger: { info(fields: object, msg: string): void };
+  reload(trigger: string): unknown;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * One gateway process, or with server.workers > 1 a primary forking that many (each then comes through here as a
+ * cluster worker). The config is read first to know which; each worker reads it again itself.
+ */
+async function start(configFile: string): Promise<Running> {
+  if (cluster.isWorker) return serveAsWorker(await startGateway({ configFile, worker: { id: Number(process.env[WORKER_SLOT_ENV]) } }));
+  const { config, file } = await loadConfigFile(configFile);
+  const workers = config.server.workers === 'auto' ? availableParallelism() : config.server.workers;
+  if (workers === 1) return startGateway({ configFile });
+  return startPrimary({
+    workers,
+    configFile: file,
+    adminListen: config.server.admin_listen,
+    shutdownTimeoutMs: parseDuration(config.server.shutdown_timeout),
+    logLevel: config.logging.level,
+  });
+}
+
 main().then(
   (code) => {
     process.exitCode = code;
+    letGoOfPrimary();
   },
   (err: unknown) => {
     process.stderr.write(`agentgate: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exitCode = 1;
+    letGoOfPrimary();
   },
 );
+
+/** A worker's channel to its primary keeps it alive: a worker that failed to start must close it to exit. */
+function letGoOfPrimary(): void {
+  // worker.disconnect(), not process.disconnect(): to node:cluster any other disconnect means "the primary is gone",
+  // and it ends the worker at once with exit code 0.
+  if (cluster.isWorker && process.connected) cluster.worker!.disconnect();
+}

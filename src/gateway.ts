@@ -30,21 +30,32 @@ export interface GatewayOptions {
   logDestination?: DestinationStream;
   /** Reload when the config file changes on disk (default true). */
   watchConfig?: boolean;
+  /**
+   * Run as worker `id` of several (server.workers): no admin server (the primary serves the admin port for all of
+   * them, see src/workers/primary.ts), and every log line names the worker.
+   */
+  worker?: { id: number };
 }
 
 export interface Gateway {
   /** e.g. http://127.0.0.1:8080 — the port actually bound, also when the config asked for port 0. */
   readonly proxyUrl: string;
-  readonly adminUrl: string;
+  /** Undefined for a worker: its primary serves the admin port. */
+  readonly adminUrl: string | undefined;
   readonly logger: Logger;
   readonly metrics: GatewayMetrics;
   readonly store: Store;
   runtime(): Runtime;
+  /** Why this gateway cannot serve right now (draining, store unreachable), or undefined when it is ready: /readyz. */
+  notReadyReason(): Promise<string | undefined>;
   /** Re-reads the config file; an invalid file keeps the current config. Resolves true when the new config is in force. */
   reload(trigger: string): Promise<boolean>;
   /** Stops accepting, lets in-flight requests finish (bounded by server.shutdown_timeout), then releases everything. */
   shutdown(): Promise<void>;
 }
+
+/** The gateway could not start serving (a listen address taken or not allowed); everything it had opened is closed. */
+export class StartError extends Error {}
 
 /** During a store outage every request fails an operation; one log line per interval (with a count) says it all. */
 const STORE_ERROR_LOG_INTERVAL_MS = 5000;
@@ -57,7 +68,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const env = options.env ?? process.env;
   const loaded = await loadConfigFile(options.configFile, env);
   const { config } = loaded;
-  const logger = createLogger(config.logging.level, options.logDestination);
+  const logger = createLogger(config.logging.level, options.logDestination, options.worker && { worker: options.worker.id });
   const accessLog = new AccessLog(logger);
   const metrics = new GatewayMetrics();
   const logStoreError = throttled(STORE_ERROR_LOG_INTERVAL_MS, (error: StoreError, suppressed: number) =>
@@ -89,18 +100,31 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerMalformedRequest(err, socket, metrics, logger));
 
-  const admin = createAdminServer({
-    registry: metrics.registry,
-    notReadyReason: async () => {
-      if (draining) return 'shutting down';
-      if (!(await store.ready())) return `${config.store.type} store unreachable`;
-      return undefined;
-    },
-  });
+  const notReadyReason = async (): Promise<string | undefined> => {
+    if (draining) return 'shutting down';
+    if (!(await store.ready())) return `${config.store.type} store unreachable`;
+    return undefined;
+  };
+  const admin = options.worker
+    ? undefined
+    : createAdminServer({ metrics: () => metrics.registry.metrics(), metricsContentType: metrics.registry.contentType, notReadyReason });
 
-  const proxyUrl = await listen(server, config.server.listen);
-  const adminUrl = await listen(admin, config.server.admin_listen);
-  logger.info({ proxy: proxyUrl, admin: adminUrl, config: loaded.file, store: config.store.type, routes: config.routes.length }, 'agentgate listening');
+  let proxyUrl: string;
+  let adminUrl: string | undefined;
+  try {
+    proxyUrl = await listen(server, config.server.listen);
+    adminUrl = admin && (await listen(admin, config.server.admin_listen));
+  } catch (err) {
+    // Nothing may keep the process alive after a failed start: a Redis connection would, for good.
+    server.close();
+    admin?.close();
+    forwarder.close();
+    pools.destroyAll();
+    await store.close();
+    throw new StartError(`cannot listen: ${(err as Error).message}`, { cause: err });
+  }
+  const started = { proxy: proxyUrl, admin: adminUrl, config: loaded.file, store: config.store.type, routes: config.routes.length };
+  logger.info(started, options.worker ? 'worker listening' : 'agentgate listening');
 
   let reloading: Promise<boolean> = Promise.resolve(true);
   const reload = (trigger: string): Promise<boolean> => {
@@ -167,8 +191,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         clearTimeout(timer);
       }
       server.closeAllConnections();
-      admin.closeAllConnections();
-      await new Promise<void>((resolve) => admin.close(() => resolve()));
+      if (admin) {
+        admin.closeAllConnections();
+        await new Promise<void>((resolve) => admin.close(() => resolve()));
+      }
       forwarder.close();
       pools.destroyAll();
       await store.close();
@@ -179,7 +205,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     return shuttingDown;
   };
 
-  return { proxyUrl, adminUrl, logger, metrics, store, runtime: () => runtime, reload, shutdown };
+  return { proxyUrl, adminUrl, logger, metrics, store, runtime: () => runtime, notReadyReason, reload, shutdown };
 }
 
 /**
@@ -216,7 +242,8 @@ function maxTimeoutMs(runtime: Runtime): number {
   return max;
 }
 
-async function listen(server: Server, address: string): Promise<string> {
+/** Listens on a `host:port` of the config; resolves with the URL it can be reached at. */
+export async function listen(server: Server, address: string): Promise<string> {
   const { host, port } = parseListenAddress(address)!;
   server.listen(port, host);
   await once(server, 'listening');

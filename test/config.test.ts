@@ -68,6 +68,18 @@ test('a wrong type names the expected and the actual type', () => {
   assert.match(p.message, /must be an integer, got 'lots'/);
 });
 
+test('more than one worker needs the Redis store, and the problem names server.workers and its line', () => {
+  for (const workers of ['2', 'auto']) {
+    const p = onlyProblem(GOOD.replace('version: 1\n', `version: 1\nserver:\n  workers: ${workers}\n`));
+    assert.deepEqual({ line: p.line, keyPath: p.keyPath }, { line: 3, keyPath: 'server.workers' });
+    assert.match(p.message, /needs store type redis/);
+  }
+  const redis = GOOD.replace('version: 1\n', 'version: 1\nserver:\n  workers: 2\nstore:\n  type: redis\n  url: redis://127.0.0.1:6379\n');
+  assert.equal(parseConfig(redis, 'f.yaml', {}).server.workers, 2);
+  assert.equal(parseConfig(GOOD, 'f.yaml', {}).server.workers, 1);
+  assert.match(onlyProblem(redis.replace('workers: 2', 'workers: 0')).message, /a whole number from 1 to 64, or auto .*got number 0/);
+});
+
 test('a bad duration says what a duration looks like', () => {
   const p = onlyProblem(GOOD.replace('url: http://127.0.0.1:3000', 'url: http://127.0.0.1:3000\n    timeout: 10 seconds'));
   assert.equal(p.keyPath, 'upstreams.orders.timeout');

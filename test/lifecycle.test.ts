@@ -8,9 +8,13 @@ import path from 'node:path';
 import { CLI, configYaml, startCliGateway, tempDir, type CliGateway } from './helpers/gateway.ts';
 import { json, startUpstream, type TestUpstream } from './helpers/upstream.ts';
 import { until } from './helpers/wait.ts';
+import { REDIS_URL, skipWithoutRedis, uniquePrefix } from './helpers/redis.ts';
 
 /** How long the slow upstream endpoint takes: long enough that a signal surely lands while the request is in flight. */
 const SLOW_MS = 1500;
+
+/** Asked before any test is registered: node:test starts running the tests registered so far while a module awaits. */
+const withoutRedis = await skipWithoutRedis();
 
 let upstreamA: TestUpstream;
 let upstreamB: TestUpstream;
@@ -339,6 +343,18 @@ test('serving with an invalid config exits 1 and says why', async (t) => {
   assert.match(run.stderr, /invalid config, not starting/);
   assert.match(run.stderr, /refs\.yaml:11:5: routes\[0\]\.upstream: unknown upstream 'ordrs'/);
   assert.doesNotMatch(run.stdout, /agentgate listening/);
+});
+
+test('a listen address already taken exits 1 and says so, also with a Redis connection open', { skip: withoutRedis }, async (t) => {
+  const dir = await configDir(t);
+  const file = path.join(dir, 'taken.yaml');
+  const taken = new URL(upstreamA.url).port;
+  const redis = `store:\n  type: redis\n  url: ${REDIS_URL}\n  key_prefix: ${uniquePrefix('lifecycle')}\n`;
+  await writeFile(file, config({ listen: `127.0.0.1:${taken}`, extra: redis }));
+  // runCli fails the test when the process does not exit on its own: the store's connection once kept it running.
+  const run = await runCli(['--config', file]);
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, new RegExp(`agentgate: cannot listen: listen EADDRINUSE: address already in use 127\\.0\\.0\\.1:${taken}; not starting`));
 });
 
 // ---------- 2. draining shutdown ----------

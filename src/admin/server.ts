@@ -1,9 +1,10 @@
 // The admin port: /metrics for Prometheus, /healthz (the process is alive), /readyz (config loaded and store reachable).
 import { createServer, type Server } from 'node:http';
-import type { Registry } from 'prom-client';
 
 export interface AdminDeps {
-  registry: Registry;
+  /** The exposition text: one process's registry, or (workers) every worker's, aggregated. */
+  metrics: () => Promise<string>;
+  metricsContentType: string;
   /** Why the gateway is not ready, or undefined when it is. */
   notReadyReason: () => Promise<string | undefined>;
 }
@@ -33,8 +34,8 @@ export function createAdminServer(deps: AdminDeps): Server {
         );
         return;
       case '/metrics':
-        void deps.registry.metrics().then(
-          (text) => reply(200, deps.registry.contentType, text),
+        void deps.metrics().then(
+          (text) => reply(200, deps.metricsContentType, text),
           (err: Error) => reply(500, 'text/plain', `metrics collection failed: ${err.message}`),
         );
         return;

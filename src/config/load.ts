@@ -263,6 +263,13 @@ function crossCheck(config: Partial<Config>, configDir: string): { keyPath: KeyP
   });
   problems.push(...rateLimitProblems(config), ...responseSchemaProblems(config, configDir));
   const store = isRecord(config.store) ? (config.store as Partial<Config['store']>) : undefined;
+  const workers = isRecord(config.server) ? (config.server as Partial<Config['server']>).workers : undefined;
+  if (workers !== undefined && workers !== 1 && store?.type !== 'redis') {
+    problems.push({
+      keyPath: ['server', 'workers'],
+      message: 'more than one worker needs store type redis: the memory store lives in one process, so workers would share neither budgets nor idempotency records',
+    });
+  }
   if (!store) return problems;
   if (store.type === 'redis' && !store.url && !store.cluster) {
     problems.push({ keyPath: ['store'], message: "type redis needs either 'url' (standalone) or 'cluster.nodes'" });

@@ -31,6 +31,10 @@ const ServerSchema = Type.Object(
       description: 'host:port of the admin port serving /metrics, /healthz and /readyz; keep it off the public network',
     }),
     shutdown_timeout: Duration('on SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits anyway', '10s'),
+    workers: Type.Union([Type.Integer({ minimum: 1, maximum: 64 }), Type.Literal('auto')], {
+      default: 1,
+      description: 'gateway processes sharing the proxy port (node:cluster): a whole number from 1 to 64, or auto (one per core); more than one needs store type redis',
+    }),
     limits: Type.Object(
       {
         max_header_bytes: Size('largest request head (request line and headers) accepted; larger ones get 431', '16kb'),

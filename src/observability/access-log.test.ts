@@ -5,9 +5,9 @@ import { spawnSync } from 'node:child_process';
 import { createLogger } from './logger.ts';
 import { AccessLog, type AccessEntry } from './access-log.ts';
 
-function capture(level: string) {
+function capture(level: string, bindings?: Record<string, unknown>) {
   const lines: string[] = [];
-  const logger = createLogger(level, { write: (line: string) => void lines.push(line) });
+  const logger = createLogger(level, { write: (line: string) => void lines.push(line) }, bindings);
   return { logger, lines, accessLog: new AccessLog(logger) };
 }
 
@@ -31,8 +31,8 @@ const FULL: AccessEntry = {
 
 test('the line is byte for byte what pino writes for the same fields, undefined ones left out', () => {
   const sparse: AccessEntry = { ...FULL, consumer: undefined, method: undefined, upstream_status: undefined, upstream_duration_ms: undefined, code: undefined, idempotency_key_hash: undefined };
-  for (const entry of [FULL, sparse]) {
-    const { logger, lines, accessLog } = capture('info');
+  for (const [entry, bindings] of [[FULL], [sparse], [FULL, { worker: 2 }]] as const) {
+    const { logger, lines, accessLog } = capture('info', bindings);
     accessLog.write(entry);
     accessLog.flush();
     logger.info({ ...entry }, 'request');

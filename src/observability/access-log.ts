@@ -46,6 +46,8 @@ process.on('exit', () => {
 export class AccessLog {
   private readonly logger: Logger;
   private readonly destination: { write(lines: string): unknown };
+  /** The logger's bindings (a worker's id) as pino writes them after the time: `,"worker":2`, or nothing. */
+  private readonly bound: string;
   /** Lines of this turn not yet handed to the destination. */
   private pending = '';
   private readonly flushPending = () => this.flush();
@@ -56,6 +58,8 @@ export class AccessLog {
   constructor(logger: Logger) {
     this.logger = logger;
     this.destination = (logger as unknown as Record<symbol, { write(lines: string): unknown }>)[pino.symbols.streamSym]!;
+    const bindings = JSON.stringify(logger.bindings()).slice(1, -1);
+    this.bound = bindings === '' ? '' : `,${bindings}`;
   }
 
   write(e: AccessEntry): void {
@@ -63,7 +67,7 @@ export class AccessLog {
     if (!this.logger.isLevelEnabled('info')) return;
     const first = this.pending.length === 0;
     this.pending +=
-      `{"level":"info","time":"${this.isoTime()}","request_id":"${e.request_id}","trace_id":"${e.trace_id}","route":${JSON.stringify(e.route)}` +
+      `{"level":"info","time":"${this.isoTime()}"${this.bound},"request_id":"${e.request_id}","trace_id":"${e.trace_id}","route":${JSON.stringify(e.route)}` +
         (e.consumer === undefined ? '' : `,"consumer":"${e.consumer}"`) +
         (e.method === undefined ? '' : `,"method":${JSON.stringify(e.method)}`) +
         `,"path":${JSON.stringify(e.path)},"status":${e.status}` +

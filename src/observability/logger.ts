@@ -25,11 +25,12 @@ const BATCH_BYTES = 4096;
 /** ...and never later than this after they were logged, so a quiet gateway's lines still show up promptly. */
 const BATCH_MAX_DELAY_MS = 100;
 
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+/** `bindings` go on every line (a worker's id). */
+export function createLogger(level: string, destination?: DestinationStream, bindings?: Record<string, unknown>): Logger {
   return pino(
     {
       level,
-      base: undefined,
+      base: bindings,
       messageKey: 'msg',
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },

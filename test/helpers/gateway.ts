@@ -57,7 +57,7 @@ export async function startTestGateway(yaml: string, options: { env?: NodeJS.Pro
   return {
     gateway,
     url: gateway.proxyUrl,
-    adminUrl: gateway.adminUrl,
+    adminUrl: gateway.adminUrl!,
     logs,
     configFile,
     close: async () => {
@@ -115,7 +115,10 @@ export async function startCliGateway(configFile: string, env: NodeJS.ProcessEnv
     return new Promise<Record<string, unknown>>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; stdout:\n${out}\nstderr:\n${err}`)), timeoutMs);
       waiters.push({ predicate, resolve: (l) => (clearTimeout(timer), resolve(l)) });
-      void exited.then((code) => reject(new Error(`gateway exited (${code}) before the expected log line; stderr:\n${err}`)));
+      void exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`gateway exited (${code}) before the expected log line; stderr:\n${err}`));
+      });
     });
   };
   const listening = await waitForLog((l) => l.msg === 'agentgate listening');

@@ -16,6 +16,8 @@ export function send(url: string, options: { method?: string; headers?: Outgoing
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
+      // A connection cut mid-response ends the response without 'end' (and, for a head alone, without 'error').
+      res.on('close', () => res.complete || reject(new Error('response closed before it was complete')));
       res.on('end', () => {
         if (!res.complete) return reject(new Error('response incomplete'));
         const body = Buffer.concat(chunks);
