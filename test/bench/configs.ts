@@ -31,10 +31,12 @@ export interface GatewaySettings {
   proxyPort: number;
   adminPort: number;
   logLevel: string;
+  /** server.workers: more than one needs the Redis store. */
+  workers: number;
 }
 
 export function writeGatewayConfig(dir: string, name: string, settings: GatewaySettings): string {
-  const { profile, upstreamUrl, store, proxyPort, adminPort, logLevel } = settings;
+  const { profile, upstreamUrl, store, proxyPort, adminPort, logLevel, workers } = settings;
   writeFileSync(path.join(dir, 'item.schema.json'), JSON.stringify(ITEM_SCHEMA));
   writeFileSync(path.join(dir, 'created.schema.json'), JSON.stringify(CREATED_SCHEMA));
   writeFileSync(path.join(dir, 'blob.schema.json'), JSON.stringify(BLOB_SCHEMA));
@@ -46,6 +48,7 @@ export function writeGatewayConfig(dir: string, name: string, settings: GatewayS
 server:
   listen: 127.0.0.1:${proxyPort}
   admin_listen: 127.0.0.1:${adminPort}
+  workers: ${workers}
 ${storeYaml}
 logging: {level: ${logLevel}}
 upstreams:

@@ -168,8 +168,8 @@ async function deleteRedisPrefix(url: string, prefix: string): Promise<number> {
 
 interface Running {
   url: string;
-  /** The process whose RSS and CPU are measured (nginx: its worker). */
-  pid: number;
+  /** The processes whose RSS and CPU are measured, added up (nginx: its worker; agentgate with workers: primary and workers). */
+  pids(): number[];
   adminUrl?: string;
   /** Redis key prefix this process writes under, deleted after the scenario. */
   redisPrefix?: string;
@@ -201,15 +201,15 @@ class Bench {
     const upstream = this.upstream!;
     switch (s.target.kind) {
       case 'upstream':
-        return { url: upstream.url, pid: upstream.pid, describeFailure: () => '', stop: async () => {} };
+        return { url: upstream.url, pids: () => [upstream.pid], describeFailure: () => '', stop: async () => {} };
       case 'bare': {
         const { child, port } = await this.procs.spawnNodeWithPort(path.join(HERE, 'bare-proxy.ts'), [upstream.url], this.cpuProfArgs('bare-proxy', s));
-        return { url: `http://127.0.0.1:${port}`, pid: child.pid!, describeFailure: () => '', stop: () => this.procs.stop(child) };
+        return { url: `http://127.0.0.1:${port}`, pids: () => [child.pid!], describeFailure: () => '', stop: () => this.procs.stop(child) };
       }
       case 'nginx':
         return this.startNginx(s);
       case 'agentgate':
-        return this.startGateway(s, s.target.profile, s.target.store);
+        return this.startGateway(s, s.target.profile, s.target.store, s.target.workers ?? 1);
     }
   }
 
@@ -234,14 +234,14 @@ class Bench {
       if (child.exitCode !== null) throw new Error(`nginx exited (${child.exitCode}) at start:\n${describeFailure()}`);
       const workers = childPids(child.pid!);
       if (workers.length > 0 && (await answers(`${url}/bench/item`))) {
-        return { url, pid: workers[0]!, describeFailure, stop: () => this.procs.stop(child) };
+        return { url, pids: () => [workers[0]!], describeFailure, stop: () => this.procs.stop(child) };
       }
       if (Date.now() > deadline) throw new Error(`nginx did not answer within 10 s:\n${describeFailure()}`);
       await sleep(50);
     }
   }
 
-  private async startGateway(s: Scenario, profile: GatewayProfile, storeType: 'memory' | 'redis'): Promise<Running> {
+  private async startGateway(s: Scenario, profile: GatewayProfile, storeType: 'memory' | 'redis', workers: number): Promise<Running> {
     const dir = path.join(this.tmp, s.id);
     // The config gets a folder of its own: agentgate watches its config's folder, and the log file changes constantly.
     const configDir = path.join(dir, 'config');
@@ -258,6 +258,7 @@ class Bench {
       proxyPort,
       adminPort,
       logLevel: this.options.logLevel,
+      workers,
     });
     // Info logs go to a file, as they would in production (JSON lines on stdout, redirected).
     const logFile = path.join(dir, 'gateway.log');
@@ -289,7 +290,7 @@ class Bench {
     }
     return {
       url,
-      pid: child.pid!,
+      pids: () => [child.pid!, ...childPids(child.pid!)],
       adminUrl,
       logFile,
       ...(redisPrefix ? { redisPrefix } : {}),
@@ -375,14 +376,14 @@ class Bench {
     if (s.fixedKey) await this.prime(s, running.url, headers, body!);
 
     const spec = { url: running.url, method: s.method, path: s.path, headers, connections: options.connections, ...(body === undefined ? {} : { body }) };
-    if (s.target.kind === 'upstream') resetPeakRss(running.pid);
+    if (s.target.kind === 'upstream') resetPeakRss(this.upstream!.pid);
     if (options.warmupSeconds > 0) await runLoad({ ...spec, durationSeconds: options.warmupSeconds }, s.expectedStatus);
     if (this.interrupted) throw new Error('interrupted');
 
     const redis = s.target.kind === 'agentgate' && s.target.store === 'redis';
     const before = {
-      cpu: cpuSeconds(running.pid),
-      mainCpu: mainThreadCpuSeconds(running.pid),
+      cpu: sumOver(running.pids(), cpuSeconds),
+      mainCpu: sumOver(running.pids(), mainThreadCpuSeconds),
       upstreamCpu: cpuSeconds(this.upstream!.pid),
       self: process.cpuUsage(),
       redisCpu: redis ? await redisCpuSeconds(options.redisUrl) : undefined,
@@ -395,8 +396,8 @@ class Bench {
     const after = {
       tcpOpens: tcpActiveOpens(),
       gc: running.adminUrl ? await gatewayGc(running.adminUrl) : undefined,
-      cpu: cpuSeconds(running.pid),
-      mainCpu: mainThreadCpuSeconds(running.pid),
+      cpu: sumOver(running.pids(), cpuSeconds),
+      mainCpu: sumOver(running.pids(), mainThreadCpuSeconds),
       upstreamCpu: cpuSeconds(this.upstream!.pid),
       self: process.cpuUsage(before.self),
       redisCpu: redis ? await redisCpuSeconds(options.redisUrl) : undefined,
@@ -404,7 +405,7 @@ class Bench {
       machine: machineCpu(),
     };
     if (this.interrupted) throw new Error('interrupted');
-    const peak = peakRssKiB(running.pid);
+    const peak = sumOver(running.pids(), peakRssKiB);
     const seconds = load.durationSeconds;
 
     const expected = load.statusCounts[String(s.expectedStatus)] ?? 0;
@@ -497,6 +498,17 @@ class Bench {
     this.redisPrefixes.clear();
     rmSync(this.tmp, { recursive: true, force: true });
   }
+}
+
+/** `read` of every process added up; undefined when any of them cannot be read (gone). */
+function sumOver(pids: number[], read: (pid: number) => number | undefined): number | undefined {
+  let sum = 0;
+  for (const pid of pids) {
+    const value = read(pid);
+    if (value === undefined) return undefined;
+    sum += value;
+  }
+  return sum;
 }
 
 function fileSize(file: string): number | undefined {

@@ -5,7 +5,7 @@ export type Target =
   | { kind: 'upstream' }
   | { kind: 'bare' }
   | { kind: 'nginx' }
-  | { kind: 'agentgate'; profile: GatewayProfile; store: 'memory' | 'redis' };
+  | { kind: 'agentgate'; profile: GatewayProfile; store: 'memory' | 'redis'; workers?: number };
 
 export interface Scenario {
   /** e.g. D-POST; ratios refer to scenarios by id. */
@@ -23,7 +23,7 @@ export interface Scenario {
 }
 
 const ITEM = '/bench/item';
-const full = (store: 'memory' | 'redis'): Target => ({ kind: 'agentgate', profile: 'full', store });
+const full = (store: 'memory' | 'redis', workers = 1): Target => ({ kind: 'agentgate', profile: 'full', store, workers });
 
 function both(id: string, title: string, target: Target, group: Scenario['group'] = 'main'): Scenario[] {
   return [
@@ -41,6 +41,8 @@ export const SCENARIOS: Scenario[] = [
   ...both('C', 'agentgate, passthrough route (no policies)', { kind: 'agentgate', profile: 'passthrough', store: 'memory' }),
   ...both('D', 'agentgate, every policy, memory store', full('memory')),
   ...both('E', 'agentgate, every policy, Redis store', full('redis')),
+  // How E scales with cores (issue 7): the same, as two worker processes (server.workers: 2).
+  ...both('E2', 'agentgate, every policy, Redis store, server.workers: 2', full('redis', 2)),
   {
     id: 'F-POST',
     title: 'agentgate, idempotent replay (same key, from the memory store)',
@@ -99,4 +101,8 @@ export const CONTEXT_RATIOS: { name: string; of: string; over: string }[] = [
   { name: 'D/C POST', of: 'D-POST', over: 'C-POST' },
   { name: 'E/D GET', of: 'E-GET', over: 'D-GET' },
   { name: 'E/D POST', of: 'E-POST', over: 'D-POST' },
+  { name: 'E2/E GET', of: 'E2-GET', over: 'E-GET' },
+  { name: 'E2/E POST', of: 'E2-POST', over: 'E-POST' },
+  { name: 'E2/B GET', of: 'E2-GET', over: 'B-GET' },
+  { name: 'E2/B POST', of: 'E2-POST', over: 'B-POST' },
 ];
