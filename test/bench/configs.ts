@@ -48,8 +48,7 @@ export function writeGatewayConfig(dir: string, name: string, settings: GatewayS
 server:
   listen: 127.0.0.1:${proxyPort}
   admin_listen: 127.0.0.1:${adminPort}
-  workers: ${workers}
-${storeYaml}
+${workers === 1 ? '' : `  workers: ${workers}\n`}${storeYaml}
 logging: {level: ${logLevel}}
 upstreams:
   bench: {url: '${upstreamUrl}'}
