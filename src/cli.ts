@@ -5,8 +5,9 @@ import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { loadConfigFile, ConfigError } from './config/load.ts';
 import { parseDuration } from './config/units.ts';
-import { startGateway, StartError } from './gateway.ts';
-import { startPrimary, WORKER_SLOT_ENV } from './workers/primary.ts';
+import { MAX_WORKERS } from './config/schema.ts';
+import { restartOnlyDigest, startGateway, StartError } from './gateway.ts';
+import { startPrimary, WORKER_SLOT_ENV, WORKER_STARTED_WITH_ENV } from './workers/primary.ts';
 import { serveAsWorker } from './workers/worker.ts';
 
 const USAGE = `Usage:
@@ -117,13 +118,17 @@ interface Running {
  * cluster worker). The config is read first to know which; each worker reads it again itself.
  */
 async function start(configFile: string): Promise<Running> {
-  if (cluster.isWorker) return serveAsWorker(await startGateway({ configFile, worker: { id: Number(process.env[WORKER_SLOT_ENV]) } }));
+  if (cluster.isWorker) {
+    const worker = { id: Number(process.env[WORKER_SLOT_ENV]), startedWith: process.env[WORKER_STARTED_WITH_ENV]! };
+    return serveAsWorker(await startGateway({ configFile, worker }));
+  }
   const { config, file } = await loadConfigFile(configFile);
-  const workers = config.server.workers === 'auto' ? availableParallelism() : config.server.workers;
+  const workers = config.server.workers === 'auto' ? Math.min(availableParallelism(), MAX_WORKERS) : config.server.workers;
   if (workers === 1) return startGateway({ configFile });
   return startPrimary({
     workers,
     configFile: file,
+    startedWith: restartOnlyDigest(config),
     adminListen: config.server.admin_listen,
     shutdownTimeoutMs: parseDuration(config.server.shutdown_timeout),
     logLevel: config.logging.level,

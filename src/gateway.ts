@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
 import type { DestinationStream } from 'pino';
 import { loadConfigFile, ConfigError } from './config/load.ts';
+import type { Config } from './config/schema.ts';
 import { parseDuration, parseListenAddress, parseSize } from './config/units.ts';
 import { buildRuntime, UpstreamPools, type Runtime } from './runtime.ts';
 import { createStore } from './store/index.ts';
@@ -32,9 +33,11 @@ export interface GatewayOptions {
   watchConfig?: boolean;
   /**
    * Run as worker `id` of several (server.workers): no admin server (the primary serves the admin port for all of
-   * them, see src/workers/primary.ts), and every log line names the worker.
+   * them, see src/workers/primary.ts), and every log line names the worker. `startedWith` is the primary's
+   * restartOnlyDigest(): a worker started later (a replacement) refuses a file whose server or store has changed
+   * since, as a reload would, rather than serve with another Redis or port than its siblings.
    */
-  worker?: { id: number };
+  worker?: { id: number; startedWith: string };
 }
 
 export interface Gateway {
@@ -54,6 +57,11 @@ export interface Gateway {
   shutdown(): Promise<void>;
 }
 
+/** The parts of a config that only a restart applies (a reload refuses changes to them), as one digest. */
+export function restartOnlyDigest(config: Config): string {
+  return createHash('sha256').update(JSON.stringify([config.server, config.store])).digest('hex');
+}
+
 /** The gateway could not start serving (a listen address taken or not allowed); everything it had opened is closed. */
 export class StartError extends Error {}
 
@@ -68,6 +76,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const env = options.env ?? process.env;
   const loaded = await loadConfigFile(options.configFile, env);
   const { config } = loaded;
+  if (options.worker && restartOnlyDigest(config) !== options.worker.startedWith) {
+    throw new ConfigError([
+      { file: loaded.file, line: 0, column: 0, keyPath: 'server/store', message: 'changed since agentgate started; changes here take effect only after a restart of agentgate' },
+    ]);
+  }
   const logger = createLogger(config.logging.level, options.logDestination, options.worker && { worker: options.worker.id });
   const accessLog = new AccessLog(logger);
   const metrics = new GatewayMetrics();

@@ -144,7 +144,8 @@ describe('server.workers: 2 on Redis', { skip: await skipWithoutRedis() }, () =>
     try {
       await writeFile(gw.configFile, config('/v2/*'));
       gw.child.kill('SIGHUP');
-      for (const worker of [1, 2]) await gw.waitForLog((l) => l.msg === 'config reloaded' && l.worker === worker);
+      // Each worker also watches the file; the SIGHUP-triggered reload of each shows the primary passed it on.
+      for (const worker of [1, 2]) await gw.waitForLog((l) => l.msg === 'config reloaded' && l.trigger === 'SIGHUP' && l.worker === worker);
       const afterReload = await Promise.all(Array.from({ length: 10 }, () => send(`${gw.url}/v2/x`)));
       assert.deepEqual([...new Set(afterReload.map((r) => r.status))], [200]);
 
@@ -158,6 +159,32 @@ describe('server.workers: 2 on Redis', { skip: await skipWithoutRedis() }, () =>
       const pids = workerPids(gw.child.pid!);
       assert.ok(pids.includes(survivor!) && !pids.includes(victim!));
       assert.equal(await metricValue(gw.adminUrl, 'agentgate_worker_restarts_total'), 1);
+    } finally {
+      assert.equal(await stop(gw), 0);
+    }
+  });
+
+  test('a replacement worker refuses a store changed since the start, and is retried until the file is back', async () => {
+    const gw = await startWorkers();
+    try {
+      const original = config();
+      await writeFile(gw.configFile, original.replace(`key_prefix: ${prefix}`, `key_prefix: ${prefix}-moved`));
+      // The running workers refuse the change, as a reload always does.
+      for (const worker of [1, 2]) await gw.waitForLog((l) => l.msg === 'config reload failed; the previous config keeps serving' && l.worker === worker);
+      const [victim] = workerPids(gw.child.pid!);
+      process.kill(victim!, 'SIGKILL');
+      await gw.waitForLog((l) => l.msg === 'worker exited unexpectedly; starting a new one' && l.signal === 'SIGKILL');
+      // The replacement reads the changed file and stops; the surviving worker serves; the admin port says why.
+      await until(async () => /changed since agentgate started/.test(gw.stderr()), 10_000, () => `no refusal on stderr:\n${gw.stderr()}`);
+      const readiness = await send(`${gw.adminUrl}/readyz`);
+      assert.equal(readiness.status, 503);
+      assert.match(readiness.json().reason, /worker \d is not running/);
+      const served = await answeredWithin(5000, Array.from({ length: 10 }, () => send(`${gw.url}/v1/x`)));
+      assert.deepEqual([...new Set(served.map((r) => r.status))], [200]);
+
+      await writeFile(gw.configFile, original);
+      await until(async () => (await send(`${gw.adminUrl}/readyz`)).status === 200, 15_000, () => 'the replacement never started once the file was back');
+      assert.equal(workerPids(gw.child.pid!).length, WORKERS);
     } finally {
       assert.equal(await stop(gw), 0);
     }

@@ -20,6 +20,9 @@ const Size = (description: string, defaultValue: string) =>
 /** Route and policy names end up as metric labels and log fields, so they are kept to a safe alphabet. */
 const Name = (description: string) => Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description });
 
+/** The most server.workers may ask for; `auto` is capped at it too. */
+export const MAX_WORKERS = 64;
+
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 const ServerSchema = Type.Object(
@@ -31,7 +34,7 @@ const ServerSchema = Type.Object(
       description: 'host:port of the admin port serving /metrics, /healthz and /readyz; keep it off the public network',
     }),
     shutdown_timeout: Duration('on SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits anyway', '10s'),
-    workers: Type.Union([Type.Integer({ minimum: 1, maximum: 64 }), Type.Literal('auto')], {
+    workers: Type.Union([Type.Integer({ minimum: 1, maximum: MAX_WORKERS }), Type.Literal('auto')], {
       default: 1,
       description: 'gateway processes sharing the proxy port (node:cluster): a whole number from 1 to 64, or auto (one per core); more than one needs store type redis',
     }),

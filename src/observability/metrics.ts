@@ -100,6 +100,8 @@ export class GatewayMetrics {
     help: 'Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.',
     labelNames: ['upstream'] as const,
     registers: [this.registry],
+    // With server.workers, the primary reports the most open of the workers' breakers, not a meaningless sum.
+    aggregator: 'max',
   });
 
   readonly authHalts = new Counter({

@@ -221,7 +221,7 @@ export class RedisStore implements Store {
 
   /**
    * Bounds the whole operation by the command timeout, from the call on: the wait for a connection being set up (just
-   * after start, or mid-reconnect), the wait for an auto-pipeline ahead of it, the round trip itself, and Cluster's
+   * after start, or mid-reconnect), the wait for the turn's corked writes (standalone) or an auto-pipeline (Cluster) ahead of it, the round trip itself, and Cluster's
    * redirection and retry delays. (ioredis's own commandTimeout, not used, would start at the write.)
    */
   private async run<T>(operation: string, send: () => Promise<T>): Promise<T> {

@@ -26,8 +26,6 @@ export interface AnswerMessage {
   error?: string;
 }
 
-export type WorkerMessage = ListeningMessage | AnswerMessage;
-
 export function isMessage<T extends { type: string }>(message: unknown, type: T['type']): message is T {
   return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === type;
 }

@@ -15,6 +15,8 @@ export interface PrimaryOptions {
   shutdownTimeoutMs: number;
   logLevel: string;
   configFile: string;
+  /** restartOnlyDigest() of the config the primary started with: a replacement worker must find the same. */
+  startedWith: string;
 }
 
 export interface Primary {
@@ -23,12 +25,14 @@ export interface Primary {
   readonly adminUrl: string;
   /** Passes SIGHUP on: every worker re-reads the config (each also watches the file itself). */
   reload(trigger: string): void;
-  /** SIGTERM to every worker, waits for them to drain and exit (SIGKILL past the drain bound), closes the admin port. */
+  /** SIGTERM to every worker, waits for them to drain and exit (SIGKILL 5 s past the drain bound), closes the admin port. */
   shutdown(): Promise<void>;
 }
 
 /** Env var telling a worker its slot, 1..workers: stable across restarts, unlike cluster's worker ids. */
 export const WORKER_SLOT_ENV = 'AGENTGATE_WORKER_SLOT';
+/** Env var carrying PrimaryOptions.startedWith to the workers. */
+export const WORKER_STARTED_WITH_ENV = 'AGENTGATE_WORKER_STARTED_WITH';
 
 /** A worker that ran this long before dying is replaced at once; one that dies sooner, after a growing delay. */
 const STABLE_UPTIME_MS = 10_000;
@@ -53,7 +57,11 @@ interface Slot {
 
 export async function startPrimary(options: PrimaryOptions): Promise<Primary> {
   // One writer for stdout: the primary's own lines and the workers' go through the same stream, whole lines only.
-  const logger = createLogger(options.logLevel, process.stdout as unknown as DestinationStream, { worker: 'primary' });
+  // Worker 0 is the primary: a number, like the workers' own, so log indexes see one type.
+  const logger = createLogger(options.logLevel, process.stdout as unknown as DestinationStream, { worker: 0 });
+  // A reader that went away (a log collector restarting) must not take the gateway down: the lines are dropped,
+  // as pino drops them on EPIPE in a single process.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
   const registry = new Registry();
   const restarts = new Counter({
     name: 'agentgate_worker_restarts_total',
@@ -99,7 +107,7 @@ export async function startPrimary(options: PrimaryOptions): Promise<Primary> {
 
   const fork = (slot: Slot) => {
     slot.restartTimer = undefined;
-    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot.number) });
+    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot.number), [WORKER_STARTED_WITH_ENV]: options.startedWith });
     slot.worker = worker;
     slot.listening = false;
     slot.startedAt = Date.now();
@@ -192,7 +200,9 @@ export async function startPrimary(options: PrimaryOptions): Promise<Primary> {
     adminUrl,
     reload: (trigger) => {
       logger.info({ trigger }, 'passing the reload on to every worker');
-      for (const slot of slots) slot.worker?.process.kill('SIGHUP');
+      // Only to workers that listen: one still starting may not handle SIGHUP yet (it would die of it), and it reads
+      // the file as it is now anyway.
+      for (const { worker } of running()) worker.process.kill('SIGHUP');
     },
     shutdown: () => {
       shuttingDown ??= (async () => {
@@ -215,7 +225,7 @@ class Queries {
   ask(worker: Worker, what: QueryMessage['what'], timeoutMs: number): Promise<AnswerMessage | undefined> {
     const id = this.nextId++;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => settle(undefined), timeoutMs);
+      const timer = setTimeout(() => settle(undefined), timeoutMs).unref();
       const settle = (answer: AnswerMessage | undefined) => {
         clearTimeout(timer);
         this.waiting.delete(id);

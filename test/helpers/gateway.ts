@@ -108,7 +108,8 @@ export async function startCliGateway(configFile: string, env: NodeJS.ProcessEnv
     }
   });
   child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': the process's last writes to stdout and stderr have been read by then.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   const waitForLog = (predicate: (l: Record<string, unknown>) => boolean, timeoutMs = 10_000) => {
     const found = parsed.find(predicate);
     if (found) return Promise.resolve(found);
