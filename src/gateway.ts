@@ -57,9 +57,12 @@ export interface Gateway {
   shutdown(): Promise<void>;
 }
 
-/** The parts of a config that only a restart applies (a reload refuses changes to them), as one digest. */
+/** The parts of a config that only a restart applies: a reload refuses changes to them. */
+const RESTART_ONLY_KEYS = ['server', 'store'] as const;
+
+/** RESTART_ONLY_KEYS of a config as one digest, for a replacement worker to compare with its primary's. */
 export function restartOnlyDigest(config: Config): string {
-  return createHash('sha256').update(JSON.stringify([config.server, config.store])).digest('hex');
+  return createHash('sha256').update(JSON.stringify(RESTART_ONLY_KEYS.map((key) => config[key]))).digest('hex');
 }
 
 /** The gateway could not start serving (a listen address taken or not allowed); everything it had opened is closed. */
@@ -148,7 +151,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   async function applyReload(trigger: string): Promise<boolean> {
     try {
       const next = await loadConfigFile(options.configFile, env);
-      const restartOnly = (['server', 'store'] as const).filter((key) => JSON.stringify(next.config[key]) !== JSON.stringify(runtime.config[key]));
+      const restartOnly = RESTART_ONLY_KEYS.filter((key) => JSON.stringify(next.config[key]) !== JSON.stringify(runtime.config[key]));
       if (restartOnly.length > 0) {
         throw new ConfigError(
           restartOnly.map((key) => ({ file: options.configFile, line: 0, column: 0, keyPath: key, message: 'changes here take effect only after a restart; the running config was kept' })),
