@@ -1,6 +1,7 @@
 // The per-request metrics are kept outside prom-client between scrapes: every scrape must show each request exactly once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { AggregatorRegistry } from 'prom-client';
 import { GatewayMetrics } from './metrics.ts';
 
 function sample(text: string, line: string): number | undefined {
@@ -32,4 +33,19 @@ test('requests recorded between scrapes are counted once, however often the metr
   assert.equal(sample(text, durations), 5);
   assert.equal(sample(text, 'agentgate_request_duration_seconds_bucket{le="0.025",route="orders",outcome="ok"}'), 2);
   assert.equal((await metrics.registry.getSingleMetric('agentgate_requests_total')!.get()).values.reduce((sum, v) => sum + v.value, 0), 6);
+});
+
+test('several workers add up as the primary aggregates them: counts and histograms summed, breaker state the most open', async () => {
+  const workers = [new GatewayMetrics(), new GatewayMetrics()];
+  workers[0]!.recordRequest('orders', 'GET', 200, 'ok', 0.01);
+  workers[1]!.recordRequest('orders', 'GET', 200, 'ok', 0.02);
+  workers[1]!.recordRequest('orders', 'GET', 200, 'ok', 0.03);
+  workers[0]!.circuitBreakerState.set({ upstream: 'legacy' }, 2);
+  workers[1]!.circuitBreakerState.set({ upstream: 'legacy' }, 1);
+  // What src/workers/primary.ts does with each worker's answer.
+  const text = await AggregatorRegistry.aggregate(await Promise.all(workers.map((w) => w.registry.getMetricsAsJSON()))).metrics();
+  assert.equal(sample(text, 'agentgate_requests_total{route="orders",method="GET",status_code="200",outcome="ok"}'), 3);
+  assert.equal(sample(text, 'agentgate_request_duration_seconds_count{route="orders",outcome="ok"}'), 3);
+  assert.equal(sample(text, 'agentgate_request_duration_seconds_bucket{le="0.025",route="orders",outcome="ok"}'), 2);
+  assert.equal(sample(text, 'agentgate_circuit_breaker_state{upstream="legacy"}'), 2, 'open on one worker is open, not 2 + 1');
 });
