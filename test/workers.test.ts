@@ -134,6 +134,7 @@ describe('server.workers: 2 on Redis', { skip: await skipWithoutRedis() }, () =>
       assert.equal(await metricValue(admin, 'agentgate_requests_total{route="main",method="GET",status_code="200",outcome="ok"}'), sent);
       assert.equal(await metricValue(admin, 'agentgate_workers{state="reporting"}'), WORKERS);
       assert.equal((await send(`${admin}/readyz`)).status, 200);
+      assert.equal((await send(`${admin}/healthz`)).status, 200);
     } finally {
       assert.equal(await stop(gw), 0);
     }

@@ -98,12 +98,8 @@ export async function startPrimary(options: PrimaryOptions): Promise<Primary> {
   const queries = new Queries();
   cluster.on('message', (_worker, message: unknown) => queries.answered(message));
 
-  let startFailed: ((error: Error) => void) | undefined;
-  let startListening: (() => void) | undefined;
-  const started = new Promise<void>((resolve, reject) => {
-    startListening = resolve;
-    startFailed = reject;
-  });
+  /** Settles once every worker listens, or one exits first; undefined once started, when a dead worker is replaced instead. */
+  let starting: PromiseWithResolvers<void> | undefined = Promise.withResolvers<void>();
 
   const fork = (slot: Slot) => {
     slot.restartTimer = undefined;
@@ -117,15 +113,15 @@ export async function startPrimary(options: PrimaryOptions): Promise<Primary> {
       if (!isMessage<ListeningMessage>(message, 'agentgate:listening')) return;
       slot.listening = true;
       proxyUrl ||= message.proxyUrl;
-      if (slots.every((s) => s.listening)) startListening?.();
+      if (slots.every((s) => s.listening)) starting?.resolve();
     });
     worker.once('exit', (code, signal) => {
       const wasListening = slot.listening;
       slot.worker = undefined;
       slot.listening = false;
       if (stopping) return;
-      if (!wasListening && startListening) {
-        startFailed?.(new StartError(`worker ${slot.number} exited (${signal ?? `code ${code}`}) before it listened`));
+      if (!wasListening && starting) {
+        starting.reject(new StartError(`worker ${slot.number} exited (${signal ?? `code ${code}`}) before it listened`));
         return;
       }
       restarts.inc();
@@ -155,12 +151,12 @@ export async function startPrimary(options: PrimaryOptions): Promise<Primary> {
 
   for (const slot of slots) fork(slot);
   try {
-    await started;
+    await starting.promise;
   } catch (err) {
     await stopWorkers();
     throw err;
   }
-  startListening = undefined;
+  starting = undefined;
 
   const running = () => slots.flatMap((slot) => (slot.worker && slot.listening ? [{ slot, worker: slot.worker }] : []));
   const admin = createAdminServer({
