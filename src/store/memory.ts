@@ -1,5 +1,5 @@
 // In-process store for a single instance: bounded by entries and bytes (least recently used evicted first), TTLs without per-key timers.
-import { StoreError, type Bucket, type ConsumeMode, type ConsumeResult, type Store } from './store.ts';
+import { StoreError, type Bucket, type ChargeAndClaimResult, type ClaimRequest, type ConsumeMode, type ConsumeResult, type Store } from './store.ts';
 import { consumeBuckets } from './token-bucket.ts';
 
 interface Entry {
@@ -61,10 +61,7 @@ export class MemoryStore implements Store {
   }
 
   async claim(key: string, value: string, ttlMs: number): Promise<string | null> {
-    const current = this.live(key);
-    if (current) return current.value;
-    this.put('claim', key, value, ttlMs);
-    return null;
+    return this.claimNow(key, value, ttlMs);
   }
 
   async replaceIf(key: string, expected: string, value: string, ttlMs: number): Promise<boolean> {
@@ -84,11 +81,12 @@ export class MemoryStore implements Store {
   }
 
   async consume(buckets: readonly Bucket[], cost: number, mode: ConsumeMode = 'charge'): Promise<ConsumeResult> {
-    // Synchronous from read to write, so atomic: no other call runs in between.
-    return consumeBuckets(buckets, cost, mode, this.clock(), {
-      read: (key) => this.live(key)?.value ?? null,
-      write: (key, value, ttlMs) => (value === null ? this.remove(key) : this.put('consume', key, value, ttlMs)),
-    });
+    return this.consumeNow(buckets, cost, mode);
+  }
+
+  async chargeAndClaim(buckets: readonly Bucket[], cost: number, claim: ClaimRequest): Promise<ChargeAndClaimResult> {
+    const consumed = this.consumeNow(buckets, cost, 'charge');
+    return { consumed, claim: consumed.allowed ? this.claimNow(claim.key, claim.value, claim.ttlMs) : undefined };
   }
 
   async ready(): Promise<boolean> {
@@ -100,6 +98,22 @@ export class MemoryStore implements Store {
     this.entries.clear();
     this.oldest = this.newest = undefined;
     this.bytes = 0;
+  }
+
+  // The operations proper are synchronous from read to write, so atomic: no other call runs in between.
+
+  private consumeNow(buckets: readonly Bucket[], cost: number, mode: ConsumeMode): ConsumeResult {
+    return consumeBuckets(buckets, cost, mode, this.clock(), {
+      read: (key) => this.live(key)?.value ?? null,
+      write: (key, value, ttlMs) => (value === null ? this.remove(key) : this.put('consume', key, value, ttlMs)),
+    });
+  }
+
+  private claimNow(key: string, value: string, ttlMs: number): string | null {
+    const current = this.live(key);
+    if (current) return current.value;
+    this.put('claim', key, value, ttlMs);
+    return null;
   }
 
   /** The unexpired entry under key, marked as most recently used. */

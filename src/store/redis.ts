@@ -3,8 +3,8 @@ import type { EventEmitter } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import type { RedisOptions } from 'ioredis';
 import { StoreError } from './store.ts';
-import type { Bucket, BucketState, ConsumeMode, ConsumeResult, Store, StoreErrorListener } from './store.ts';
-import { CONSUME_LUA, hashTagOf, parseConsumeReply } from './token-bucket.ts';
+import type { Bucket, BucketState, ChargeAndClaimResult, ClaimRequest, ConsumeMode, ConsumeResult, Store, StoreErrorListener } from './store.ts';
+import { CHARGE_AND_CLAIM_LUA, CONSUME_LUA, hashTagOf, parseConsumeReply } from './token-bucket.ts';
 
 export interface RedisStoreOptions {
   /** Standalone Redis; exactly one of url and clusterNodes. */
@@ -46,6 +46,8 @@ interface Client extends EventEmitter {
   agentgateDeleteIf(key: string, expected: string): Promise<number>;
   /** CONSUME_LUA: numkeys, the keys, then cost, mode and capacity/perMs per key. */
   agentgateConsume(...args: (string | number)[]): Promise<number[]>;
+  /** CHARGE_AND_CLAIM_LUA: numkeys, the buckets' keys and the claimed key, then cost, mode, capacity/perMs per bucket, value and PX. */
+  agentgateChargeAndClaim(...args: (string | number)[]): Promise<(number | string | null)[]>;
 }
 
 /** How often now() reads Redis's clock again; in between, local clock drift is far below a millisecond. */
@@ -105,6 +107,7 @@ export class RedisStore implements Store {
     for (const [name, lua] of Object.entries(SCRIPTS)) this.client.defineCommand(name, { lua, numberOfKeys: 1 });
     // No fixed numberOfKeys: the caller passes the key count first, as with EVALSHA.
     this.client.defineCommand('agentgateConsume', { lua: CONSUME_LUA });
+    this.client.defineCommand('agentgateChargeAndClaim', { lua: CHARGE_AND_CLAIM_LUA });
   }
 
   get(key: string): Promise<string | null> {
@@ -192,6 +195,23 @@ export class RedisStore implements Store {
       return { allowed: false, now, buckets: states };
     }
     return { allowed: true, now, buckets: states };
+  }
+
+  async chargeAndClaim(buckets: readonly Bucket[], cost: number, claim: ClaimRequest): Promise<ChargeAndClaimResult> {
+    // Cluster: the claimed key has a hash tag of its own, so one script cannot touch it with the buckets.
+    if (this.clustered || buckets.length === 0) {
+      const consumed = await this.consume(buckets, cost);
+      return { consumed, claim: consumed.allowed ? await this.claim(claim.key, claim.value, claim.ttlMs) : undefined };
+    }
+    const args: (string | number)[] = [buckets.length + 1];
+    for (const b of buckets) args.push(b.key);
+    args.push(claim.key, cost, 'charge');
+    for (const b of buckets) args.push(b.capacity, b.perMs);
+    args.push(claim.value, pxTtl(claim.ttlMs));
+    const reply = await this.run('chargeAndClaim', () => this.client.agentgateChargeAndClaim(...args));
+    const consumed = parseConsumeReply(reply, buckets.length);
+    const after = 2 + 3 * buckets.length;
+    return { consumed, claim: !consumed.allowed ? undefined : reply[after] === 0 ? null : (reply[after + 1] as string) };
   }
 
   private async consumeGroup(buckets: readonly Bucket[], cost: number, mode: ConsumeMode): Promise<ConsumeResult> {

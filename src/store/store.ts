@@ -21,6 +21,13 @@ export interface Store {
    * are charged tag by tag in the order given, and a later refusal refunds the earlier ones.
    */
   consume(buckets: readonly Bucket[], cost: number, mode?: ConsumeMode): Promise<ConsumeResult>;
+  /**
+   * consume(buckets, cost) and, only when the charge is allowed, claim(claim.key, claim.value, claim.ttlMs): a
+   * rate-limited idempotent write's whole decision before forwarding, in one atomic step (one EVALSHA, one round trip)
+   * instead of two. A refused charge claims nothing. On Redis Cluster the claim key lives in another slot than the
+   * buckets, so there it is consume() then claim(), and a claim that fails after the charge fails the call.
+   */
+  chargeAndClaim(buckets: readonly Bucket[], cost: number, claim: ClaimRequest): Promise<ChargeAndClaimResult>;
   /** Whether the store can serve operations right now; never throws. */
   ready(): Promise<boolean>;
   close(): Promise<void>;
@@ -34,6 +41,19 @@ export interface Bucket {
 }
 
 export type ConsumeMode = 'charge' | 'dry_run' | 'force';
+
+/** The arguments of one Store.claim. */
+export interface ClaimRequest {
+  readonly key: string;
+  readonly value: string;
+  readonly ttlMs: number;
+}
+
+export interface ChargeAndClaimResult {
+  readonly consumed: ConsumeResult;
+  /** What claim() answered (null: this call claimed the key; else the value already there); undefined when the charge was refused. */
+  readonly claim: string | null | undefined;
+}
 
 export interface BucketState {
   /** Whole units left after this call (what was charged, if anything, already taken off); never negative. */

@@ -68,12 +68,12 @@ export function consumeBuckets(buckets: readonly Bucket[], cost: number, mode: C
 }
 
 /**
- * The same in Lua for Redis (one EVALSHA, so atomic on the server). KEYS: the buckets, all in one hash slot on Cluster.
- * ARGV: cost, mode, then capacity and perMs of each bucket. Time is Redis' own (TIME), never a replica's clock.
- * Reply: allowed (1/0), now, then remaining, resetMs, waitMs of each bucket. Numbers are written with %.0f: Lua's
- * default number format keeps 14 digits, which would round large sub-unit counts.
+ * The same in Lua for Redis, as a function `consume(n)` of the first n KEYS, for the scripts below. KEYS: the buckets,
+ * all in one hash slot on Cluster. ARGV: cost, mode, then capacity and perMs of each bucket. Time is Redis' own (TIME),
+ * never a replica's clock. Reply: allowed (1/0), now, then remaining, resetMs, waitMs of each bucket. Numbers are
+ * written with %.0f: Lua's default number format keeps 14 digits, which would round large sub-unit counts.
  */
-export const CONSUME_LUA = `
+const CONSUME_FUNCTION_LUA = `
 local function floordiv(a, b)
   local q = math.floor(a / b)
   if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
@@ -84,13 +84,14 @@ local function ceildiv(a, b)
   if q > 0 and (q - 1) * b >= a then q = q - 1 elseif q * b < a then q = q + 1 end
   return q
 end
+local function consume(n)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cost = tonumber(ARGV[1])
 local mode = ARGV[2]
 local used = {}
 local allowed = true
-for i = 1, #KEYS do
+for i = 1, n do
   local cap = tonumber(ARGV[1 + 2 * i])
   local per = tonumber(ARGV[2 + 2 * i])
   local u = 0
@@ -105,7 +106,7 @@ for i = 1, #KEYS do
 end
 local apply = mode ~= 'dry_run' and cost ~= 0 and (mode == 'force' or cost < 0 or allowed)
 local reply = {(cost <= 0 or allowed) and 1 or 0, now}
-for i = 1, #KEYS do
+for i = 1, n do
   local cap = tonumber(ARGV[1 + 2 * i])
   local per = tonumber(ARGV[2 + 2 * i])
   local full = cap * per
@@ -126,13 +127,39 @@ for i = 1, #KEYS do
   reply[#reply + 1] = wait
 end
 return reply
+end
 `;
 
-/** Decodes the Lua reply. */
-export function parseConsumeReply(reply: number[], count: number): ConsumeResult {
+/** Store.consume in one EVALSHA, so atomic on the server: every KEY is a bucket. */
+export const CONSUME_LUA = `${CONSUME_FUNCTION_LUA}
+return consume(#KEYS)
+`;
+
+/**
+ * Store.chargeAndClaim in one EVALSHA: KEYS are the buckets and then the key to claim; ARGV as for CONSUME_LUA (mode
+ * 'charge'), then the claim's value and PX. The key is claimed (SET NX, or read when taken, as the claim script does)
+ * only when the charge is allowed. Reply: CONSUME_LUA's, then, when allowed, 0 (claimed) or 1 and the value there.
+ */
+export const CHARGE_AND_CLAIM_LUA = `${CONSUME_FUNCTION_LUA}
+local n = #KEYS - 1
+local reply = consume(n)
+if reply[1] == 1 then
+  local key = KEYS[n + 1]
+  if redis.call('SET', key, ARGV[3 + 2 * n], 'PX', ARGV[4 + 2 * n], 'NX') then
+    reply[#reply + 1] = 0
+  else
+    reply[#reply + 1] = 1
+    reply[#reply + 1] = redis.call('GET', key)
+  end
+end
+return reply
+`;
+
+/** Decodes the Lua reply (its first 2 + 3 * count elements). */
+export function parseConsumeReply(reply: readonly unknown[], count: number): ConsumeResult {
   const buckets: BucketState[] = [];
-  for (let i = 0; i < count; i++) buckets.push({ remaining: reply[2 + 3 * i]!, resetMs: reply[3 + 3 * i]!, waitMs: reply[4 + 3 * i]! });
-  return { allowed: reply[0] === 1, now: reply[1]!, buckets };
+  for (let i = 0; i < count; i++) buckets.push({ remaining: reply[2 + 3 * i] as number, resetMs: reply[3 + 3 * i] as number, waitMs: reply[4 + 3 * i] as number });
+  return { allowed: reply[0] === 1, now: reply[1] as number, buckets };
 }
 
 /** The Redis Cluster hash tag of a key (the rule Redis applies): the text in the first {...}, if non-empty, else the whole key. */

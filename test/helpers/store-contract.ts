@@ -266,6 +266,56 @@ export function storeContract(name: string, open: () => Promise<ContractSubject>
       });
     });
 
+    describe('chargeAndClaim: the charge, then the claim only when the charge is allowed', () => {
+      const bucket = (capacity: number): Bucket => ({ key: storeKey(subject!.prefix, 'contract-rl', `cc${++serial}`, 'b'), capacity, perMs: 3_600_000 });
+      const remaining = async (b: Bucket) => (await store.consume([b], 0, 'dry_run')).buckets[0]!.remaining;
+
+      it('an allowed charge claims an absent key, and answers a taken one with its value without overwriting it', async () => {
+        const b = bucket(10);
+        const key = freshKey();
+        const first = await store.chargeAndClaim([b], 3, { key, value: 'first', ttlMs: 10_000 });
+        assert.deepEqual([first.consumed.allowed, first.consumed.buckets[0]!.remaining, first.claim], [true, 7, null]);
+        assert.equal(await store.get(key), 'first');
+        const second = await store.chargeAndClaim([b], 3, { key, value: 'second', ttlMs: 10_000 });
+        assert.deepEqual([second.consumed.allowed, second.consumed.buckets[0]!.remaining, second.claim], [true, 4, 'first']);
+        assert.equal(await store.get(key), 'first');
+        assert.equal(await remaining(b), 4);
+      });
+
+      it('a refused charge claims nothing and charges nothing', async () => {
+        const b = bucket(10);
+        await store.consume([b], 8);
+        const key = freshKey();
+        const refused = await store.chargeAndClaim([b], 5, { key, value: 'v', ttlMs: 10_000 });
+        assert.deepEqual([refused.consumed.allowed, refused.consumed.buckets[0]!.remaining, refused.claim], [false, 2, undefined]);
+        assert.ok(refused.consumed.buckets[0]!.waitMs > 0);
+        assert.equal(await store.get(key), null);
+        assert.equal(await remaining(b), 2);
+      });
+
+      it('the claim gets its TTL', async () => {
+        const key = freshKey();
+        assert.equal((await store.chargeAndClaim([bucket(10)], 1, { key, value: 'v', ttlMs: 150 })).claim, null);
+        await sleep(300);
+        assert.equal(await store.get(key), null);
+      });
+
+      it('of 50 concurrent calls on one key and one bucket, exactly the budget passes and exactly one of those claims', async () => {
+        const b = bucket(30);
+        const key = freshKey();
+        const results = await Promise.all(Array.from({ length: 50 }, (_, i) => store.chargeAndClaim([b], 1, { key, value: `claimant-${i}`, ttlMs: 10_000 })));
+        const allowed = results.filter((r) => r.consumed.allowed);
+        assert.equal(allowed.length, 30);
+        assert.ok(results.every((r) => r.consumed.allowed === (r.claim !== undefined)), 'a claim answer exactly for each allowed charge');
+        const winners = results.flatMap((r, i) => (r.claim === null ? [i] : []));
+        assert.equal(winners.length, 1, `winners: ${winners.join(', ')}`);
+        const value = `claimant-${winners[0]}`;
+        assert.equal(allowed.filter((r) => r.claim === value).length, 29);
+        assert.equal(await store.get(key), value);
+        assert.equal(await remaining(b), 0);
+      });
+    });
+
     it('ready() is true while the store serves operations', async () => {
       assert.equal(await store.ready(), true);
     });
