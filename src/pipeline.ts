@@ -25,7 +25,7 @@ export interface PipelineDeps {
   logger: Logger;
   /** Writes the one line per request. */
   accessLog: AccessLog;
-  /** Which store the policies decide with: Redis replies resume requests in batches (step 8). */
+  /** Which store the policies decide with: Redis replies resume requests in batches (step 9). */
   storeKind: Store['kind'];
 }
 
@@ -41,7 +41,7 @@ export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: 
   return (req, res) => {
     // 1. Identify the request: a request id and trace context first, so every answer below, error or not, carries them.
     const ctx = beginRequest(req);
-    // 11. Record: exactly one log line and one set of metrics per request, however it ended.
+    // 12. Record: exactly one log line and one set of metrics per request, however it ended.
     res.once('close', () => record(ctx, req, res, deps));
     handle(ctx, req, res, deps.runtime(), deps).catch((err: unknown) => answerWithError(ctx, res, err, deps.logger));
   };
@@ -70,20 +70,32 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   }
   ctx.route = route;
 
-  // 6. Rate limit: before idempotency (Stripe's order), so a 429 is never stored as a replay; before forwarding, so a
-  //    request over budget never reaches the legacy API. One store round trip charges every policy of the route, all or
-  //    nothing. From here on every answer, errors included, carries the budget headers.
-  const admission = route.rateLimit ? await route.rateLimit.admit(req, consumer, ctx.requestId) : undefined;
+  // 6. Idempotency, first half: check the Idempotency-Key and read the body it is fingerprinted with, so that the claim
+  //    can go to the store with the charge. A request refused here (no key where one is required, a malformed key, a
+  //    body too large to keep) is malformed: like one whose cost cannot be read, it is not charged, and its answer still
+  //    says where the budgets stand.
+  const opening = route.idempotency ? await route.idempotency.open(req, ctx) : undefined;
+  if (opening?.kind === 'client_closed') return;
+  if (opening?.kind === 'refuse') {
+    if (route.rateLimit) Object.assign(ctx.responseHeaders, await route.rateLimit.unchargedHeaders(consumer));
+    throw opening.error;
+  }
+  const intent = opening?.kind === 'claim' ? opening.intent : undefined;
+
+  // 7. Rate limit: before the idempotency key is claimed (Stripe's order), so a 429 is never stored as a replay; before
+  //    forwarding, so a request over budget never reaches the legacy API. One store round trip charges every policy of
+  //    the route, all or nothing, and claims the key in the same step when the charge is allowed. From here on every
+  //    answer, errors included, carries the budget headers.
+  const admission = route.rateLimit ? await route.rateLimit.admit(req, consumer, ctx.requestId, intent?.body, intent?.withCharge?.request) : undefined;
   if (admission?.kind === 'client_closed') return;
   if (admission?.kind === 'reject') throw admission.error;
   if (admission) Object.assign(ctx.responseHeaders, admission.headers);
-  // A cost rule that counted items in the body has read it; it is forwarded from memory.
-  ctx.requestBody = admission?.body;
+  // A step that read the body whole (to fingerprint it, or a cost rule counting items) leaves it to be forwarded from memory.
+  ctx.requestBody = admission?.body ?? intent?.body;
 
-  // 7. Idempotency: after rate limiting, so a request refused for its budget is never stored as a replay (Stripe's
-  //    order), and right before forwarding, because the key must be claimed before the upstream can execute anything.
-  const idempotency = route.idempotency ? await route.idempotency.begin(req, res, ctx) : undefined;
-  if (idempotency?.kind === 'client_closed') return;
+  // 8. Idempotency, second half: right before forwarding, because the key must be held before the upstream can execute
+  //    anything. The claim decides: forward as its holder, replay the stored answer, or refuse.
+  const idempotency = intent ? await route.idempotency!.decide(intent, res, ctx, admission?.kind === 'continue' ? admission.claimed : undefined) : undefined;
   if (idempotency?.kind === 'replay') {
     ctx.outcome = 'replayed';
     setHeaders(res, ctx.responseHeaders);
@@ -92,16 +104,15 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   }
   const claim = idempotency?.kind === 'proceed' ? idempotency.claim : undefined;
 
-  // 8. Forward, unless the upstream is known to be failing (open circuit) or this credential known to be refused (auth
+  // 9. Forward, unless the upstream is known to be failing (open circuit) or this credential known to be refused (auth
   //    halt): those fail fast without reaching it. Upstream failures come back as typed errors, never as exceptions.
   //    A request that a Redis reply resumed is one of a batch already (one reply resumes many) and is sent at once; any
   //    other is sent with the rest of this turn of the event loop, so one wake-up of the upstream serves them all.
   const resumedByRedis = deps.storeKind === 'redis' && (admission !== undefined || claim !== undefined);
   const ticket = route.upstream.guard.admit(req, ctx.requestId);
-  const body = idempotency?.kind === 'proceed' ? idempotency.body : ctx.requestBody;
   const result: UpstreamResult = ticket.refusal
     ? { kind: 'failed', error: ticket.refusal, reachedUpstream: false }
-    : await deps.forwarder.send(req, res, ctx, route, body, resumedByRedis);
+    : await deps.forwarder.send(req, res, ctx, route, ctx.requestBody, resumedByRedis);
   route.upstream.guard.record(ticket, result);
   if (result.kind !== 'response') {
     // The claim settles first, so a retry sent the moment this answer arrives finds the key released or marked
@@ -125,7 +136,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
     for (const name of RATE_LIMIT_HEADER_NAMES) delete response.headers[name];
   }
 
-  // 9. Inspect the response before any of it reaches the agent: an upstream 4xx/5xx becomes one envelope (its 4xx
+  // 10. Inspect the response before any of it reaches the agent: an upstream 4xx/5xx becomes one envelope (its 4xx
   //    explanation kept, 5xx internals dropped), and a 2xx that is no success (empty, off-schema, an error field, the
   //    wrong media type, cut short) becomes a loud SILENT_FAILURE.
   if (status >= 400) {
@@ -151,7 +162,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
     throw new GatewayError('SILENT_FAILURE', detail, { upstreamStatus: status, extensions: { rule, ...extensions } });
   }
 
-  // 10. Deliver: a checked body from memory, anything else as a stream. The idempotency claim keeps a copy of what the
+  // 11. Deliver: a checked body from memory, anything else as a stream. The idempotency claim keeps a copy of what the
   //     agent gets, and the response ends only once it is recorded, so an immediate retry is answered by the replay.
   if (inspection.kind === 'buffered') {
     ctx.upstreamEndedAt = process.hrtime.bigint();

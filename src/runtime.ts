@@ -120,6 +120,7 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
   const rateLimits = new RateLimits(config, deps);
   const routes = config.routes.map((r): Route => {
     const upstream = upstreams.get(r.upstream)!;
+    const rateLimit = rateLimits.forRoute(r);
     return {
       name: r.name,
       methods: r.match.methods ? new Set(r.match.methods) : undefined,
@@ -128,8 +129,8 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
       timeoutMs: r.timeout ? parseDuration(r.timeout) : upstream.timeoutMs,
       config: r,
       // A route's own setting, false included, replaces the inherited one as a whole (settings are not merged).
-      idempotency: compileIdempotency(r.idempotency ?? config.defaults.idempotency, r.name, deps),
-      rateLimit: rateLimits.forRoute(r),
+      idempotency: compileIdempotency(r.idempotency ?? config.defaults.idempotency, r.name, deps, rateLimit !== undefined),
+      rateLimit,
       silentFailure: compileSilentFailure(r.silent_failure ?? config.defaults.silent_failure, path.dirname(loaded.file)),
       upstreamErrors: new Map(Object.entries(r.upstream_errors ?? {}).map(([status, o]) => [Number(status), o as StatusOverride])),
     };

@@ -1,4 +1,4 @@
-// Bounded reads of an upstream body for the policies that must look at it; everything they do not keep stays a stream.
+// Bounded reads of a body (a request's, an upstream's) for the policies that must look at it; everything they do not keep stays a stream.
 import type { IncomingMessage } from 'node:http';
 import zlib from 'node:zlib';
 
@@ -11,7 +11,33 @@ export type BodyRead =
   /** The upstream went silent for longer than the idle timeout. */
   | { kind: 'timeout' };
 
-/** Reads the body up to `limit` bytes, with the route's idle timeout between chunks. */
+/**
+ * A request's whole body: 'too_large' past `max` bytes (by its Content-Length at once, or as soon as it grows past; the
+ * rest is left unread and the stream paused), undefined when the client leaves before it is complete.
+ */
+export function readRequestBody(req: IncomingMessage, max: number): Promise<Buffer | 'too_large' | undefined> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > max) return Promise.resolve('too_large');
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (result: Buffer | 'too_large' | undefined) => {
+      req.off('data', onData).off('end', onEnd).off('error', onGone).off('close', onGone);
+      resolve(result);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= max) return void chunks.push(chunk);
+      req.pause();
+      done('too_large');
+    };
+    const onEnd = () => done(Buffer.concat(chunks, size));
+    const onGone = () => done(undefined);
+    req.on('data', onData).once('end', onEnd).once('error', onGone).once('close', onGone);
+  });
+}
+
+/** Reads an upstream's body up to `limit` bytes, with the route's idle timeout between chunks. */
 export function readBounded(upstream: IncomingMessage, limit: number, idleTimeoutMs: number): Promise<BodyRead> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];

@@ -11,7 +11,7 @@ import { GatewayError } from '../../errors/problem.ts';
 import type { RequestContext } from '../../context.ts';
 import { fingerprint, headerValues, parseIdempotencyKey, recordId } from './key.ts';
 import { decodeRecord, encodeRecord } from './record.ts';
-import { Claim, compileIdempotency, type IdempotencyDecision } from './policy.ts';
+import { Claim, compileIdempotency, type ClaimIntent, type IdempotencyDecision } from './policy.ts';
 import type { IdempotencySettings } from './schema.ts';
 import { compileRuntime } from '../../../test/helpers/runtime.ts';
 
@@ -146,13 +146,15 @@ routes:
 
 // ---------- claim decisions, on a memory store whose clock the test moves ----------
 
-function harness(overrides: Partial<IdempotencySettings> = {}) {
+/** `budget`: the route is rate limited, with this many units, and the first claim is made with the charge, as the pipeline does. */
+function harness(overrides: Partial<IdempotencySettings> = {}, budget?: number) {
   let time = 1_000_000;
   const store = new MemoryStore({ maxEntries: 1000, maxBytes: 1024 * 1024, clock: () => time });
   const metrics = new GatewayMetrics();
   const settings = parseConfig(CONFIG('{required: true, ttl: 1h, lease: 1s}'), 'f.yaml', {}).routes[0]!.idempotency as IdempotencySettings;
-  const policy = compileIdempotency({ ...settings, ...overrides }, 'r', { store, keyPrefix: 'unit', metrics, logger: pino({ level: 'silent' }) })!;
-  const begin = (key: string, body = '{}'): Promise<IdempotencyDecision> => {
+  const policy = compileIdempotency({ ...settings, ...overrides }, 'r', { store, keyPrefix: 'unit', metrics, logger: pino({ level: 'silent' }) }, budget !== undefined)!;
+  const bucket = { key: 'unit:{c}:rl:b', capacity: budget ?? 0, perMs: 3_600_000 };
+  const begin = async (key: string, body = '{}'): Promise<IdempotencyDecision> => {
     const req = Object.assign(new PassThrough(), {
       method: 'POST',
       url: '/r',
@@ -161,7 +163,18 @@ function harness(overrides: Partial<IdempotencySettings> = {}) {
     });
     req.end(body);
     const ctx = { requestId: 'req', consumer: { id: 'c', source: 'test' }, outcome: 'ok' } as unknown as RequestContext;
-    return policy.begin(req as unknown as IncomingMessage, { destroyed: false } as ServerResponse, ctx);
+    const opening = await policy.open(req as unknown as IncomingMessage, ctx);
+    if (opening.kind === 'refuse') throw opening.error;
+    assert.equal(opening.kind, 'claim');
+    const { intent } = opening as { intent: ClaimIntent };
+    let answered: string | null | undefined;
+    if (budget !== undefined) {
+      assert.ok(intent.withCharge, 'a rate-limited route claims with the charge');
+      const charged = await store.chargeAndClaim([bucket], 1, intent.withCharge.request);
+      if (!charged.consumed.allowed) return { kind: 'refused' } as unknown as IdempotencyDecision;
+      answered = charged.claim;
+    }
+    return policy.decide(intent, { destroyed: false } as ServerResponse, ctx, answered);
   };
   const code = async (decision: Promise<IdempotencyDecision>) => {
     try {
@@ -228,6 +241,23 @@ test('a client that leaves releases its key only when nothing had been sent upst
   sent.claim.settle({ kind: 'client_closed', reachedUpstream: true });
   await sent.claim.recorded();
   assert.equal(await h.code(h.begin('k2')), 'IDEMPOTENCY_OUTCOME_UNKNOWN', 'sent, then abandoned: it may have run');
+});
+
+test('claimed with the charge: the same decisions from the store\'s one answer, and a refused charge claims nothing', async () => {
+  const h = harness({}, 5);
+  const first = (await h.begin('k')) as { kind: string; claim: Claim };
+  assert.equal(first.kind, 'proceed');
+  assert.equal(await h.code(h.begin('k')), 'IDEMPOTENCY_IN_PROGRESS');
+  assert.equal(await h.code(h.begin('k', '{"other":1}')), 'IDEMPOTENCY_KEY_REUSED');
+  first.claim.settleAnswer(201, { status: 201, headers: { 'content-type': 'application/json' }, body: Buffer.from('{"id":1}') });
+  await first.claim.recorded();
+  const replay = await h.begin('k');
+  assert.equal(replay.kind, 'replay');
+  assert.equal(Buffer.from((replay as { record: { body: string } }).record.body, 'base64').toString(), '{"id":1}');
+  assert.equal(await h.code(h.begin('fresh')), 'proceed', 'the fifth unit');
+  const entries = h.store.size;
+  assert.equal(await h.code(h.begin('over-budget')), 'refused');
+  assert.equal(h.store.size, entries, 'the refused request left no claim behind');
 });
 
 test('a body over max_body_bytes is refused before any claim', async () => {

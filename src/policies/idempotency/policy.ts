@@ -7,8 +7,9 @@ import type { RequestContext } from '../../context.ts';
 import { GatewayError } from '../../errors/problem.ts';
 import { parseDuration, parseSize } from '../../config/units.ts';
 import type { UpstreamResult } from '../../proxy/forwarder.ts';
+import { readRequestBody } from '../../proxy/body.ts';
 import { storeKey } from '../../store/keys.ts';
-import { StoreError, type Store } from '../../store/store.ts';
+import { StoreError, type ClaimRequest, type Store } from '../../store/store.ts';
 import type { GatewayMetrics } from '../../observability/metrics.ts';
 import type { PolicyDeps } from '../deps.ts';
 import type { IdempotencySettings } from './schema.ts';
@@ -37,19 +38,34 @@ export type IdempotencyEvent =
   | 'fail_open'
   | 'fail_closed';
 
-/** What the pipeline does next, decided before anything is forwarded. */
-export type IdempotencyDecision =
+/** The first half's result: whether the request takes part, and what it claims. */
+export type IdempotencyOpening =
   /** The policy does not apply (another method, or no key where none is required): forward the request stream as it is. */
   | { kind: 'pass' }
-  /**
-   * Forward `body` (the request body, already read to fingerprint it). `claim` is settled with the forwarding result;
-   * it is absent when the store failed and the route fails open.
-   */
-  | { kind: 'proceed'; body: Buffer; claim: Claim | undefined }
-  /** Answer with the stored response (writeReplay). */
-  | { kind: 'replay'; record: CompletedRecord }
+  | { kind: 'claim'; intent: ClaimIntent }
+  /** No key where one is required, a malformed key, a body too large to keep: answer with `error`. */
+  | { kind: 'refuse'; error: GatewayError }
   /** The client left while its body was being read. */
   | { kind: 'client_closed' };
+
+/** A request with a valid key and its body read, ready to claim its record. */
+export interface ClaimIntent {
+  readonly key: string;
+  readonly fingerprint: string;
+  readonly body: Buffer;
+  /**
+   * On a rate-limited route, the claim for the rate limiter to make together with its charge (one store round trip),
+   * with the record it writes; absent when the store's clock could not be read (decide() then meets the store's failure).
+   */
+  readonly withCharge: { readonly request: ClaimRequest; readonly pending: PendingRecord } | undefined;
+}
+
+/** What the pipeline does next, decided before anything is forwarded. */
+export type IdempotencyDecision =
+  /** Forward the request (its body already read, in the intent). `claim` is settled with the forwarding result; it is absent when the store failed and the route fails open. */
+  | { kind: 'proceed'; claim: Claim | undefined }
+  /** Answer with the stored response (writeReplay). */
+  | { kind: 'replay'; record: CompletedRecord };
 
 /** Upstream statuses that say "not done, try again": never stored, the key is released (as Stripe and the IETF draft do). */
 const RELEASED_STATUSES = new Set([408, 409, 425, 429]);
@@ -98,7 +114,13 @@ interface Settings {
 }
 
 /** Builds a route's policy from its `idempotency:` config (defaults already filled in by the schema); undefined when off. */
-export function compileIdempotency(config: false | IdempotencySettings | undefined, routeName: string, deps: PolicyDeps): IdempotencyPolicy | undefined {
+export function compileIdempotency(
+  config: false | IdempotencySettings | undefined,
+  routeName: string,
+  deps: PolicyDeps,
+  /** The route is rate limited: its first claim is made together with the charge. */
+  claimWithCharge: boolean,
+): IdempotencyPolicy | undefined {
   if (!config) return undefined;
   const leaseMs = parseDuration(config.lease);
   const settings: Settings = {
@@ -115,7 +137,7 @@ export function compileIdempotency(config: false | IdempotencySettings | undefin
     maxBodyBytes: parseSize(config.max_body_bytes),
     maxResponseBytes: parseSize(config.max_response_bytes),
   };
-  return new IdempotencyPolicy(routeName, settings, deps);
+  return new IdempotencyPolicy(routeName, settings, deps, claimWithCharge);
 }
 
 export class IdempotencyPolicy {
@@ -128,10 +150,12 @@ export class IdempotencyPolicy {
   private readonly metrics: GatewayMetrics;
   /** agentgate_idempotency_events_total's children for this route, looked up once per event rather than on every request. */
   private readonly eventCounters = new Map<IdempotencyEvent, { inc(): void }>();
+  private readonly claimWithCharge: boolean;
 
-  constructor(routeName: string, settings: Settings, deps: PolicyDeps) {
+  constructor(routeName: string, settings: Settings, deps: PolicyDeps, claimWithCharge: boolean) {
     this.routeName = routeName;
     this.settings = settings;
+    this.claimWithCharge = claimWithCharge;
     this.store = deps.store;
     this.keyPrefix = deps.keyPrefix;
     this.metrics = deps.metrics;
@@ -148,42 +172,57 @@ export class IdempotencyPolicy {
   }
 
   /**
-   * Validates the key, reads and fingerprints the body, then claims the record atomically (SET NX): of any number of
-   * concurrent identical requests exactly one proceeds; the others get the stored answer or a refusal.
+   * The first half, before the rate limit: validates the key, reads and fingerprints the body. Nothing is stored yet.
    */
-  async begin(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<IdempotencyDecision> {
+  async open(req: IncomingMessage, ctx: RequestContext): Promise<IdempotencyOpening> {
     const method = req.method ?? 'GET';
     if (!this.settings.methods.has(method)) return { kind: 'pass' };
     const parsed = parseIdempotencyKey(headerValues(req.rawHeaders, 'idempotency-key'));
     if (parsed.kind === 'absent') {
       this.count('missing_key');
       if (!this.settings.required) return { kind: 'pass' };
-      throw new GatewayError('IDEMPOTENCY_KEY_REQUIRED', `${method} on this route needs an Idempotency-Key header, so that a retry cannot run it twice.`);
+      return refuse('IDEMPOTENCY_KEY_REQUIRED', `${method} on this route needs an Idempotency-Key header, so that a retry cannot run it twice.`);
     }
     if (parsed.kind === 'invalid') {
       this.count('invalid_key');
-      throw new GatewayError('IDEMPOTENCY_KEY_INVALID', `The Idempotency-Key header is malformed: ${parsed.reason}.`);
+      return refuse('IDEMPOTENCY_KEY_INVALID', `The Idempotency-Key header is malformed: ${parsed.reason}.`);
     }
     const id = recordId(ctx.consumer?.id ?? 'anonymous', method, this.routeName, parsed.key);
     ctx.idempotencyKeyHash = id;
 
-    // An earlier step (a cost rule counting items) may have read the body whole already: the stream is spent then.
-    const body = ctx.requestBody ?? (await readBody(req, this.settings.maxBodyBytes));
+    const body = await readRequestBody(req, this.settings.maxBodyBytes);
     if (body === undefined) return { kind: 'client_closed' };
-    if (body.length > this.settings.maxBodyBytes) throw payloadTooLarge(this.settings.maxBodyBytes);
+    if (body === 'too_large') return { kind: 'refuse', error: payloadTooLarge(this.settings.maxBodyBytes) };
     const print = fingerprint(method, req.url ?? '/', body);
     const key = storeKey(this.keyPrefix, 'idem', id);
+    let withCharge: ClaimIntent['withCharge'];
+    if (this.claimWithCharge) {
+      try {
+        const pending = this.pending(print, await this.store.now());
+        withCharge = { request: { key, value: encodeRecord(pending), ttlMs: this.settings.ttlMs }, pending };
+      } catch (err) {
+        if (!(err instanceof StoreError)) throw err;
+      }
+    }
+    return { kind: 'claim', intent: { key, fingerprint: print, body, withCharge } };
+  }
 
+  /**
+   * The second half, after the rate limit: claims the record atomically (SET NX), or reads what the rate limiter's
+   * claim answered (`answered`: null when it claimed the key, else the value there; undefined when it made none). Of any
+   * number of concurrent identical requests exactly one proceeds; the others get the stored answer or a refusal.
+   */
+  async decide(intent: ClaimIntent, res: ServerResponse, ctx: RequestContext, answered: string | null | undefined): Promise<IdempotencyDecision> {
     try {
-      const claim = await this.decide(key, print, ctx, res);
-      if (claim instanceof Claim) return { kind: 'proceed', body, claim };
+      const claim = await this.claimOrRead(intent, ctx, res, answered);
+      if (claim instanceof Claim) return { kind: 'proceed', claim };
       return { kind: 'replay', record: claim };
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
       if (this.settings.onStoreError === 'fail_open') {
         this.count('fail_open');
-        this.logger.warn({ request_id: ctx.requestId, idempotency_key_hash: id, err: err.message }, 'store unreachable: forwarding without idempotency protection (fail_open)');
-        return { kind: 'proceed', body, claim: undefined };
+        this.logger.warn({ request_id: ctx.requestId, idempotency_key_hash: ctx.idempotencyKeyHash, err: err.message }, 'store unreachable: forwarding without idempotency protection (fail_open)');
+        return { kind: 'proceed', claim: undefined };
       }
       this.count('fail_closed');
       throw new GatewayError('STORE_UNAVAILABLE', 'The gateway cannot reach its state store, so it cannot make sure this request runs only once; it was not forwarded.', {
@@ -191,6 +230,10 @@ export class IdempotencyPolicy {
         cause: err,
       });
     }
+  }
+
+  private pending(print: string, now: number): PendingRecord {
+    return { state: 'pending', fingerprint: print, owner: randomUUID(), lease: now + this.settings.leaseMs, started: now };
   }
 
   /**
@@ -207,15 +250,25 @@ export class IdempotencyPolicy {
     }
   }
 
-  /** Claims the record, or finds out what the existing one means for this request. */
-  private async decide(key: string, print: string, ctx: RequestContext, res: ServerResponse): Promise<Claim | CompletedRecord> {
+  /** Claims the record (or takes the rate limiter's claim), or finds out what the existing one means for this request. */
+  private async claimOrRead(intent: ClaimIntent, ctx: RequestContext, res: ServerResponse, answered: string | null | undefined): Promise<Claim | CompletedRecord> {
+    const { key, fingerprint: print } = intent;
     const waitUntil = this.settings.inFlight === 'wait' ? Date.now() + this.settings.inFlightWaitMs : 0;
     let pollMs = 25;
     for (let attempt = 0; ; attempt++) {
-      const now = await this.store.now();
-      const pending: PendingRecord = { state: 'pending', fingerprint: print, owner: randomUUID(), lease: now + this.settings.leaseMs, started: now };
-      const value = encodeRecord(pending);
-      const existing = await this.claimOrCleanUp(key, value);
+      let pending: PendingRecord;
+      let value: string;
+      let existing: string | null;
+      if (attempt === 0 && answered !== undefined && intent.withCharge) {
+        pending = intent.withCharge.pending;
+        value = intent.withCharge.request.value;
+        existing = answered;
+      } else {
+        pending = this.pending(print, await this.store.now());
+        value = encodeRecord(pending);
+        existing = await this.claimOrCleanUp(key, value);
+      }
+      const now = pending.started;
       if (existing === null) return new Claim(this, key, value, pending, ctx);
 
       const record = decodeRecord(existing);
@@ -477,34 +530,8 @@ export function writeReplay(res: ServerResponse, record: CompletedRecord): void 
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-/** Reads the whole request body, refusing it past `max` bytes; undefined when the client leaves before it is complete. */
-function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
-  const tooLarge = () => payloadTooLarge(max);
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) return Promise.reject(tooLarge());
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      req.off('data', onData).off('end', onEnd).off('error', onGone).off('close', onGone);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= max) return void chunks.push(chunk);
-      cleanup();
-      req.pause();
-      reject(tooLarge());
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(Buffer.concat(chunks, size));
-    };
-    const onGone = () => {
-      cleanup();
-      resolve(undefined);
-    };
-    req.on('data', onData).once('end', onEnd).once('error', onGone).once('close', onGone);
-  });
+function refuse(code: 'IDEMPOTENCY_KEY_REQUIRED' | 'IDEMPOTENCY_KEY_INVALID', detail: string): IdempotencyOpening {
+  return { kind: 'refuse', error: new GatewayError(code, detail) };
 }
 
 function payloadTooLarge(max: number): GatewayError {

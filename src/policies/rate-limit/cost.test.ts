@@ -77,3 +77,13 @@ test('a client that leaves mid-body is reported as gone, not as a bad request', 
   setImmediate(() => stream.destroy());
   assert.deepEqual(await rule('/orders').evaluate(stream as unknown as IncomingMessage, 'r'), { kind: 'client_closed' });
 });
+
+test('a body an earlier step read (idempotency) is priced from memory: counted, or 413 past max_body with the connection kept', async () => {
+  const spent = request(undefined);
+  const counted = await rule('/orders').evaluate(spent, 'r', Buffer.from('{"orders":[1,2,3]}'));
+  assert.deepEqual(counted, { kind: 'cost', cost: 4, body: Buffer.from('{"orders":[1,2,3]}') });
+  const big = Buffer.from(JSON.stringify({ orders: Array.from({ length: 400 }, (_, i) => i) }));
+  const tooLarge = await rule('/orders').evaluate(spent, 'r', big);
+  assert.deepEqual([tooLarge.kind, tooLarge.kind === 'invalid' && tooLarge.code, tooLarge.kind === 'invalid' && tooLarge.connectionClose], ['invalid', 'PAYLOAD_TOO_LARGE', false]);
+  assert.deepEqual(await new CostRule(5).evaluate(spent, 'r', big), { kind: 'cost', cost: 5, body: big }, 'a fixed cost hands the body on');
+});

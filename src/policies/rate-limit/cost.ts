@@ -1,6 +1,7 @@
 // What one request costs: a route's fixed cost, or a base plus so much per item of an array in its JSON body (read whole, bounded).
 import type { IncomingMessage } from 'node:http';
 import { parseSize } from '../../config/units.ts';
+import { readRequestBody } from '../../proxy/body.ts';
 import type { CostConfig } from './schema.ts';
 
 export type CostResult =
@@ -49,13 +50,12 @@ export class CostRule {
     return this.base + (this.readsBody ? this.perItem * items : 0);
   }
 
-  /** Prices a request; reads its body only when the rule counts items in it. */
-  async evaluate(req: IncomingMessage, route: string): Promise<CostResult> {
-    if (!this.readsBody) return { kind: 'cost', cost: this.base, body: undefined };
+  /** Prices a request; reads its body only when the rule counts items in it and no earlier step has (`read`). */
+  async evaluate(req: IncomingMessage, route: string, read?: Buffer): Promise<CostResult> {
+    if (!this.readsBody) return { kind: 'cost', cost: this.base, body: read };
     const expects = `Route '${route}' prices a request by the number of items in ${this.items === '' ? 'its JSON body' : `'${this.items}' of its JSON body`}`;
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > this.maxBodyBytes) return this.tooLarge(expects, true);
-    const body = await readBounded(req, this.maxBodyBytes);
+    if (read !== undefined && read.length > this.maxBodyBytes) return this.tooLarge(expects, false);
+    const body = read ?? (await readRequestBody(req, this.maxBodyBytes));
     if (body === 'too_large') return this.tooLarge(expects, true);
     if (body === undefined) return { kind: 'client_closed' };
     let document: unknown;
@@ -94,25 +94,4 @@ function describe(value: unknown): string {
   if (value === null) return 'null';
   if (typeof value === 'object') return 'an object';
   return `a ${typeof value}`;
-}
-
-/** The whole body, 'too_large' past `max` bytes (the rest is left unread), undefined when the client left first. */
-function readBounded(req: IncomingMessage, max: number): Promise<Buffer | 'too_large' | undefined> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const done = (result: Buffer | 'too_large' | undefined) => {
-      req.off('data', onData).off('end', onEnd).off('error', onGone).off('close', onGone);
-      resolve(result);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= max) return void chunks.push(chunk);
-      req.pause();
-      done('too_large');
-    };
-    const onEnd = () => done(Buffer.concat(chunks, size));
-    const onGone = () => done(undefined);
-    req.on('data', onData).once('end', onEnd).once('error', onGone).once('close', onGone);
-  });
 }

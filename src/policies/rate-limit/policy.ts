@@ -7,7 +7,7 @@ import { parseDuration } from '../../config/units.ts';
 import { GatewayError } from '../../errors/problem.ts';
 import type { Consumer } from '../../identity/consumer.ts';
 import { storeKey } from '../../store/keys.ts';
-import { StoreError, type Bucket, type ConsumeResult } from '../../store/store.ts';
+import { StoreError, type Bucket, type ClaimRequest, type ConsumeResult } from '../../store/store.ts';
 import type { PolicyDeps } from '../deps.ts';
 import { CostRule } from './cost.ts';
 import { byExhaustion, rateLimitHeaders, type HeaderPolicy, type PolicyView } from './headers.ts';
@@ -32,8 +32,12 @@ export interface Charge {
 }
 
 export type Admission =
-  /** Forward. `headers` go on the response, whatever it turns out to be; `body` is the request body when the cost rule read it. */
-  | { kind: 'continue'; headers: Record<string, string>; body: Buffer | undefined; charge: Charge | undefined }
+  /**
+   * Forward. `headers` go on the response, whatever it turns out to be; `body` is the request body when a step read it.
+   * `claimed` is the answer to the claim made with the charge (null: claimed; else the value there), when one was asked
+   * for and the store gave it.
+   */
+  | { kind: 'continue'; headers: Record<string, string>; body: Buffer | undefined; charge: Charge | undefined; claimed?: string | null }
   | { kind: 'reject'; error: GatewayError }
   | { kind: 'client_closed' };
 
@@ -182,25 +186,32 @@ export class RouteRateLimiter {
     return this.policies.map((_, i) => this.sharedPks[i] ?? own);
   }
 
-  /** Prices the request and charges it on every policy, or refuses it; headers and errors describe the policies as they stand. */
-  async admit(req: IncomingMessage, consumer: Consumer, requestId: string): Promise<Admission> {
-    const priced = await this.cost.evaluate(req, this.route);
+  /**
+   * Prices the request and charges it on every policy, or refuses it; headers and errors describe the policies as they
+   * stand. `body`: the request body when an earlier step read it. `claim`: an idempotency claim to make in the same
+   * store round trip when the charge is allowed (Store.chargeAndClaim).
+   */
+  async admit(req: IncomingMessage, consumer: Consumer, requestId: string, body?: Buffer, claim?: ClaimRequest): Promise<Admission> {
+    const priced = await this.cost.evaluate(req, this.route, body);
     if (priced.kind === 'client_closed') return priced;
     const buckets = this.bucketsFor(consumer);
     if (priced.kind === 'invalid') {
-      // Nothing is charged; the answer still says where the budgets stand, when the store can tell.
-      const peek = await this.deps.store.consume(buckets, 0, 'dry_run').catch(() => undefined);
-      const headers = peek ? rateLimitHeaders(this.views(peek, consumer), 0, peek.now, false) : {};
+      const headers = await this.unchargedHeaders(consumer);
       if (priced.connectionClose) headers.connection = 'close';
       return { kind: 'reject', error: new GatewayError(priced.code, priced.detail, { headers }) };
     }
-    const { cost, body } = priced;
+    const { cost } = priced;
     let result: ConsumeResult;
+    let claimed: string | null | undefined;
     try {
-      result = await this.deps.store.consume(buckets, cost);
+      if (claim) ({ consumed: result, claim: claimed } = await this.deps.store.chargeAndClaim(buckets, cost, claim));
+      else result = await this.deps.store.consume(buckets, cost);
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
-      return this.storeUnavailable(err, consumer, requestId, body);
+      // The claim may have been applied all the same (a timeout): its value is unique to this attempt, so it is removed
+      // (best effort) rather than left to look like a request in flight. The idempotency step claims afresh if it gets to.
+      if (claim) this.deps.store.deleteIf(claim.key, claim.value).catch(() => {});
+      return this.storeUnavailable(err, consumer, requestId, priced.body);
     }
     const views = this.views(result, consumer);
     if (!result.allowed) return { kind: 'reject', error: this.refusal(views, cost, result.now) };
@@ -209,7 +220,16 @@ export class RouteRateLimiter {
       if (cost > 0) counters.costUnits.inc(cost);
     }
     this.noteWarnings(views, cost, consumer, requestId);
-    return { kind: 'continue', headers: rateLimitHeaders(views, cost, result.now, false), body, charge: { cost, buckets, views } };
+    return { kind: 'continue', headers: rateLimitHeaders(views, cost, result.now, false), body: priced.body, charge: { cost, buckets, views }, claimed };
+  }
+
+  /**
+   * The budget headers of a request refused before it was charged (a malformed request): it costs nothing, and its
+   * answer still says where the budgets stand, when the store can tell (a dry run).
+   */
+  async unchargedHeaders(consumer: Consumer): Promise<Record<string, string>> {
+    const peek = await this.deps.store.consume(this.bucketsFor(consumer), 0, 'dry_run').catch(() => undefined);
+    return peek ? rateLimitHeaders(this.views(peek, consumer), 0, peek.now, false) : {};
   }
 
   /**
