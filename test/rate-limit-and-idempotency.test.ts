@@ -5,9 +5,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { configYaml, startTestGateway, type TestGateway } from './helpers/gateway.ts';
 import { startUpstream, type TestUpstream } from './helpers/upstream.ts';
 import { cleanupPrefix, keysUnder, REDIS_URL, skipWithoutRedis, uniquePrefix } from './helpers/redis.ts';
-import { createHandler, expectError, expectFresh, expectReplayOf, freshKey, post } from './helpers/idempotency.ts';
+import { freePort, skipWithoutRedisServer, startRedisServer, type RedisServer } from './helpers/redis-cluster.ts';
+import { createHandler, expectError, expectFresh, expectReplayOf, freshKey, post, until } from './helpers/idempotency.ts';
+import { tempDir } from './helpers/gateway.ts';
 
 const skipRedis = await skipWithoutRedis();
+const skipServer = skipWithoutRedisServer();
 
 const executions = { n: 0 };
 let upstream: TestUpstream;
@@ -94,3 +97,49 @@ routes:
     });
   });
 }
+
+describe('a charge and claim that times out on a Redis that stalls', { skip: skipServer, timeout: 30_000 }, () => {
+  let redis: RedisServer;
+  let gw: TestGateway;
+  let dir: { dir: string; remove: () => Promise<void> };
+
+  before(async () => {
+    dir = await tempDir('agentgate-stall');
+    const port = await freePort();
+    redis = await startRedisServer(port, dir.dir);
+    gw = await startTestGateway(
+      configYaml(`store: {type: redis, url: 'redis://127.0.0.1:${port}', command_timeout: 200ms}
+upstreams: {u: {url: '${upstream.url}', timeout: 10s}}
+rate_limits: {strict: {capacity: 100, per: 1h, on_store_error: fail_closed}}
+routes:
+  - {name: create, match: {methods: [POST], path: /orders}, upstream: u, rate_limit: strict, idempotency: {required: true, ttl: 1h}}
+`),
+    );
+    await until('redis to be ready', 5_000, () => gw.gateway.store.ready());
+  });
+  after(async () => {
+    process.kill(redis.pid, 'SIGCONT');
+    await gw.close();
+    await redis.kill();
+    await dir.remove();
+  });
+
+  test('is refused (503) and leaves no claim once Redis catches up: the retry executes', async () => {
+    const key = freshKey();
+    const before = executions.n;
+    // The store's clock, read at most once a second, is fresh: the request gets as far as the charge-and-claim script.
+    await gw.gateway.store.now();
+    // Stopped, Redis still takes the script into its socket buffer and runs it on SIGCONT, after the gateway gave up.
+    process.kill(redis.pid, 'SIGSTOP');
+    try {
+      expectError(await post(`${gw.url}/orders`, key), 503, 'STORE_UNAVAILABLE', true);
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+    await until('the store to answer again', 5_000, () => gw.gateway.store.ready());
+    const retried = await post(`${gw.url}/orders`, key);
+    assert.equal(retried.status, 201, `a claim left by the timed-out script would answer 409: ${retried.text.slice(0, 200)}`);
+    expectFresh(retried);
+    assert.equal(executions.n - before, 1);
+  });
+});
