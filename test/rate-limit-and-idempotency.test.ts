@@ -2,12 +2,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { configYaml, startTestGateway, type TestGateway } from './helpers/gateway.ts';
+import { configYaml, startTestGateway, tempDir, type TestGateway } from './helpers/gateway.ts';
 import { startUpstream, type TestUpstream } from './helpers/upstream.ts';
 import { cleanupPrefix, keysUnder, REDIS_URL, skipWithoutRedis, uniquePrefix } from './helpers/redis.ts';
 import { freePort, skipWithoutRedisServer, startRedisServer, type RedisServer } from './helpers/redis-cluster.ts';
 import { createHandler, expectError, expectFresh, expectReplayOf, freshKey, post, until } from './helpers/idempotency.ts';
-import { tempDir } from './helpers/gateway.ts';
+import { send } from './helpers/http.ts';
+import { MemoryStore } from '../src/store/memory.ts';
 
 const skipRedis = await skipWithoutRedis();
 const skipServer = skipWithoutRedisServer();
@@ -48,6 +49,23 @@ routes:
       if (store.prefix) await cleanupPrefix(REDIS_URL, store.prefix);
     });
 
+    test('a fresh write goes to the store once before it is forwarded: the charge and the claim together', async () => {
+      const store = gw.gateway.store;
+      const calls: string[] = [];
+      const spied = ['consume', 'claim', 'chargeAndClaim'] as const;
+      const originals = spied.map((name) => store[name]);
+      for (const name of spied) {
+        const original = store[name] as (...args: unknown[]) => Promise<unknown>;
+        (store as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => (calls.push(name), original.apply(store, args));
+      }
+      try {
+        assert.equal((await post(`${gw.url}/orders`, freshKey(), undefined, agent('spy'))).status, 201);
+      } finally {
+        spied.forEach((name, i) => ((store as unknown as Record<string, unknown>)[name] = originals[i]));
+      }
+      assert.deepEqual(calls, ['chargeAndClaim']);
+    });
+
     test('50 concurrent duplicates against a budget of 30: 30 charged, executed once, 20 refused with 429', async () => {
       const before = executions.n;
       const key = freshKey();
@@ -70,7 +88,9 @@ routes:
     });
 
     test('a write refused for its budget leaves no claim behind: retried once the budget refills, it executes', async () => {
-      const records = async () => (store.prefix ? (await keysUnder(REDIS_URL, store.prefix)).filter((k) => k.endsWith(':idem')).length : 0);
+      // Every entry of the memory store; the records on Redis (the budget's own key is there already either way).
+      const records = async () =>
+        store.prefix ? (await keysUnder(REDIS_URL, store.prefix)).filter((k) => k.endsWith(':idem')).length : (gw.gateway.store as MemoryStore).size;
       for (let i = 0; i < 2; i++) assert.equal((await post(`${gw.url}/quick/orders`, freshKey(), undefined, agent('refill'))).status, 201);
       const key = freshKey();
       const before = executions.n;
@@ -110,9 +130,12 @@ describe('a charge and claim that times out on a Redis that stalls', { skip: ski
     gw = await startTestGateway(
       configYaml(`store: {type: redis, url: 'redis://127.0.0.1:${port}', command_timeout: 200ms}
 upstreams: {u: {url: '${upstream.url}', timeout: 10s}}
-rate_limits: {strict: {capacity: 100, per: 1h, on_store_error: fail_closed}}
+rate_limits:
+  strict: {capacity: 100, per: 1h, on_store_error: fail_closed}
+  lenient: {capacity: 100, per: 1h, on_store_error: fail_open}
 routes:
-  - {name: create, match: {methods: [POST], path: /orders}, upstream: u, rate_limit: strict, idempotency: {required: true, ttl: 1h}}
+  - {name: strict, match: {methods: [POST], path: /orders}, upstream: u, rate_limit: strict, idempotency: {required: true, ttl: 1h}}
+  - {name: lenient, match: {methods: [POST], path: /quick/orders}, upstream: u, rate_limit: lenient, idempotency: {required: true, ttl: 1h}}
 `),
     );
     await until('redis to be ready', 5_000, () => gw.gateway.store.ready());
@@ -124,22 +147,38 @@ routes:
     await dir.remove();
   });
 
-  test('is refused (503) and leaves no claim once Redis catches up: the retry executes', async () => {
-    const key = freshKey();
-    const before = executions.n;
+  const scriptTimeouts = async () => {
+    const text = (await send(`${gw.adminUrl}/metrics`)).text;
+    return Number(/agentgate_store_errors_total\{store="redis",operation="chargeAndClaim"\} (\d+)/.exec(text)?.[1] ?? 0);
+  };
+
+  /** Sends a write while Redis is stopped (it still takes the commands into its socket buffer and runs them on SIGCONT). */
+  async function stalled(path: string, key: string) {
     // The store's clock, read at most once a second, is fresh: the request gets as far as the charge-and-claim script.
     await gw.gateway.store.now();
-    // Stopped, Redis still takes the script into its socket buffer and runs it on SIGCONT, after the gateway gave up.
     process.kill(redis.pid, 'SIGSTOP');
     try {
-      expectError(await post(`${gw.url}/orders`, key), 503, 'STORE_UNAVAILABLE', true);
+      return await post(`${gw.url}${path}`, key);
     } finally {
       process.kill(redis.pid, 'SIGCONT');
+      await until('the store to answer again', 5_000, () => gw.gateway.store.ready());
     }
-    await until('the store to answer again', 5_000, () => gw.gateway.store.ready());
-    const retried = await post(`${gw.url}/orders`, key);
-    assert.equal(retried.status, 201, `a claim left by the timed-out script would answer 409: ${retried.text.slice(0, 200)}`);
-    expectFresh(retried);
-    assert.equal(executions.n - before, 1);
-  });
+  }
+
+  for (const [route, path, refusedBy] of [
+    ['strict', '/orders', 'the rate limit (fail_closed)'],
+    ['lenient', '/quick/orders', 'idempotency (its own fail_closed), after the rate limit failed open and it claimed again'],
+  ] as const) {
+    test(`${route}: refused with 503 by ${refusedBy}, and no claim is left once Redis runs what it was sent`, async () => {
+      const key = freshKey();
+      const before = executions.n;
+      const timeoutsBefore = await scriptTimeouts();
+      expectError(await stalled(path, key), 503, 'STORE_UNAVAILABLE', true);
+      assert.equal(await scriptTimeouts(), timeoutsBefore + 1, 'it was the charge-and-claim script that timed out');
+      const retried = await post(`${gw.url}${path}`, key);
+      assert.equal(retried.status, 201, `a claim left by the timed-out script would answer 409: ${retried.text.slice(0, 200)}`);
+      expectFresh(retried);
+      assert.equal(executions.n - before, 1);
+    });
+  }
 });

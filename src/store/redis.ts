@@ -201,7 +201,15 @@ export class RedisStore implements Store {
     // Cluster: the claimed key has a hash tag of its own, so one script cannot touch it with the buckets.
     if (this.clustered || buckets.length === 0) {
       const consumed = await this.consume(buckets, cost);
-      return { consumed, claim: consumed.allowed ? await this.claim(claim.key, claim.value, claim.ttlMs) : undefined };
+      if (!consumed.allowed) return { consumed, claim: undefined };
+      try {
+        return { consumed, claim: await this.claim(claim.key, claim.value, claim.ttlMs) };
+      } catch {
+        // The charge stands; the claim, which may have been applied all the same (a timeout), is removed and left to
+        // the caller to make again, whose own failure handling then decides.
+        this.deleteIf(claim.key, claim.value).catch(() => {});
+        return { consumed, claim: undefined };
+      }
     }
     const args: (string | number)[] = [buckets.length + 1];
     for (const b of buckets) args.push(b.key);

@@ -25,7 +25,8 @@ export interface Store {
    * consume(buckets, cost) and, only when the charge is allowed, claim(claim.key, claim.value, claim.ttlMs): a
    * rate-limited idempotent write's whole decision before forwarding, in one atomic step (one EVALSHA, one round trip)
    * instead of two. A refused charge claims nothing. On Redis Cluster the claim key lives in another slot than the
-   * buckets, so there it is consume() then claim(), and a claim that fails after the charge fails the call.
+   * buckets, so there it is consume() then claim(); a claim that fails after the charge leaves the charge in place and
+   * answers `claim: undefined` (the claim is removed again, in case it was applied), so that the caller claims itself.
    */
   chargeAndClaim(buckets: readonly Bucket[], cost: number, claim: ClaimRequest): Promise<ChargeAndClaimResult>;
   /** Whether the store can serve operations right now; never throws. */
@@ -51,7 +52,7 @@ export interface ClaimRequest {
 
 export interface ChargeAndClaimResult {
   readonly consumed: ConsumeResult;
-  /** What claim() answered (null: this call claimed the key; else the value already there); undefined when the charge was refused. */
+  /** What claim() answered (null: this call claimed the key; else the value already there); undefined when no claim was made. */
   readonly claim: string | null | undefined;
 }
 

@@ -85,48 +85,48 @@ local function ceildiv(a, b)
   return q
 end
 local function consume(n)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cost = tonumber(ARGV[1])
-local mode = ARGV[2]
-local used = {}
-local allowed = true
-for i = 1, n do
-  local cap = tonumber(ARGV[1 + 2 * i])
-  local per = tonumber(ARGV[2 + 2 * i])
-  local u = 0
-  local stored = redis.call('GET', KEYS[i])
-  if stored then
-    local sep = string.find(stored, ':', 1, true)
-    local elapsed = math.max(0, now - tonumber(string.sub(stored, sep + 1)))
-    u = math.max(0, tonumber(string.sub(stored, 1, sep - 1)) - elapsed * cap)
-  end
-  used[i] = u
-  if cost > 0 and u + cost * per > cap * per then allowed = false end
-end
-local apply = mode ~= 'dry_run' and cost ~= 0 and (mode == 'force' or cost < 0 or allowed)
-local reply = {(cost <= 0 or allowed) and 1 or 0, now}
-for i = 1, n do
-  local cap = tonumber(ARGV[1 + 2 * i])
-  local per = tonumber(ARGV[2 + 2 * i])
-  local full = cap * per
-  local need = cost * per
-  local u = used[i]
-  local wait = 0
-  if need > full then wait = -1 elseif u + need > full then wait = ceildiv(u + need - full, cap) end
-  if apply then
-    u = math.min(math.max(0, u + need), 2 * full)
-    if u > 0 then
-      redis.call('SET', KEYS[i], string.format('%.0f:%.0f', u, now), 'PX', string.format('%.0f', ceildiv(u, cap)))
-    else
-      redis.call('DEL', KEYS[i])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local cost = tonumber(ARGV[1])
+  local mode = ARGV[2]
+  local used = {}
+  local allowed = true
+  for i = 1, n do
+    local cap = tonumber(ARGV[1 + 2 * i])
+    local per = tonumber(ARGV[2 + 2 * i])
+    local u = 0
+    local stored = redis.call('GET', KEYS[i])
+    if stored then
+      local sep = string.find(stored, ':', 1, true)
+      local elapsed = math.max(0, now - tonumber(string.sub(stored, sep + 1)))
+      u = math.max(0, tonumber(string.sub(stored, 1, sep - 1)) - elapsed * cap)
     end
+    used[i] = u
+    if cost > 0 and u + cost * per > cap * per then allowed = false end
   end
-  reply[#reply + 1] = math.max(0, floordiv(full - u, per))
-  reply[#reply + 1] = ceildiv(u, cap)
-  reply[#reply + 1] = wait
-end
-return reply
+  local apply = mode ~= 'dry_run' and cost ~= 0 and (mode == 'force' or cost < 0 or allowed)
+  local reply = {(cost <= 0 or allowed) and 1 or 0, now}
+  for i = 1, n do
+    local cap = tonumber(ARGV[1 + 2 * i])
+    local per = tonumber(ARGV[2 + 2 * i])
+    local full = cap * per
+    local need = cost * per
+    local u = used[i]
+    local wait = 0
+    if need > full then wait = -1 elseif u + need > full then wait = ceildiv(u + need - full, cap) end
+    if apply then
+      u = math.min(math.max(0, u + need), 2 * full)
+      if u > 0 then
+        redis.call('SET', KEYS[i], string.format('%.0f:%.0f', u, now), 'PX', string.format('%.0f', ceildiv(u, cap)))
+      else
+        redis.call('DEL', KEYS[i])
+      end
+    end
+    reply[#reply + 1] = math.max(0, floordiv(full - u, per))
+    reply[#reply + 1] = ceildiv(u, cap)
+    reply[#reply + 1] = wait
+  end
+  return reply
 end
 `;
 

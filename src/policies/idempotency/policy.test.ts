@@ -260,6 +260,21 @@ test('claimed with the charge: the same decisions from the store\'s one answer, 
   assert.equal(h.store.size, entries, 'the refused request left no claim behind');
 });
 
+test('claimed with the charge: a lapsed lease is met with the prepared record, and resolves by on_outcome_unknown', async () => {
+  for (const onOutcomeUnknown of ['block', 'release'] as const) {
+    const h = harness({ on_outcome_unknown: onOutcomeUnknown }, 100);
+    const first = (await h.begin('k')) as { claim: Claim };
+    first.claim['stop']();
+    h.advance(1_001);
+    if (onOutcomeUnknown === 'block') {
+      assert.equal(await h.code(h.begin('k')), 'IDEMPOTENCY_OUTCOME_UNKNOWN');
+    } else {
+      const retries = await Promise.all([h.begin('k'), h.begin('k'), h.begin('k')].map((d) => h.code(d)));
+      assert.deepEqual(retries.sort(), ['IDEMPOTENCY_IN_PROGRESS', 'IDEMPOTENCY_IN_PROGRESS', 'proceed'], 'exactly one takes the claim over');
+    }
+  }
+});
+
 test('a body over max_body_bytes is refused before any claim', async () => {
   const h = harness({ max_body_bytes: '10b' });
   assert.equal(await h.code(h.begin('k', 'x'.repeat(11))), 'PAYLOAD_TOO_LARGE');

@@ -53,11 +53,10 @@ export interface ClaimIntent {
   readonly key: string;
   readonly fingerprint: string;
   readonly body: Buffer;
-  /**
-   * On a rate-limited route, the claim for the rate limiter to make together with its charge (one store round trip),
-   * with the record it writes; absent when the store's clock could not be read (decide() then meets the store's failure).
-   */
+  /** On a rate-limited route, the claim for the rate limiter to make together with its charge (one store round trip), with the record it writes. */
   readonly withCharge: { readonly request: ClaimRequest; readonly pending: PendingRecord } | undefined;
+  /** The store failed while the claim was prepared (its clock could not be read): decide() applies on_store_error without asking it again. */
+  readonly storeError: StoreError | undefined;
 }
 
 /** What the pipeline does next, decided before anything is forwarded. */
@@ -196,15 +195,17 @@ export class IdempotencyPolicy {
     const print = fingerprint(method, req.url ?? '/', body);
     const key = storeKey(this.keyPrefix, 'idem', id);
     let withCharge: ClaimIntent['withCharge'];
+    let storeError: StoreError | undefined;
     if (this.claimWithCharge) {
       try {
         const pending = this.pending(print, await this.store.now());
         withCharge = { request: { key, value: encodeRecord(pending), ttlMs: this.settings.ttlMs }, pending };
       } catch (err) {
         if (!(err instanceof StoreError)) throw err;
+        storeError = err;
       }
     }
-    return { kind: 'claim', intent: { key, fingerprint: print, body, withCharge } };
+    return { kind: 'claim', intent: { key, fingerprint: print, body, withCharge, storeError } };
   }
 
   /**
@@ -214,6 +215,7 @@ export class IdempotencyPolicy {
    */
   async decide(intent: ClaimIntent, res: ServerResponse, ctx: RequestContext, answered: string | null | undefined): Promise<IdempotencyDecision> {
     try {
+      if (intent.storeError) throw intent.storeError;
       const claim = await this.claimOrRead(intent, ctx, res, answered);
       if (claim instanceof Claim) return { kind: 'proceed', claim };
       return { kind: 'replay', record: claim };
