@@ -380,6 +380,41 @@ describe('RedisStore', () => {
     }
   });
 
+  it('on Cluster, a claim that fails after the charge keeps the charge, answers no claim, and is removed once its node runs it', { skip: skipServer, timeout: 60_000 }, async () => {
+    const cluster = await startRedisCluster();
+    const ports = cluster.nodes.map((node) => Number(new URL(node).port));
+    const store = new RedisStore({ clusterNodes: cluster.nodes, commandTimeoutMs: 300 });
+    try {
+      await eventually('the cluster store to be ready', 10_000, async () => assert.equal(await store.ready(), true));
+      /** The port of the master serving key's slot, from the node's own view of its slot ranges. */
+      const slotRanges = await Promise.all(
+        ports.map(async (port) => {
+          const myself = (await cli(port, 'CLUSTER', 'NODES')).split('\n').find((line) => line.includes('myself'))!;
+          return { port, ranges: myself.split(' ').slice(8).map((range) => range.split('-').map(Number)) };
+        }),
+      );
+      const masterOf = async (key: string) => {
+        const slot = Number(await cli(ports[0]!, 'CLUSTER', 'KEYSLOT', key));
+        return slotRanges.find(({ ranges }) => ranges.some(([from, to]) => slot >= from! && slot <= (to ?? from)!))!.port;
+      };
+      const bucket = { key: storeKey('cc-cluster', 'rl', 'consumer', 'b'), capacity: 10, perMs: 3_600_000 };
+      const bucketMaster = await masterOf(bucket.key);
+      let claimKey = storeKey('cc-cluster', 'idem', 'r0');
+      for (let i = 1; (await masterOf(claimKey)) === bucketMaster; i++) claimKey = storeKey('cc-cluster', 'idem', `r${i}`);
+      // The claim's master holds every write (scripts included) for 1.5 s: the claim times out after the charge went through.
+      assert.equal(await cli(await masterOf(claimKey), 'CLIENT', 'PAUSE', '1500', 'WRITE'), 'OK');
+      const paused = performance.now();
+      const result = await store.chargeAndClaim([bucket], 3, { key: claimKey, value: 'mine', ttlMs: 60_000 });
+      assert.deepEqual([result.consumed.allowed, result.consumed.buckets[0]!.remaining, result.claim], [true, 7, undefined]);
+      await sleep(Math.max(0, 1_500 - (performance.now() - paused)) + 300);
+      assert.equal(await store.get(claimKey), null, 'the claim its master ran after the pause was removed again');
+      assert.equal((await store.consume([bucket], 0, 'dry_run')).buckets[0]!.remaining, 7, 'the charge stands');
+    } finally {
+      await store.close();
+      await cluster.stop();
+    }
+  });
+
   it('comes up with a Redis that starts late, and recovers when it restarts', { skip: skipServer, timeout: 30_000 }, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'agentgate-recovery-'));
     const port = await freePort();
