@@ -4,7 +4,7 @@ import { Cluster, Redis } from 'ioredis';
 import type { RedisOptions } from 'ioredis';
 import { StoreError } from './store.ts';
 import type { Bucket, BucketState, ChargeAndClaimResult, ClaimRequest, ConsumeMode, ConsumeResult, Store, StoreErrorListener } from './store.ts';
-import { CHARGE_AND_CLAIM_LUA, CONSUME_LUA, hashTagOf, parseConsumeReply } from './token-bucket.ts';
+import { CONSUME_FUNCTION_LUA, CONSUME_LUA, hashTagOf, parseConsumeReply } from './token-bucket.ts';
 
 export interface RedisStoreOptions {
   /** Standalone Redis; exactly one of url and clusterNodes. */
@@ -29,6 +29,26 @@ return 1`,
   agentgateDeleteIf: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])`,
 };
+
+/**
+ * Store.chargeAndClaim in one EVALSHA: KEYS are the buckets and then the key to claim; ARGV as for CONSUME_LUA (mode
+ * 'charge'), then the claim's value and PX. The key is claimed (SET NX, or read when taken, as agentgateClaim does)
+ * only when the charge is allowed. Reply: CONSUME_LUA's, then, when allowed, 0 (claimed) or 1 and the value there.
+ */
+const CHARGE_AND_CLAIM_LUA = `${CONSUME_FUNCTION_LUA}
+local n = #KEYS - 1
+local reply = consume(n)
+if reply[1] == 1 then
+  local key = KEYS[n + 1]
+  if redis.call('SET', key, ARGV[3 + 2 * n], 'PX', ARGV[4 + 2 * n], 'NX') then
+    reply[#reply + 1] = 0
+  else
+    reply[#reply + 1] = 1
+    reply[#reply + 1] = redis.call('GET', key)
+  end
+end
+return reply
+`;
 
 /** What this store uses of a Redis or Cluster client, plus the commands SCRIPTS defines on it. */
 interface Client extends EventEmitter {
@@ -115,7 +135,7 @@ export class RedisStore implements Store {
   }
 
   claim(key: string, value: string, ttlMs: number): Promise<string | null> {
-    return this.run('claim', () => this.client.agentgateClaim(key, value, pxTtl(ttlMs)));
+    return this.removingOnFailure({ key, value }, this.run('claim', () => this.client.agentgateClaim(key, value, pxTtl(ttlMs))));
   }
 
   async replaceIf(key: string, expected: string, value: string, ttlMs: number): Promise<boolean> {
@@ -202,24 +222,32 @@ export class RedisStore implements Store {
     if (this.clustered || buckets.length === 0) {
       const consumed = await this.consume(buckets, cost);
       if (!consumed.allowed) return { consumed, claim: undefined };
-      try {
-        return { consumed, claim: await this.claim(claim.key, claim.value, claim.ttlMs) };
-      } catch {
-        // The charge stands; the claim, which may have been applied all the same (a timeout), is removed and left to
-        // the caller to make again, whose own failure handling then decides.
-        this.deleteIf(claim.key, claim.value).catch(() => {});
-        return { consumed, claim: undefined };
-      }
+      // The charge stands; a claim that failed is left to the caller to make again, whose own failure handling decides.
+      return { consumed, claim: await this.claim(claim.key, claim.value, claim.ttlMs).catch(() => undefined) };
     }
     const args: (string | number)[] = [buckets.length + 1];
     for (const b of buckets) args.push(b.key);
     args.push(claim.key, cost, 'charge');
     for (const b of buckets) args.push(b.capacity, b.perMs);
     args.push(claim.value, pxTtl(claim.ttlMs));
-    const reply = await this.run('chargeAndClaim', () => this.client.agentgateChargeAndClaim(...args));
+    const reply = await this.removingOnFailure(claim, this.run('chargeAndClaim', () => this.client.agentgateChargeAndClaim(...args)));
     const consumed = parseConsumeReply(reply, buckets.length);
     const after = 2 + 3 * buckets.length;
     return { consumed, claim: !consumed.allowed ? undefined : reply[after] === 0 ? null : (reply[after + 1] as string) };
+  }
+
+  /**
+   * An operation that claims and fails (a timeout above all) may have been applied by Redis all the same. Its value is
+   * unique to the attempt, so the claim is removed again (best effort; sent after it on the same connection) rather than
+   * left to look like a request in flight, and later like one whose gateway died.
+   */
+  private async removingOnFailure<T>(claim: Pick<ClaimRequest, 'key' | 'value'>, operation: Promise<T>): Promise<T> {
+    try {
+      return await operation;
+    } catch (err) {
+      this.deleteIf(claim.key, claim.value).catch(() => {});
+      throw err;
+    }
   }
 
   private async consumeGroup(buckets: readonly Bucket[], cost: number, mode: ConsumeMode): Promise<ConsumeResult> {

@@ -5,7 +5,11 @@ export interface Store {
   readonly kind: 'memory' | 'redis';
   /** The value under key, or null when absent or expired. */
   get(key: string): Promise<string | null>;
-  /** Sets key to value with a TTL only if the key is absent (SET NX PX). Returns null when this call claimed it, else the value already there. */
+  /**
+   * Sets key to value with a TTL only if the key is absent (SET NX PX). Returns null when this call claimed it, else the
+   * value already there. A call that fails removes its claim again (best effort), in case Redis applied it all the same:
+   * give every attempt a value of its own.
+   */
   claim(key: string, value: string, ttlMs: number): Promise<string | null>;
   /** Replaces the value, and its TTL, only if the current value is exactly `expected`. True when replaced. */
   replaceIf(key: string, expected: string, value: string, ttlMs: number): Promise<boolean>;
@@ -26,7 +30,7 @@ export interface Store {
    * rate-limited idempotent write's whole decision before forwarding, in one atomic step (one EVALSHA, one round trip)
    * instead of two. A refused charge claims nothing. On Redis Cluster the claim key lives in another slot than the
    * buckets, so there it is consume() then claim(); a claim that fails after the charge leaves the charge in place and
-   * answers `claim: undefined` (the claim is removed again, in case it was applied), so that the caller claims itself.
+   * answers `claim: undefined`, so that the caller claims itself. A call that fails removes its claim again, as claim() does.
    */
   chargeAndClaim(buckets: readonly Bucket[], cost: number, claim: ClaimRequest): Promise<ChargeAndClaimResult>;
   /** Whether the store can serve operations right now; never throws. */

@@ -68,12 +68,12 @@ export function consumeBuckets(buckets: readonly Bucket[], cost: number, mode: C
 }
 
 /**
- * The same in Lua for Redis, as a function `consume(n)` of the first n KEYS, for the scripts below. KEYS: the buckets,
+ * The same in Lua for Redis, as a function `consume(n)` of the first n KEYS, for CONSUME_LUA below and redis.ts's charge-and-claim script. KEYS: the buckets,
  * all in one hash slot on Cluster. ARGV: cost, mode, then capacity and perMs of each bucket. Time is Redis' own (TIME),
  * never a replica's clock. Reply: allowed (1/0), now, then remaining, resetMs, waitMs of each bucket. Numbers are
  * written with %.0f: Lua's default number format keeps 14 digits, which would round large sub-unit counts.
  */
-const CONSUME_FUNCTION_LUA = `
+export const CONSUME_FUNCTION_LUA = `
 local function floordiv(a, b)
   local q = math.floor(a / b)
   if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
@@ -133,26 +133,6 @@ end
 /** Store.consume in one EVALSHA, so atomic on the server: every KEY is a bucket. */
 export const CONSUME_LUA = `${CONSUME_FUNCTION_LUA}
 return consume(#KEYS)
-`;
-
-/**
- * Store.chargeAndClaim in one EVALSHA: KEYS are the buckets and then the key to claim; ARGV as for CONSUME_LUA (mode
- * 'charge'), then the claim's value and PX. The key is claimed (SET NX, or read when taken, as the claim script does)
- * only when the charge is allowed. Reply: CONSUME_LUA's, then, when allowed, 0 (claimed) or 1 and the value there.
- */
-export const CHARGE_AND_CLAIM_LUA = `${CONSUME_FUNCTION_LUA}
-local n = #KEYS - 1
-local reply = consume(n)
-if reply[1] == 1 then
-  local key = KEYS[n + 1]
-  if redis.call('SET', key, ARGV[3 + 2 * n], 'PX', ARGV[4 + 2 * n], 'NX') then
-    reply[#reply + 1] = 0
-  else
-    reply[#reply + 1] = 1
-    reply[#reply + 1] = redis.call('GET', key)
-  end
-end
-return reply
 `;
 
 /** Decodes the Lua reply (its first 2 + 3 * count elements). */

@@ -238,20 +238,6 @@ export class IdempotencyPolicy {
     return { state: 'pending', fingerprint: print, owner: randomUUID(), lease: now + this.settings.leaseMs, started: now };
   }
 
-  /**
-   * A claim that timed out may still have been applied by the store. This request is not forwarded as a claim holder
-   * then, so the possible orphan is removed (best effort; the value is unique to this attempt) rather than left to
-   * look like a request in flight, and later like one whose gateway died.
-   */
-  private async claimOrCleanUp(key: string, value: string): Promise<string | null> {
-    try {
-      return await this.store.claim(key, value, this.settings.ttlMs);
-    } catch (err) {
-      this.store.deleteIf(key, value).catch(() => {});
-      throw err;
-    }
-  }
-
   /** Claims the record (or takes the rate limiter's claim), or finds out what the existing one means for this request. */
   private async claimOrRead(intent: ClaimIntent, ctx: RequestContext, res: ServerResponse, answered: string | null | undefined): Promise<Claim | CompletedRecord> {
     const { key, fingerprint: print } = intent;
@@ -268,7 +254,7 @@ export class IdempotencyPolicy {
       } else {
         pending = this.pending(print, await this.store.now());
         value = encodeRecord(pending);
-        existing = await this.claimOrCleanUp(key, value);
+        existing = await this.store.claim(key, value, this.settings.ttlMs);
       }
       const now = pending.started;
       if (existing === null) return new Claim(this, key, value, pending, ctx);

@@ -208,9 +208,6 @@ export class RouteRateLimiter {
       else result = await this.deps.store.consume(buckets, cost);
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
-      // The claim may have been applied all the same (a timeout): its value is unique to this attempt, so it is removed
-      // (best effort) rather than left to look like a request in flight. The idempotency step claims afresh if it gets to.
-      if (claim) this.deps.store.deleteIf(claim.key, claim.value).catch(() => {});
       return this.storeUnavailable(err, consumer, requestId, priced.body);
     }
     const views = this.views(result, consumer);
