@@ -42,8 +42,28 @@ const ServerSchema = Type.Object(
       {
         max_header_bytes: Size('largest request head (request line and headers) accepted; larger ones get 431', '16kb'),
         max_url_bytes: Size('longest request target accepted; longer ones get 414', '8kb'),
+        max_connections: Type.Integer({
+          minimum: 1,
+          default: 10000,
+          description:
+            'most client connections the proxy port holds open at once; more are closed on arrival. Kept below the process file-descriptor limit (with room for upstream, Redis and admin sockets), so a flood of connections can never take the admin port or the upstream pool down with it',
+        }),
       },
       { additionalProperties: false, default: {}, description: 'limits on what clients may send' },
+    ),
+    timeouts: Type.Object(
+      {
+        request_head: Duration(
+          'longest a client may take to send a request line and headers, counted from its first byte or, on a new connection, from the connect; a client too slow gets 408 REQUEST_TIMEOUT and the connection is closed',
+          '10s',
+        ),
+        request_body_idle: Duration(
+          'longest a client may stay silent while sending a request body; a client too slow gets 408 REQUEST_TIMEOUT, and its request never counts against the upstream (circuit breaker)',
+          '10s',
+        ),
+        keep_alive: Duration('how long an idle keep-alive connection is kept open between two requests', '5s'),
+      },
+      { additionalProperties: false, default: {}, description: "how long clients may take: the client's own time, measured apart from the upstream's" },
     ),
   },
   { additionalProperties: false, default: {}, description: 'the listening sockets and their limits' },

@@ -41,6 +41,12 @@ export const ERROR_CATALOG = {
     retryable: false,
     suggestion: 'Check the method and path: this gateway does not expose them.',
   },
+  REQUEST_TIMEOUT: {
+    status: 408,
+    title: 'Request not received in time',
+    retryable: true,
+    suggestion: 'Your client was too slow sending the request (its headers or body stalled): send it again, all at once.',
+  },
   CONFLICT: {
     status: 409,
     title: 'Conflict',
