@@ -3,17 +3,34 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
+import { CST, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import { ConfigSchema, type Config } from './schema.ts';
 import { isDuration, isSize, parseDuration, parseListenAddress } from './units.ts';
 import { MAX_CAPACITY_TIMES_PER_MS } from '../policies/rate-limit/schema.ts';
+import { idempotencySettingsProblems } from '../policies/idempotency/schema.ts';
 import { compilePathTemplate } from '../routing/router.ts';
 import { loadResponseSchema } from '../policies/silent-failure/policy.ts';
 
-/** Config files larger than this are refused before parsing: a real config is a few kilobytes. */
-const MAX_CONFIG_BYTES = 1024 * 1024;
+/**
+ * Config files larger than this are refused before parsing. A real config is a few kilobytes; a thousand routes of five
+ * settings and a comment each are about 270 KB, so this leaves room for about two thousand. Parsing costs memory per
+ * YAML node: a file of nothing but tiny nodes (`[1,1,1,...]`) peaked at 590 MB more than an idle process at 1 MiB,
+ * 365 MB at 512 KiB.
+ */
+export const MAX_CONFIG_BYTES = 512 * 1024;
 /** YAML aliases expanded at most this often, so a "billion laughs" file cannot exhaust memory. */
 const MAX_ALIAS_COUNT = 100;
+/**
+ * Deepest nesting of mappings and lists refused before the YAML parser runs: a real config is never more than about
+ * ten levels deep, and the parser costs memory and stack per level (400 KB of `[[[[...` took 430 MB to refuse).
+ */
+export const MAX_NESTING_DEPTH = 64;
+/**
+ * Values substituted for ${NAME} shorter than this are not scrubbed from problem messages that concern other keys: too
+ * short to be secrets, and common enough (`1`, `10s`) to garble messages. Where such a value is itself the problem, it
+ * is hidden whatever its length.
+ */
+const MIN_SCRUBBED_CHARS = 4;
 
 export interface ConfigProblem {
   file: string;
@@ -80,8 +97,17 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
 
 /** Parses and validates config text; `file` is only used in problem reports. */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const tooDeep = tooDeeplyNested(text);
+  if (tooDeep !== undefined) {
+    const before = text.slice(0, tooDeep);
+    const line = before.split('\n').length;
+    const problem = { file, line, column: tooDeep - before.lastIndexOf('\n'), keyPath: '' };
+    throw new ConfigError([{ ...problem, message: `nested more than ${MAX_NESTING_DEPTH} levels deep; a config needs about 10` }]);
+  }
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  // Duplicate keys are found below in one pass: yaml's uniqueKeys compares every key with every other (quadratic: a
+  // mapping of 100,000 keys took 98 s).
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: false });
   const at = (offset: number | undefined, keyPath: string, message: string): ConfigProblem => {
     const pos = offset === undefined ? { line: 0, col: 0 } : lineCounter.linePos(offset);
     return { file, line: pos.line, column: pos.col, keyPath, message };
@@ -98,56 +124,216 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     throw new ConfigError([at(undefined, '', 'the file is empty; a config needs at least version, upstreams and routes')]);
   }
 
-  const envProblems = substituteEnv(doc, env, at);
-  if (envProblems.length > 0) throw new ConfigError(envProblems);
+  const duplicates = duplicateKeyProblems(doc, at);
+  if (duplicates.length > 0) throw new ConfigError(duplicates);
+
+  // From here on a problem message could quote a value that came from the environment, often a secret: every
+  // problem leaves through fail(), which scrubs each inserted value (in every form a message could carry) to ${NAME}.
+  const { problems: envProblems, redaction } = substituteEnv(doc, env, at);
+  const fail = (problems: ConfigProblem[]): never => {
+    throw new ConfigError(problems.map((p) => ({ ...p, message: redaction.scrub(p.message, p.keyPath) })));
+  };
+  if (envProblems.length > 0) fail(envProblems);
 
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (err) {
-    throw new ConfigError([at(undefined, '', `cannot expand the YAML: ${(err as Error).message}`)]);
+    fail([at(undefined, '', `cannot expand the YAML: ${(err as Error).message}`)]);
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-    throw new ConfigError([at(doc.contents.range?.[0], '', 'the top level must be a mapping of keys (version, upstreams, routes, ...)')]);
+    fail([at(doc.contents.range?.[0], '', 'the top level must be a mapping of keys (version, upstreams, routes, ...)')]);
   }
 
   // Schema and cross-reference problems are reported together, so a file is fixed in one round, not two.
   const valid = validateSchema(data);
-  const problems = valid ? [] : schemaProblems(validateSchema.errors ?? [], doc, at);
+  const problems = valid ? [] : schemaProblems(validateSchema.errors ?? [], doc, at, redaction);
   const reported = new Set(problems.map((p) => p.keyPath));
   for (const { keyPath, message } of crossCheck(data as Partial<Config>, path.dirname(path.resolve(file)))) {
     const formatted = formatKeyPath(keyPath);
     if (!reported.has(formatted)) problems.push(at(offsetOf(doc, keyPath), formatted, message));
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) fail(problems);
   return data as Config;
+}
+
+/**
+ * Where `text` first nests deeper than MAX_NESTING_DEPTH (an offset), found with yaml's lexer alone, which streams
+ * tokens in constant memory; the parser's cost is what is being avoided. Depth counts block levels (a stack of the
+ * columns where nodes start: deeper indentation, and a node after `- `, `? ` or `: ` on the same line) plus open flow
+ * collections (`[`, `{`). It may count one level more than the document has (a scalar after `key: `) or half as many
+ * (lists at their parent key's indentation), which matters neither way next to a real config's ten.
+ */
+function tooDeeplyNested(text: string): number | undefined {
+  const columns: number[] = [];
+  let flow = 0;
+  let offset = 0;
+  let lineStart = 0;
+  let atLineStart = true;
+  let afterIndicator = false;
+  let scalarNext = false;
+  for (const source of new Lexer().lex(text)) {
+    // Control tokens the lexer adds (document mode, end of a broken flow collection, scalar follows) take no source.
+    if (source === '\x02' || source === '\x18') continue;
+    if (source === '\x1f') {
+      scalarNext = true;
+      continue;
+    }
+    const start = offset;
+    offset += source.length;
+    // A scalar's source can look like any token, e.g. a block scalar's indented lines like space.
+    const type = scalarNext ? 'scalar' : CST.tokenType(source);
+    scalarNext = false;
+    const lastNewline = source.lastIndexOf('\n');
+    if (type === 'newline') {
+      lineStart = offset;
+      atLineStart = true;
+      afterIndicator = false;
+      continue;
+    }
+    if (type === 'space' || type === 'comment' || type === 'byte-order-mark' || type === 'directive-line') continue;
+    if (type === 'doc-start' || type === 'doc-end') {
+      columns.length = 0;
+      flow = 0;
+      afterIndicator = true;
+    } else {
+      const column = start - lineStart;
+      if (flow === 0 && atLineStart) {
+        while (columns.length > 0 && columns[columns.length - 1]! > column) columns.pop();
+        if (columns[columns.length - 1] !== column) columns.push(column);
+      } else if (flow === 0 && afterIndicator) {
+        columns.push(column);
+      }
+      afterIndicator = flow === 0 && (type === 'seq-item-ind' || type === 'explicit-key-ind' || type === 'map-value-ind');
+      if (type === 'flow-seq-start' || type === 'flow-map-start') flow++;
+      else if ((type === 'flow-seq-end' || type === 'flow-map-end') && flow > 0) flow--;
+      if (columns.length + flow > MAX_NESTING_DEPTH) return start;
+    }
+    atLineStart = false;
+    // A token spanning lines (a multi-line scalar) ends on a later line: columns count from there.
+    if (lastNewline !== -1) {
+      lineStart = start + lastNewline + 1;
+      atLineStart = lastNewline === source.length - 1;
+    }
+  }
+  return undefined;
+}
+
+/** Keys given twice in one mapping (YAML forbids it; which one would win is anyone's guess). Linear in the keys. */
+function duplicateKeyProblems(doc: Document, at: At): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  visit(doc, {
+    Map(_key, map, ancestors) {
+      const first = new Map<string, number | undefined>();
+      for (const pair of map.items) {
+        if (!isScalar(pair.key)) continue;
+        const name = String(pair.key.value);
+        const offset = pair.key.range?.[0];
+        if (!first.has(name)) {
+          first.set(name, offset);
+          continue;
+        }
+        const firstOffset = first.get(name);
+        const where = firstOffset === undefined ? '' : ` (first on line ${at(firstOffset, '', '').line})`;
+        problems.push(at(offset, formatKeyPath([...pathOf([...ancestors, map]), name]), `duplicate key ${describe(name)}${where}: give each key once`));
+      }
+    },
+  });
+  return problems;
 }
 
 type At = (offset: number | undefined, keyPath: string, message: string) => ConfigProblem;
 type KeyPath = (string | number)[];
 
-/** Replaces ${NAME} in every string value; `$${` stands for a literal `${`. A missing variable is an error, never ''. */
-function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, at: At): ConfigProblem[] {
+/**
+ * Replaces ${NAME} in every string value; `$${` stands for a literal `${`. A missing variable is an error, never ''.
+ * Returns what it inserted where, so that no problem message can print a value that came from the environment.
+ */
+function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, at: At): { problems: ConfigProblem[]; redaction: Redaction } {
   const problems: ConfigProblem[] = [];
+  const redaction = new Redaction();
   visit(doc, {
     Scalar(key, node, ancestors) {
       if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('${')) return;
+      const keyPath = pathOf([...ancestors, node]);
       node.value = node.value.replace(/\$?\$\{([^}]*)\}/g, (whole: string, name: string) => {
         if (whole.startsWith('$$')) return whole.slice(1);
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
-          problems.push(at(node.range?.[0], formatKeyPath(pathOf([...ancestors, node])), `'${whole}' is not a valid variable reference; use \${NAME} with letters, digits and _`));
+          problems.push(at(node.range?.[0], formatKeyPath(keyPath), `'${whole}' is not a valid variable reference; use \${NAME} with letters, digits and _`));
           return whole;
         }
         const value = env[name];
         if (value === undefined) {
-          problems.push(at(node.range?.[0], formatKeyPath(pathOf([...ancestors, node])), `environment variable ${name} is not set`));
+          problems.push(at(node.range?.[0], formatKeyPath(keyPath), `environment variable ${name} is not set`));
           return whole;
         }
+        redaction.record(keyPath, name, value);
         return value;
       });
     },
   });
-  return problems;
+  return { problems, redaction };
+}
+
+/**
+ * The values substituteEnv inserted (secrets, often: a Redis password, an upstream's token) and the keys they went to.
+ * A problem at such a key says "the value from ${NAME} (not shown)" instead of quoting it, and every problem message
+ * is scrubbed of every inserted value before it leaves parseConfig, in each form a message could carry it: as is,
+ * JSON-escaped (as describe() quotes) and URL-encoded.
+ */
+class Redaction {
+  /** Substituted scalars by key path (both as formatKeyPath writes a path from the document and from a JSON pointer). */
+  private readonly byPath = new Map<string, { names: string[]; values: string[] }>();
+  /** Each inserted value, with the variable it came from. */
+  private readonly inserted = new Map<string, string>();
+  private pattern: RegExp | undefined;
+  private readonly replacements = new Map<string, string>();
+
+  record(keyPath: KeyPath, name: string, value: string): void {
+    const numbered = keyPath.map((k) => (typeof k === 'string' && /^\d+$/.test(k) ? Number(k) : k));
+    const entry = this.byPath.get(formatKeyPath(keyPath)) ?? { names: [], values: [] };
+    if (!entry.names.includes(name)) entry.names.push(name);
+    if (value !== '') entry.values.push(value);
+    this.byPath.set(formatKeyPath(keyPath), entry);
+    this.byPath.set(formatKeyPath(numbered), entry);
+    if (value !== '' && !this.inserted.has(value)) this.inserted.set(value, name);
+    this.pattern = undefined;
+  }
+
+  /** What a message shows instead of a substituted scalar's value; undefined for a value written in the file. */
+  hidden(keyPath: string): string | undefined {
+    const entry = this.byPath.get(keyPath);
+    return entry && `the value from ${entry.names.map((n) => `\${${n}}`).join(', ')} (not shown)`;
+  }
+
+  /** `text` with every inserted value replaced by its ${NAME}: values of any length at `keyPath`, long enough ones anywhere. */
+  scrub(text: string, keyPath: string): string {
+    const here = this.byPath.get(keyPath);
+    if (here) {
+      const name = here.names.length === 1 ? here.names[0]! : undefined;
+      for (const value of [...here.values].sort((a, b) => b.length - a.length)) {
+        const variable = `\${${name ?? this.inserted.get(value)!}}`;
+        for (const form of encodings(value)) text = text.split(form).join(variable);
+      }
+    }
+    if (this.inserted.size === 0) return text;
+    if (!this.pattern) {
+      this.replacements.clear();
+      for (const [value, name] of this.inserted) {
+        if (value.length < MIN_SCRUBBED_CHARS) continue;
+        for (const form of encodings(value)) if (!this.replacements.has(form)) this.replacements.set(form, `\${${name}}`);
+      }
+      const forms = [...this.replacements.keys()].sort((a, b) => b.length - a.length);
+      this.pattern = forms.length ? new RegExp(forms.map((f) => f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g') : /(?!)/g;
+    }
+    return text.replace(this.pattern, (form) => this.replacements.get(form)!);
+  }
+}
+
+/** The forms a value can take in a message: as is, JSON-escaped (without the quotes), URL-encoded. */
+function encodings(value: string): string[] {
+  const json = JSON.stringify(value).slice(1, -1);
+  return [...new Set([value, json, json.replace(/\\"/g, '"'), encodeURIComponent(value), encodeURI(value)])].filter((f) => f.length > 0);
 }
 
 /** The key path of a node, given the chain of its ancestors (as yaml's visit() passes them) followed by the node. */
@@ -161,7 +347,7 @@ function pathOf(chain: readonly unknown[]): KeyPath {
   return keys;
 }
 
-function schemaProblems(errors: ErrorObject[], doc: Document, at: At): ConfigProblem[] {
+function schemaProblems(errors: ErrorObject[], doc: Document, at: At, redaction: Redaction): ConfigProblem[] {
   // A union (anyOf) fails with one error per branch; report the union once, in words.
   const unionPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath);
   // A union that also lists its types (boolean or object, with properties for the object) says it better than the type list.
@@ -177,6 +363,9 @@ function schemaProblems(errors: ErrorObject[], doc: Document, at: At): ConfigPro
     const keyPath = pointerToKeyPath(e.instancePath);
     let target = keyPath;
     let message: string;
+    // The value in question, unless it came from the environment (scrubbed before describe() shortens it).
+    const got = () =>
+      redaction.hidden(formatKeyPath(keyPath)) ?? describe(typeof e.data === 'string' ? redaction.scrub(e.data, formatKeyPath(keyPath)) : e.data);
     switch (e.keyword) {
       case 'additionalProperties': {
         const key = String(e.params.additionalProperty);
@@ -190,20 +379,20 @@ function schemaProblems(errors: ErrorObject[], doc: Document, at: At): ConfigPro
         message = `missing required key '${String(e.params.missingProperty)}'`;
         break;
       case 'type':
-        message = `must be ${article(String(e.params.type))}, got ${describe(e.data)}`;
+        message = `must be ${article(String(e.params.type))}, got ${got()}`;
         break;
       case 'format':
-        message = `${formatHelp(String(e.params.format))}, got ${describe(e.data)}`;
+        message = `${formatHelp(String(e.params.format))}, got ${got()}`;
         break;
       case 'const':
-        message = `must be ${JSON.stringify(e.params.allowedValue)}, got ${describe(e.data)}`;
+        message = `must be ${JSON.stringify(e.params.allowedValue)}, got ${got()}`;
         break;
       case 'anyOf': {
         const branches = (e.schema as { const?: unknown }[]) ?? [];
         const constants = branches.every((b) => 'const' in b) ? branches.map((b) => String(b.const)) : [];
         message = constants.length
-          ? `must be one of ${constants.join(', ')}, got ${describe(e.data)}`
-          : `${(e.parentSchema as { description?: string }).description ?? 'does not match any allowed form'}, got ${describe(e.data)}`;
+          ? `must be one of ${constants.join(', ')}, got ${got()}`
+          : `${(e.parentSchema as { description?: string }).description ?? 'does not match any allowed form'}, got ${got()}`;
         break;
       }
       case 'minProperties':
@@ -213,11 +402,11 @@ function schemaProblems(errors: ErrorObject[], doc: Document, at: At): ConfigPro
           : `must have ${e.keyword === 'minProperties' ? 'at least' : 'at most'} ${String(e.params.limit)} keys`;
         break;
       case 'pattern':
-        message = `${describe(e.data)} is not allowed here: must match ${String(e.params.pattern)}` +
+        message = `${got()} is not allowed here: must match ${String(e.params.pattern)}` +
           ((e.parentSchema as { description?: string }).description ? ` (${(e.parentSchema as { description: string }).description})` : '');
         break;
       default:
-        message = `${e.message ?? 'is invalid'}${e.data !== undefined && typeof e.data !== 'object' ? `, got ${describe(e.data)}` : ''}`;
+        message = `${e.message ?? 'is invalid'}${e.data !== undefined && typeof e.data !== 'object' ? `, got ${got()}` : ''}`;
     }
     const problem = at(offsetOf(doc, target), formatKeyPath(target), message);
     const id = `${problem.keyPath}\u0000${problem.message}`;
@@ -242,14 +431,14 @@ function crossCheck(config: Partial<Config>, configDir: string): { keyPath: KeyP
     if (!isRecord(route)) return;
     if (typeof route.name === 'string') {
       const first = routeNames.get(route.name);
-      if (first !== undefined) problems.push({ keyPath: ['routes', i, 'name'], message: `duplicate route name '${route.name}' (first used by routes[${first}])` });
+      if (first !== undefined) problems.push({ keyPath: ['routes', i, 'name'], message: `duplicate route name ${quote(route.name)} (first used by routes[${first}])` });
       else routeNames.set(route.name, i);
     }
     if (typeof route.upstream === 'string' && !Object.hasOwn(upstreams, route.upstream)) {
       const near = closest(route.upstream, upstreamNames);
       problems.push({
         keyPath: ['routes', i, 'upstream'],
-        message: `unknown upstream '${route.upstream}'` + (near ? ` (did you mean '${near}'?)` : ` (defined: ${upstreamNames.join(', ') || 'none'})`),
+        message: `unknown upstream ${quote(route.upstream)}` + (near ? ` (did you mean '${near}'?)` : ` (defined: ${upstreamNames.join(', ') || 'none'})`),
       });
     }
     const path = isRecord(route.match) ? route.match.path : undefined;
@@ -261,7 +450,7 @@ function crossCheck(config: Partial<Config>, configDir: string): { keyPath: KeyP
       }
     }
   });
-  problems.push(...rateLimitProblems(config), ...responseSchemaProblems(config, configDir));
+  problems.push(...rateLimitProblems(config), ...responseSchemaProblems(config, configDir), ...idempotencyProblems(config), ...upstreamProblems(upstreams));
   const store = isRecord(config.store) ? (config.store as Partial<Config['store']>) : undefined;
   const workers = isRecord(config.server) ? (config.server as Partial<Config['server']>).workers : undefined;
   if (workers !== undefined && workers !== 1 && store?.type !== 'redis') {
@@ -279,6 +468,88 @@ function crossCheck(config: Partial<Config>, configDir: string): { keyPath: KeyP
   }
   if (store.type === 'memory' && (store.url || store.cluster)) {
     problems.push({ keyPath: ['store', 'type'], message: "'url' and 'cluster' are for type redis; set type: redis or remove them" });
+  }
+  if (typeof store.url === 'string' && !isUrl(store.url)) problems.push({ keyPath: ['store', 'url'], message: NOT_A_URL });
+  if (isRecord(store.cluster) && Array.isArray(store.cluster.nodes)) {
+    store.cluster.nodes.forEach((node: unknown, i) => {
+      if (typeof node === 'string' && !isUrl(node)) problems.push({ keyPath: ['store', 'cluster', 'nodes', i], message: NOT_A_URL });
+    });
+  }
+  return problems;
+}
+
+/** Each idempotency mapping (every route's own, and defaults.idempotency, which routes without one take whole) obeys the policy's own rules. */
+function idempotencyProblems(config: Partial<Config>): { keyPath: KeyPath; message: string }[] {
+  const problems: { keyPath: KeyPath; message: string }[] = [];
+  const check = (settings: unknown, keyPath: KeyPath) => {
+    for (const p of idempotencySettingsProblems(settings)) problems.push({ keyPath: [...keyPath, p.key], message: p.message });
+  };
+  if (isRecord(config.defaults)) check(config.defaults.idempotency, ['defaults', 'idempotency']);
+  (Array.isArray(config.routes) ? config.routes : []).forEach((route: unknown, i) => {
+    if (isRecord(route)) check(route.idempotency, ['routes', i, 'idempotency']);
+  });
+  return problems;
+}
+
+/**
+ * Headers the gateway sets itself, per request or per connection: injected from the config they would contradict the
+ * body's framing or the connection's state (request smuggling, hung connections) or send the request to another host.
+ */
+const GATEWAY_CONTROLLED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'te', 'upgrade', 'trailer', 'expect', 'proxy-connection']);
+
+const NOT_A_URL = 'is not a URL that can be parsed (check the host, and that a port is at most 65535); the value is not shown';
+
+function isUrl(text: string): boolean {
+  try {
+    new URL(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Why `value` cannot be sent as an HTTP header value, or undefined when it can. The test is Node's own (its http
+ * module refuses anything but tab, space, visible ASCII and bytes 0x80-0xFF, so every request would fail), but the
+ * answer never quotes the value: injected headers carry secrets.
+ */
+export function headerValueProblem(value: string): string | undefined {
+  const bad = /[^\t\x20-\x7e\x80-\xff]/.exec(value);
+  if (!bad) return undefined;
+  const char = bad[0];
+  if (char === '\n' || char === '\r') {
+    return 'contains a line break, which a header value cannot carry; a secret read from a file often ends with one: strip it (the value is not shown)';
+  }
+  const code = char.codePointAt(0)!;
+  if (code < 0x20 || code === 0x7f) {
+    return `contains a control character (U+${code.toString(16).toUpperCase().padStart(4, '0')}), which a header value cannot carry (the value is not shown)`;
+  }
+  return 'contains a character beyond U+00FF, which a header value cannot carry: encode it as the upstream expects (the value is not shown)';
+}
+
+/** An upstream's URL must parse, and its injected headers must be sendable and must not be ones the gateway controls. */
+function upstreamProblems(upstreams: Record<string, unknown>): { keyPath: KeyPath; message: string }[] {
+  const problems: { keyPath: KeyPath; message: string }[] = [];
+  for (const [name, upstream] of Object.entries(upstreams)) {
+    if (!isRecord(upstream)) continue;
+    if (typeof upstream.url === 'string' && !isUrl(upstream.url)) problems.push({ keyPath: ['upstreams', name, 'url'], message: NOT_A_URL });
+    if (!isRecord(upstream.headers)) continue;
+    const seen = new Map<string, string>();
+    for (const [header, value] of Object.entries(upstream.headers)) {
+      const keyPath = ['upstreams', name, 'headers', header];
+      const lower = header.toLowerCase();
+      if (GATEWAY_CONTROLLED_HEADERS.has(lower)) {
+        problems.push({
+          keyPath,
+          message: `${lower} cannot be injected: the gateway itself controls the host, the framing (content-length, transfer-encoding, trailer, te, expect) and the connection (connection, keep-alive, upgrade, proxy-connection) of each request`,
+        });
+      }
+      const first = seen.get(lower);
+      if (first !== undefined) problems.push({ keyPath, message: `the same header as '${first}' (header names are case-insensitive): give it once` });
+      else seen.set(lower, header);
+      const problem = typeof value === 'string' ? headerValueProblem(value) : undefined;
+      if (problem) problems.push({ keyPath, message: problem });
+    }
   }
   return problems;
 }
@@ -313,7 +584,7 @@ function rateLimitProblems(config: Partial<Config>): { keyPath: KeyPath; message
       const near = closest(name, names);
       problems.push({
         keyPath: at,
-        message: `unknown rate-limit policy '${name}'` + (near ? ` (did you mean '${near}'?)` : ` (defined under rate_limits: ${names.join(', ') || 'none'})`),
+        message: `unknown rate-limit policy ${quote(name)}` + (near ? ` (did you mean '${near}'?)` : ` (defined under rate_limits: ${names.join(', ') || 'none'})`),
       });
     }
   };
@@ -386,11 +657,17 @@ function formatHelp(format: string): string {
   }
 }
 
+/** A string in quotes, JSON-escaped so a control character cannot split the message; never shortened, so it can be scrubbed whole. */
+function quote(value: string): string {
+  return `'${JSON.stringify(value).slice(1, -1)}'`;
+}
+
 function describe(value: unknown): string {
   if (value === null || value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return `'${value.length > 60 ? value.slice(0, 57) + '...' : value}'`;
+  // Shortened: a value from the environment must be scrubbed before it gets here (see schemaProblems), not after.
+  if (typeof value === 'string') return quote(value.length > 60 ? value.slice(0, 57) + '...' : value);
   return `${typeof value} ${String(value)}`;
 }
 

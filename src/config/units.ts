@@ -20,6 +20,14 @@ export function parseDuration(text: string): number {
   return Math.round(Number(m[1]) * MS_PER_UNIT[m[2]!]!);
 }
 
+/** A whole number of milliseconds as the config writes durations: the largest unit that divides it (20000 -> '20s'). */
+export function formatDuration(ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    if (ms !== 0 && ms % MS_PER_UNIT[unit]! === 0) return `${ms / MS_PER_UNIT[unit]!}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
 /** Bytes in a validated size string. */
 export function parseSize(text: string): number {
   const m = SIZE.exec(text);

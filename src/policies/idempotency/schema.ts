@@ -1,6 +1,7 @@
 // The `idempotency:` config of a route: `false`, or its settings with every default (the one place they are written).
 import { Type, type Static, type TLiteral, type TString, type TUnion } from '@sinclair/typebox';
 import { falseOr } from '../../config/false-or.ts';
+import { formatDuration, isDuration, parseDuration } from '../../config/units.ts';
 
 /** The building blocks config/schema.ts defines for every section, passed in so this fragment does not import it back. */
 export interface SchemaHelpers {
@@ -61,4 +62,32 @@ export type IdempotencySettings = Static<ReturnType<typeof idempotencySettingsSc
 /** `false` or the settings. */
 export function idempotencySchema(t: SchemaHelpers) {
   return falseOr(idempotencySettingsSchema(t), 'false to turn it off, or a mapping of settings such as {required: true, ttl: 24h}');
+}
+
+/** A problem with one idempotency mapping: the key it concerns (inside the mapping) and what is wrong, in words. */
+export interface IdempotencySettingsProblem {
+  key: keyof IdempotencySettings;
+  message: string;
+}
+
+/**
+ * The rules between settings that the schema cannot express; the policy owns them, as Kong's entity_checks do.
+ * config/load.ts reports each at its key, with file and line, for every route's mapping and for defaults.idempotency.
+ * Runs on data that may have failed the schema (defaults filled in), so it only looks at well-formed values.
+ */
+export function idempotencySettingsProblems(settings: unknown): IdempotencySettingsProblem[] {
+  if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) return [];
+  const { ttl, lease } = settings as Record<string, unknown>;
+  if (typeof ttl !== 'string' || typeof lease !== 'string' || !isDuration(ttl) || !isDuration(lease)) return [];
+  const problems: IdempotencySettingsProblem[] = [];
+  // A record outlives its claim's lease, or a claim whose gateway is still working could vanish, and a retry would
+  // run the request a second time. The policy uses ttl as written; it is never stretched behind the operator's back.
+  const leaseMs = parseDuration(lease);
+  if (parseDuration(ttl) < 2 * leaseMs) {
+    problems.push({
+      key: 'ttl',
+      message: `${ttl} is shorter than twice the lease (${lease}): a record must outlive its claim's lease; set ttl to at least ${formatDuration(2 * leaseMs)} or shorten lease`,
+    });
+  }
+  return problems;
 }
