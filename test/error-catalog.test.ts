@@ -9,6 +9,7 @@ const CONTRACT_CODES = [
   'PAYLOAD_TOO_LARGE', 'IDEMPOTENCY_KEY_REQUIRED', 'IDEMPOTENCY_KEY_INVALID', 'IDEMPOTENCY_IN_PROGRESS', 'IDEMPOTENCY_KEY_REUSED',
   'IDEMPOTENCY_OUTCOME_UNKNOWN', 'RATE_LIMITED', 'COST_EXCEEDS_BUDGET', 'UPSTREAM_RATE_LIMITED', 'UPSTREAM_ERROR',
   'UPSTREAM_UNAVAILABLE', 'UPSTREAM_TIMEOUT', 'SILENT_FAILURE', 'CIRCUIT_OPEN', 'STORE_UNAVAILABLE', 'GATEWAY_ERROR',
+  'REQUEST_TIMEOUT',
 ];
 
 let gw: TestGateway;
@@ -39,6 +40,9 @@ test('one entry is served at its type URI, and an unknown code is a NOT_FOUND en
   assert.equal(one.status, 200);
   assert.equal(one.json().code, 'RATE_LIMITED');
   assert.equal(one.json().status, 429);
+  // 422, not 429: status-based retry (got, ky, axios-retry, urllib3) would retry a 429 that can never pass.
+  const cost = (await send(`${gw.url}/_agentgate/errors/COST_EXCEEDS_BUDGET`)).json();
+  assert.deepEqual([cost.status, cost.retryable], [422, false]);
   const unknown = await send(`${gw.url}/_agentgate/errors/NOPE`);
   assert.equal(unknown.status, 404);
   assert.equal(envelopeOf(unknown).code, 'NOT_FOUND');

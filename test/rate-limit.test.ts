@@ -138,10 +138,11 @@ describe('the budget an agent can plan with', () => {
     assert.ok(Math.abs(refill.remaining - expected) <= 1, `remaining ${refill.remaining}, expected about ${expected.toFixed(2)}`);
   });
 
-  test('a request costing more than the whole budget: COST_EXCEEDS_BUDGET, not retryable, split the work', async () => {
+  test('a request costing more than the whole budget: 422 COST_EXCEEDS_BUDGET, not retryable, split the work', async () => {
     const reply = await as('big-spender', '/huge');
     const body = envelopeOf(reply);
-    assert.deepEqual([reply.status, body.code, body.retryable, body.retry_after_seconds], [429, 'COST_EXCEEDS_BUDGET', false, null]);
+    // 422, not 429: got, ky, axios-retry and urllib3 retry every 429 (and 408, 413, 5xx) by its status.
+    assert.deepEqual([reply.status, body.code, body.retryable, body.retry_after_seconds], [422, 'COST_EXCEEDS_BUDGET', false, null]);
     assert.equal(reply.headers['x-should-retry'], 'false');
     assert.equal(reply.headers['retry-after'], undefined);
     assert.match(body.detail, /costs 50 units, more than budget 'agents' holds \(10 per 1h\)/);
@@ -260,6 +261,18 @@ describe('GET /_agentgate/budget', () => {
     assert.deepEqual([tooMuch.cost, tooMuch.allowed, tooMuch.limited_by], [17, false, ['bulk']]);
     assert.ok(tooMuch.retry_after_seconds > 0);
     assert.equal((await budgetOf('budgeter', '?method=GET&path=/huge')).request.exceeds_capacity, true);
+    // The dry run and the request itself tell the same story: never (no wait), by the same policies; sent, a 422.
+    const never = (await budgetOf('budgeter', '?method=GET&path=/huge')).request;
+    assert.deepEqual([never.cost, never.allowed, never.retry_after_seconds, never.limited_by, never.exceeds_capacity], [50, false, null, ['agents'], true]);
+    const sent = await as('budgeter', '/huge');
+    const refused = envelopeOf(sent);
+    assert.deepEqual([sent.status, refused.code, refused.retryable, refused.retry_after_seconds, refused.violated_policies], [422, 'COST_EXCEEDS_BUDGET', false, null, never.limited_by]);
+    assert.equal(sent.headers['retry-after'], undefined);
+    // A request that only has to wait: the dry run's wait is the Retry-After of the 429 it would get.
+    const wait = (await budgetOf('budgeter', '?method=POST&path=/bulk&items=8')).request;
+    const limited = await as('budgeter', '/bulk', { method: 'POST', body: JSON.stringify({ orders: Array.from({ length: 8 }, (_, i) => i) }) });
+    assert.deepEqual([limited.status, envelopeOf(limited).code, envelopeOf(limited).violated_policies], [429, 'RATE_LIMITED', wait.limited_by]);
+    assert.ok(Math.abs(Number(limited.headers['retry-after']) - wait.retry_after_seconds) <= 1, `${String(limited.headers['retry-after'])} vs ${wait.retry_after_seconds}`);
     assert.equal((await budgetOf('budgeter', '?path=/upstream-429/x')).request.rate_limited, false);
     assert.equal((await budgetOf('budgeter')).budgets.find((b: { policy: string }) => b.policy === 'bulk').remaining, 15, 'quotes spend nothing');
 
@@ -383,7 +396,7 @@ describe('the OpenAI SDK pointed at the gateway', () => {
         return response;
       },
     });
-    await assert.rejects(strict.get('/huge'), (err: InstanceType<typeof OpenAI.APIError>) => err.status === 429);
-    assert.deepEqual(refusals, [429]);
+    await assert.rejects(strict.get('/huge'), (err: InstanceType<typeof OpenAI.APIError>) => err.status === 422);
+    assert.deepEqual(refusals, [422]);
   });
 });

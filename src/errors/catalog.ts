@@ -102,7 +102,9 @@ export const ERROR_CATALOG = {
     suggestion: 'Wait until the budget refills, then send the same request again.',
   },
   COST_EXCEEDS_BUDGET: {
-    status: 429,
+    // 422, not 429: generic HTTP clients (got, ky, axios-retry, urllib3) retry every 429 by its status, and this
+    // request can never pass. X-Should-Retry: false says so too, but only the OpenAI and Anthropic SDKs read it.
+    status: 422,
     title: 'Request costs more than the whole budget',
     retryable: false,
     suggestion: 'Do not retry: this request can never fit. Split the work into smaller requests.',

@@ -95,3 +95,14 @@ test('secrets the gateway injected are redacted from the explanation and the ups
   assert.equal(error.message, "Upstream 'orders' answered 401: token [redacted] is revoked");
   assert.deepEqual(error.extensions, { upstream: { message: 'token [redacted] is revoked', echo: { '[redacted]': '[redacted]' } } });
 });
+
+test('redaction comes before the clip: a secret echoed across the 500-character clip leaves no prefix behind', () => {
+  const secret = 'sk-live-9f8e7d6c5b4';
+  for (const at of [480, 490]) {
+    const error = normalizeUpstreamError({ ...input(401, JSON.stringify({ message: `${'x'.repeat(at)}${secret} is revoked` })), secrets: [secret] });
+    for (let n = 8; n <= secret.length; n++) assert.ok(!error.message.includes(secret.slice(0, n)), `at ${at}: ${error.message.slice(-40)}`);
+    assert.match(error.message, /x\[red/);
+  }
+  const encoded = normalizeUpstreamError({ ...input(400, `retry with token=${encodeURIComponent(`Bearer ${secret}`)}`, { 'content-type': 'text/plain' }), secrets: [`Bearer ${secret}`, secret] });
+  assert.equal(encoded.message, "Upstream 'orders' answered 400: retry with token=[redacted]");
+});

@@ -2,6 +2,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { ERROR_CATALOG, type ErrorCode } from './catalog.ts';
 import { GatewayError } from './problem.ts';
+import { clipText, redactSecrets } from './redact.ts';
+
+export { redactSecrets } from './redact.ts';
 
 /** A route's reinterpretation of an upstream status, for APIs whose codes mean something else. */
 export interface StatusOverride {
@@ -65,7 +68,10 @@ export function normalizeUpstreamError(input: UpstreamErrorInput): GatewayError 
     const explanation = explain(input.body, headers['content-type']);
     const secrets = input.secrets ?? [];
     const what = status === 429 ? `is rate limiting this gateway (429)` : `answered ${status}`;
-    detail = `Upstream '${upstream}' ${what}${explanation.text ? `: ${redactSecrets(explanation.text, secrets)}` : '.'}`;
+    // Redacted first, then clipped: a clip that cut an echoed secret would leave a prefix no redaction recognizes.
+    // (The envelope is redacted and clipped again where it is serialized; this keeps the error itself clean.)
+    const text = clipText(redactSecrets(explanation.text, secrets), MAX_EXPLANATION_CHARS);
+    detail = `Upstream '${upstream}' ${what}${text ? `: ${text}` : '.'}`;
     if (explanation.member !== undefined) extensions = { upstream: redactSecrets(explanation.member, secrets) };
   } else {
     // Stack traces, HTML error pages and internal host names stay behind the gateway.
@@ -96,7 +102,7 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs: num
   return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, seconds));
 }
 
-/** The upstream's own words for a 4xx: a message out of its JSON, or a short plain text; never HTML. */
+/** The upstream's own words for a 4xx, unclipped (it is clipped once redacted): a message out of its JSON, or plain text; never HTML. */
 function explain(body: Buffer, contentType: string | undefined): { text: string; member?: unknown } {
   const type = (contentType ?? '').toLowerCase();
   const text = body.toString('utf8').trim();
@@ -104,12 +110,12 @@ function explain(body: Buffer, contentType: string | undefined): { text: string;
   if (type.includes('json') || /^[[{]/.test(text)) {
     try {
       const parsed: unknown = JSON.parse(text);
-      return { text: clip(messageOf(parsed) ?? text), member: body.length <= MAX_UPSTREAM_MEMBER_BYTES ? parsed : undefined };
+      return { text: messageOf(parsed) ?? text, member: body.length <= MAX_UPSTREAM_MEMBER_BYTES ? parsed : undefined };
     } catch {
       // a truncated or broken JSON body: fall through to plain text
     }
   }
-  return { text: clip(text.replace(/\s+/g, ' ')) };
+  return { text: text.replace(/\s+/g, ' ') };
 }
 
 /** Keys an error body puts its human-readable message under, most specific first. */
@@ -158,19 +164,4 @@ function firstOf(keys: readonly string[], record: Record<string, unknown>, read:
     if (found) return found;
   }
   return undefined;
-}
-
-/** Replaces every occurrence of a secret in the strings of a value (a text or a parsed JSON document) with [redacted]. */
-export function redactSecrets<T>(value: T, secrets: readonly string[]): T {
-  if (secrets.length === 0) return value;
-  if (typeof value === 'string') return secrets.reduce((text, secret) => text.split(secret).join('[redacted]'), value as string) as T;
-  if (Array.isArray(value)) return value.map((v: unknown) => redactSecrets(v, secrets)) as T;
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [redactSecrets(k, secrets), redactSecrets(v, secrets)])) as T;
-  }
-  return value;
-}
-
-function clip(text: string): string {
-  return text.length > MAX_EXPLANATION_CHARS ? `${text.slice(0, MAX_EXPLANATION_CHARS - 3)}...` : text;
 }

@@ -1,6 +1,7 @@
 // The one place error answers are made: typed GatewayErrors become RFC 9457 problem+json with X-Should-Retry and Retry-After.
 import type { ServerResponse } from 'node:http';
 import { ERROR_CATALOG, type ErrorCode } from './catalog.ts';
+import { clipStrings, redactSecrets } from './redact.ts';
 
 export interface GatewayErrorOptions {
   /** Overrides the catalog's status, e.g. to keep an upstream's own 4xx status. */
@@ -48,8 +49,17 @@ export class GatewayError extends Error {
 
 export const PROBLEM_TYPE_BASE = '/_agentgate/errors/';
 
-export function problemDocument(error: GatewayError, requestId: string): Record<string, unknown> {
-  return {
+/** Longest string anywhere in an envelope (detail, suggestion, every extension, keys included); longer ones end in '...'. */
+export const MAX_PROBLEM_STRING_CHARS = 500;
+
+/**
+ * The envelope as the agent gets it. Whatever an upstream put into it (a 4xx explanation, the upstream member, an
+ * error field, schema error paths) may echo the credentials the gateway injected there: `secrets` (the route's
+ * upstream's) are redacted from every member, keys and values, nested, in every encoding, and only then are long
+ * strings clipped, so a clip never cuts a secret before redaction could recognize it. Creation sites need not remember.
+ */
+export function problemDocument(error: GatewayError, requestId: string, secrets: readonly string[] = []): Record<string, unknown> {
+  const document: Record<string, unknown> = {
     type: PROBLEM_TYPE_BASE + error.code,
     title: ERROR_CATALOG[error.code].title,
     status: error.status,
@@ -62,28 +72,36 @@ export function problemDocument(error: GatewayError, requestId: string): Record<
     upstream_status: error.upstreamStatus,
     ...error.extensions,
   };
+  const safe = clipStrings(redactSecrets(document, secrets), MAX_PROBLEM_STRING_CHARS);
+  // The request id is the caller's own (or the gateway's): it stays exactly the X-Request-Id of the answer.
+  safe.request_id = requestId;
+  return safe;
 }
 
 /** The status, headers and body of an error answer: what sendProblem writes, and what an idempotency record keeps of it. */
-export function problemAnswer(error: GatewayError, requestId: string): { status: number; headers: Record<string, string>; body: string } {
-  const headers: Record<string, string> = { ...error.headers };
+export function problemAnswer(
+  error: GatewayError,
+  requestId: string,
+  secrets: readonly string[] = [],
+): { status: number; headers: Record<string, string>; body: string } {
+  const headers: Record<string, string> = redactSecrets({ ...error.headers }, secrets);
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
   headers['x-should-retry'] = error.retryable ? 'true' : 'false';
   headers['content-type'] = 'application/problem+json';
   headers['cache-control'] = 'no-store';
-  return { status: error.status, headers, body: JSON.stringify(problemDocument(error, requestId)) };
+  return { status: error.status, headers, body: JSON.stringify(problemDocument(error, requestId, secrets)) };
 }
 
 /**
  * Answers with the error's envelope. When the response has already started (an upstream died mid-body),
  * the only honest signal left is to cut the connection, so the client sees a broken response, never a short "success".
  */
-export function sendProblem(res: ServerResponse, error: GatewayError, requestId: string): void {
+export function sendProblem(res: ServerResponse, error: GatewayError, requestId: string, secrets: readonly string[] = []): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
-  const answer = problemAnswer(error, requestId);
+  const answer = problemAnswer(error, requestId, secrets);
   for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
   res.setHeader('content-length', Buffer.byteLength(answer.body));
   res.statusCode = answer.status;

@@ -75,3 +75,12 @@ test('the content type rule compares media types without parameters, case-insens
   assert.match(checkContentType(r, undefined)!.detail, /no content type/);
   assert.equal(checkContentType(rules({}), 'text/html'), undefined);
 });
+
+test('an error value is quoted whole, not cut at 200 characters: the envelope redacts secrets before it clips', () => {
+  const secret = 'sk-live-9f8e7d6c5b4';
+  const failure = checkBody(rules({ errorFields: [field('/error')] }), json({ error: `${'x'.repeat(179)}${secret} rejected` }));
+  // A cut here would leave 17 of the 19 characters, a prefix that redaction no longer reads as the secret.
+  assert.ok(failure!.detail.includes(`${secret} rejected`), failure!.detail);
+  const huge = checkBody(rules({ errorFields: [field('/error')] }), json({ error: 'y'.repeat(100_000) }));
+  assert.ok(huge!.detail.length < 9000, 'a huge value is not copied whole');
+});

@@ -116,7 +116,15 @@ function deepEqual(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+/**
+ * Most of an error field's value quoted in a detail. The envelope's serializer redacts the injected secrets and only
+ * then clips the detail (src/errors/problem.ts): a clip here, before redaction, could cut an echoed secret into a prefix
+ * that no longer reads as one. This bound only keeps a huge value from being copied whole; it lies far beyond the
+ * envelope's clip, and redaction still recognizes a secret it cuts off (8 or more of its first characters).
+ */
+const MAX_PREVIEW_CHARS = 8192;
+
 function preview(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
-  return text.length > 200 ? `${text.slice(0, 197)}...` : text;
+  return text.length > MAX_PREVIEW_CHARS ? `${text.slice(0, MAX_PREVIEW_CHARS)}...` : text;
 }
