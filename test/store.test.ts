@@ -10,7 +10,9 @@ import { createStore } from '../src/store/index.ts';
 import { storeKey } from '../src/store/keys.ts';
 import { MemoryStore } from '../src/store/memory.ts';
 import { RedisStore } from '../src/store/redis.ts';
-import { StoreError } from '../src/store/store.ts';
+import { StoreError, StoreFullError, type Bucket } from '../src/store/store.ts';
+import { consumeBuckets } from '../src/store/token-bucket.ts';
+import { GatewayMetrics } from '../src/observability/metrics.ts';
 import { cleanupPrefix, keysUnder, REDIS_URL, skipWithoutRedis, uniquePrefix, withRedis } from './helpers/redis.ts';
 import { cli, freePort, skipWithoutRedisServer, startRedisCluster, startRedisServer } from './helpers/redis-cluster.ts';
 import type { RedisServer } from './helpers/redis-cluster.ts';
@@ -77,58 +79,166 @@ storeContract(
 );
 
 describe('MemoryStore', () => {
-  it('refuses an entry larger than max bytes instead of claiming and silently dropping it', async () => {
-    const store = new MemoryStore({ maxEntries: 10, maxBytes: 500 });
-    await assert.rejects(store.claim('big', 'x'.repeat(1000), 10_000), (err) => err instanceof StoreError && /exceeds/.test(err.message));
+  const HOUR = 3_600_000;
+  /** A budget of its own: charging it writes one entry to the budgets part. */
+  const budget = (key: string, capacity = 10, perMs = HOUR): Bucket => ({ key, capacity, perMs });
+  /** What an entry counts against its part: key and value as UTF-16, plus 96 bytes. */
+  const sizeOf = (key: string, value: string) => (key.length + value.length) * 2 + 96;
+
+  it('refuses a record larger than the records bound with StoreFullError instead of claiming and silently dropping it', async () => {
+    const store = new MemoryStore({ maxEntries: 10, maxBytes: 500, records: { maxEntries: 10, maxBytes: 500 } });
+    await assert.rejects(store.claim('big', 'x'.repeat(1000), 10_000), (err) => err instanceof StoreFullError && err instanceof StoreError && /records are full/.test(err.message));
     assert.equal(await store.claim('big', 'small', 10_000), null, 'nothing was stored under the key');
-    await assert.rejects(store.replaceIf('big', 'small', 'x'.repeat(1000), 10_000), StoreError);
+    await assert.rejects(store.replaceIf('big', 'small', 'x'.repeat(1000), 10_000), StoreFullError);
     assert.equal(await store.get('big'), 'small', 'a refused replace leaves the old value');
+    assert.equal(store.stats().records.refusals, 2);
     await store.close();
   });
 
-  it('evicts the least recently used entry beyond max entries', async () => {
+  it('refuses a budget larger than max bytes rather than storing it and evicting it at once', async () => {
+    const store = new MemoryStore({ maxEntries: 10, maxBytes: 200 });
+    await assert.rejects(store.consume([budget('b'.repeat(100))], 1), (err) => err instanceof StoreError && !(err instanceof StoreFullError) && /exceeds/.test(err.message));
+    assert.equal(store.size, 0);
+    await store.close();
+  });
+
+  it('evicts the least recently used budget beyond max entries', async () => {
     const store = new MemoryStore({ maxEntries: 3, maxBytes: 1_000_000 });
-    for (const key of ['a', 'b', 'c']) await store.claim(key, key, 10_000);
-    await store.get('a');
-    await store.claim('d', 'd', 10_000);
+    for (const key of ['a', 'b', 'c']) await store.consume([budget(key)], 1);
+    await store.consume([budget('a')], 0, 'dry_run');
+    await store.consume([budget('d')], 1);
     assert.equal(await store.get('b'), null, 'b was least recently used');
-    for (const key of ['a', 'c', 'd']) assert.equal(await store.get(key), key);
-    assert.equal(store.size, 3);
+    for (const key of ['a', 'c', 'd']) assert.notEqual(await store.get(key), null, key);
+    assert.equal((await store.consume([budget('b')], 0, 'dry_run')).buckets[0]!.remaining, 10, 'an evicted budget comes back full');
+    assert.deepEqual([store.size, store.stats().budgets.evictions], [3, 1]);
     await store.close();
   });
 
-  it('evicts the least recently used entry beyond max bytes', async () => {
-    // Each entry costs (2 + 100) * 2 bytes of UTF-16 plus 96 of overhead: 300, so 650 bytes hold two.
-    const store = new MemoryStore({ maxEntries: 1_000, maxBytes: 650 });
-    const value = 'x'.repeat(100);
-    await store.claim('k1', value, 10_000);
-    await store.claim('k2', value, 10_000);
+  it('evicts the least recently used budget beyond max bytes', async () => {
+    const time = 1_000_000;
+    // Each budget is "1000:1000000" under a 2-character key: (2 + 12) * 2 + 96 = 124 bytes, so 300 bytes hold two.
+    const store = new MemoryStore({ maxEntries: 1_000, maxBytes: 300, clock: () => time });
+    const b = (key: string) => budget(key, 10, 1_000);
+    await store.consume([b('k1')], 1);
+    await store.consume([b('k2')], 1);
     await store.get('k1');
-    await store.claim('k3', value, 10_000);
+    await store.consume([b('k3')], 1);
     assert.equal(await store.get('k2'), null, 'k2 was least recently used');
-    assert.equal(await store.get('k1'), value);
-    assert.equal(await store.get('k3'), value);
-    assert.ok(store.usedBytes <= 650, `${store.usedBytes} bytes`);
+    assert.equal(await store.get('k1'), '1000:1000000');
+    assert.equal(await store.get('k3'), '1000:1000000');
+    assert.equal(store.usedBytes, 2 * sizeOf('k1', '1000:1000000'));
     await store.close();
   });
 
-  it('stays within its bounds under 200k distinct keys', async () => {
-    const byEntries = new MemoryStore({ maxEntries: 1_000, maxBytes: 64 * 1024 * 1024 });
-    const byBytes = new MemoryStore({ maxEntries: 1_000_000, maxBytes: 100 * 1024 });
+  it('filling the budgets part never evicts a record, pending or completed', async () => {
+    const store = new MemoryStore({ maxEntries: 50, maxBytes: 8_000, records: { maxEntries: 10, maxBytes: 100_000 } });
+    assert.equal(await store.claim('done', 'pending', HOUR), null);
+    assert.equal(await store.replaceIf('done', 'pending', 'completed:' + 'x'.repeat(2_000), HOUR), true);
+    assert.equal(await store.claim('running', 'pending', HOUR), null);
+    for (let i = 0; i < 10_000; i++) await store.consume([budget(`budget-${i}`)], 1);
+    assert.equal(await store.get('done'), 'completed:' + 'x'.repeat(2_000));
+    assert.equal(await store.get('running'), 'pending');
+    const { budgets, records } = store.stats();
+    assert.ok(budgets.entries <= 50 && budgets.bytes <= 8_000, `budgets: ${budgets.entries} entries, ${budgets.bytes} bytes`);
+    assert.ok(budgets.evictions >= 9_950, `${budgets.evictions} budgets evicted`);
+    assert.deepEqual([records.entries, records.evictions], [2, 0]);
+    await store.close();
+  });
+
+  it('a full records part refuses new claims with StoreFullError; the records there stay readable, replaceable and deletable', async () => {
+    const store = new MemoryStore({ maxEntries: 100, maxBytes: 1_000_000, records: { maxEntries: 3, maxBytes: 1_000_000 } });
+    for (const key of ['a', 'b', 'c']) assert.equal(await store.claim(key, `${key}-pending`, HOUR), null);
+    await assert.rejects(store.claim('d', 'd-pending', HOUR), (err) => err instanceof StoreFullError && err.operation === 'claim');
+    assert.equal(await store.get('d'), null, 'the refused claim wrote nothing');
+    for (const key of ['a', 'b', 'c']) assert.equal(await store.get(key), `${key}-pending`);
+    assert.equal(await store.claim('a', 'other', HOUR), 'a-pending', 'a claim of a key already there answers its value: nothing to refuse');
+    assert.equal(await store.replaceIf('a', 'a-pending', 'a-completed', HOUR), true, 'replacing in place needs no new entry');
+    assert.equal(await store.deleteIf('c', 'c-pending'), true);
+    assert.equal(await store.claim('d', 'd-pending', HOUR), null, 'a deleted record made room');
+    await assert.rejects(store.claim('e', 'e-pending', HOUR), StoreFullError);
+    assert.equal(store.stats().records.refusals, 2);
+
+    // By bytes: a replacement that needs more room than is left is refused and leaves the record as it was.
+    const bytes = new MemoryStore({ maxEntries: 100, maxBytes: 1_000_000, records: { maxEntries: 100, maxBytes: 2_000 } });
+    assert.equal(await bytes.claim('r', 'pending', HOUR), null);
+    assert.equal(await bytes.claim('s', 'x'.repeat(600), HOUR), null);
+    await assert.rejects(bytes.replaceIf('r', 'pending', 'y'.repeat(600), HOUR), (err) => err instanceof StoreFullError && err.operation === 'replaceIf');
+    assert.equal(await bytes.get('r'), 'pending');
+    assert.equal(await bytes.replaceIf('r', 'pending', 'y'.repeat(300), HOUR), true, 'a replacement that fits is made');
+    assert.ok(bytes.usedBytes <= 2_000, `${bytes.usedBytes} bytes`);
+    await Promise.all([store.close(), bytes.close()]);
+  });
+
+  it('expired records free room at once, without waiting for the sweep', async () => {
+    let time = 1_000_000;
+    const store = new MemoryStore({ maxEntries: 100, maxBytes: 1_000_000, records: { maxEntries: 2, maxBytes: 1_000_000 }, clock: () => time, sweepIntervalMs: 3_600_000 });
+    assert.equal(await store.claim('short', 'v', 1_000), null);
+    assert.equal(await store.claim('long', 'v', 5_000), null);
+    await assert.rejects(store.claim('new', 'v', 1_000), StoreFullError);
+    time += 999;
+    await assert.rejects(store.claim('new', 'v', 1_000), StoreFullError, 'nothing has expired yet');
+    time += 1;
+    assert.equal(await store.claim('new', 'v', 1_000), null, 'the expired record made room');
+    assert.equal(await store.get('short'), null);
+    assert.equal(await store.get('long'), 'v');
+    // A record whose TTL a replace extended is no longer the first to expire.
+    assert.equal(await store.replaceIf('new', 'v', 'w', 10_000), true);
+    time += 1_000;
+    await assert.rejects(store.claim('newer', 'v', 1_000), StoreFullError);
+    time += 3_000;
+    assert.equal(await store.claim('newer', 'v', 1_000), null, 'long expired');
+    assert.deepEqual([await store.get('new'), store.size], ['w', 2]);
+    await store.close();
+  });
+
+  it('chargeAndClaim with the records part full: the charge stays, no claim is made, and claim() then says why', async () => {
+    const store = new MemoryStore({ maxEntries: 100, maxBytes: 1_000_000, records: { maxEntries: 1, maxBytes: 1_000_000 } });
+    assert.equal(await store.claim('taken', 'v', HOUR), null);
+    const b = budget('b');
+    const result = await store.chargeAndClaim([b], 3, { key: 'new', value: 'v', ttlMs: HOUR });
+    assert.deepEqual([result.consumed.allowed, result.consumed.buckets[0]!.remaining, result.claim], [true, 7, undefined]);
+    await assert.rejects(store.claim('new', 'v', HOUR), StoreFullError);
+    const onTaken = await store.chargeAndClaim([b], 1, { key: 'taken', value: 'other', ttlMs: HOUR });
+    assert.equal(onTaken.claim, 'v', 'a key already there is answered, full or not');
+    await store.close();
+  });
+
+  it('stays within its bounds under 200k distinct keys: budgets by evicting, records by refusing', async () => {
+    const byEntries = new MemoryStore({ maxEntries: 1_000, maxBytes: 64 * 1024 * 1024, records: { maxEntries: 1_000, maxBytes: 64 * 1024 * 1024 } });
+    const byBytes = new MemoryStore({ maxEntries: 1_000_000, maxBytes: 100 * 1024, records: { maxEntries: 1_000_000, maxBytes: 100 * 1024 } });
     for (let i = 0; i < 200_000; i++) {
-      const key = storeKey('bounds', 'k', `tag${i}`, String(i));
-      await byEntries.claim(key, `value-${i}`, 60_000);
-      await byBytes.claim(key, `value-${i}`, 60_000);
+      const key = storeKey('bounds', 'rl', `tag${i}`, String(i));
+      await byEntries.consume([budget(key)], 1);
+      await byBytes.consume([budget(key)], 1);
       if (i % 10_000 === 0) {
-        assert.ok(byEntries.size <= 1_000, `${byEntries.size} entries`);
-        assert.ok(byBytes.usedBytes <= 100 * 1024, `${byBytes.usedBytes} bytes`);
+        assert.ok(byEntries.stats().budgets.entries <= 1_000, `${byEntries.size} entries`);
+        assert.ok(byBytes.stats().budgets.bytes <= 100 * 1024, `${byBytes.usedBytes} bytes`);
       }
     }
-    assert.equal(byEntries.size, 1_000);
-    assert.ok(byBytes.usedBytes <= 100 * 1024 && byBytes.usedBytes > 90 * 1024, `${byBytes.usedBytes} bytes`);
-    const last = storeKey('bounds', 'k', 'tag199999', '199999');
-    assert.equal(await byEntries.get(last), 'value-199999', 'the newest key is kept');
-    assert.equal(await byEntries.get(storeKey('bounds', 'k', 'tag0', '0')), null, 'the oldest key is gone');
+    assert.equal(byEntries.stats().budgets.entries, 1_000);
+    assert.ok(byBytes.stats().budgets.bytes > 90 * 1024, `${byBytes.stats().budgets.bytes} bytes`);
+    const newest = storeKey('bounds', 'rl', 'tag199999', '199999');
+    assert.notEqual(await byEntries.get(newest), null, 'the newest budget is kept');
+    assert.equal(await byEntries.get(storeKey('bounds', 'rl', 'tag0', '0')), null, 'the oldest budget is gone');
+
+    for (const store of [byEntries, byBytes]) {
+      let kept = 0;
+      let refused = 0;
+      for (let i = 0; i < 5_000; i++) {
+        try {
+          assert.equal(await store.claim(storeKey('bounds', 'idem', `tag${i}`), `value-${i}`, 60_000), null);
+          kept++;
+        } catch (err) {
+          assert.ok(err instanceof StoreFullError, String(err));
+          refused++;
+        }
+      }
+      const { records } = store.stats();
+      assert.ok(records.entries <= records.maxEntries && records.bytes <= records.maxBytes, JSON.stringify(records));
+      assert.deepEqual([records.entries, records.refusals, kept + refused], [kept, refused, 5_000]);
+      assert.ok(refused > 0, 'the records part filled up');
+      for (const i of [0, kept - 1]) assert.equal(await store.get(storeKey('bounds', 'idem', `tag${i}`)), `value-${i}`, 'every kept record is still there');
+    }
     await Promise.all([byEntries.close(), byBytes.close()]);
   });
 
@@ -149,10 +259,11 @@ describe('MemoryStore', () => {
     await store.close();
   });
 
-  it('sweeps expired entries nobody touches', async () => {
+  it('sweeps expired entries nobody touches, in both parts', async () => {
     let time = 0;
     const store = new MemoryStore({ maxEntries: 100, maxBytes: 1_000_000, clock: () => time, sweepIntervalMs: 10 });
     for (let i = 0; i < 50; i++) await store.claim(`k${i}`, 'v', 100);
+    for (let i = 0; i < 20; i++) await store.consume([budget(`b${i}`, 1, 100)], 1);
     time += 100;
     await sleep(50);
     assert.equal(store.size, 0);
@@ -160,28 +271,34 @@ describe('MemoryStore', () => {
     await store.close();
   });
 
-  it('agrees with a plain reference LRU over 5,000 random claims, replaces, deletes, reads and expiries', async () => {
-    // The reference: an array in recency order (oldest first), entries updated by value; obviously right, slow.
+  it('records: agree with a plain reference model over 5,000 random claims, replaces, deletes, reads and expiries', async () => {
+    // The reference: a list of records, never evicted; a write that does not fit drops the expired ones, then is refused
+    // if it still does not fit. Obviously right, slow.
     type Model = { key: string; value: string; expiresAt: number; bytes: number };
     let model: Model[] = [];
-    const maxEntries = 8;
-    const maxBytes = 1_500;
+    let refusals = 0;
+    const maxEntries = 6;
+    const maxBytes = 1_200;
     let time = 0;
-    const store = new MemoryStore({ maxEntries, maxBytes, clock: () => time, sweepIntervalMs: 3_600_000 });
-    const sizeOf = (key: string, value: string) => (key.length + value.length) * 2 + 96;
+    const store = new MemoryStore({ maxEntries: 1, maxBytes: 1, records: { maxEntries, maxBytes }, clock: () => time, sweepIntervalMs: 3_600_000 });
+    const total = () => model.reduce((sum, e) => sum + e.bytes, 0);
     const live = (key: string): Model | undefined => {
-      const at = model.findIndex((e) => e.key === key);
-      if (at === -1) return undefined;
-      const [entry] = model.splice(at, 1);
-      if (entry!.expiresAt <= time) return undefined;
-      model.push(entry!);
-      return entry;
+      const entry = model.find((e) => e.key === key);
+      if (entry && entry.expiresAt <= time) model = model.filter((e) => e !== entry);
+      return entry && entry.expiresAt > time ? entry : undefined;
     };
-    const put = (key: string, value: string, ttl: number) => {
-      model = model.filter((e) => e.key !== key);
-      model.push({ key, value, expiresAt: time + ttl, bytes: sizeOf(key, value) });
-      const total = () => model.reduce((sum, e) => sum + e.bytes, 0);
-      while (model.length > maxEntries || total() > maxBytes) model.shift();
+    /** False when refused. */
+    const put = (key: string, value: string, ttl: number, existing: Model | undefined): boolean => {
+      const bytes = sizeOf(key, value);
+      const over = () => model.length + (existing ? 0 : 1) > maxEntries || total() + bytes - (existing?.bytes ?? 0) > maxBytes;
+      if (over()) model = model.filter((e) => e.expiresAt > time);
+      if (over()) {
+        refusals++;
+        return false;
+      }
+      if (existing) Object.assign(existing, { value, expiresAt: time + ttl, bytes });
+      else model.push({ key, value, expiresAt: time + ttl, bytes });
+      return true;
     };
     // xorshift32: repeatable, and every residue is reached (an LCG's low bits are not).
     let seed = 7;
@@ -191,24 +308,26 @@ describe('MemoryStore', () => {
       seed ^= seed << 5;
       return (seed >>> 0) % n;
     };
+    const full = (err: unknown) => err instanceof StoreFullError;
     for (let step = 0; step < 5_000; step++) {
       const key = `k${random(12)}`;
-      const value = 'v'.repeat(1 + random(60));
+      const value = 'v'.repeat(1 + random(120));
       const ttl = 1 + random(400);
       const context = `step ${step}`;
       switch (random(5)) {
         case 0: {
           const current = live(key);
-          if (!current) put(key, value, ttl);
-          assert.equal(await store.claim(key, value, ttl), current ? current.value : null, context);
+          if (current) assert.equal(await store.claim(key, value, ttl), current.value, context);
+          else if (put(key, value, ttl, undefined)) assert.equal(await store.claim(key, value, ttl), null, context);
+          else await assert.rejects(store.claim(key, value, ttl), full, context);
           break;
         }
         case 1: {
           const current = live(key);
           const expected = current && random(2) === 0 ? current.value : 'other';
-          const replaced = current?.value === expected;
-          if (replaced) put(key, value, ttl);
-          assert.equal(await store.replaceIf(key, expected, value, ttl), replaced, context);
+          if (current?.value !== expected) assert.equal(await store.replaceIf(key, expected, value, ttl), false, context);
+          else if (put(key, value, ttl, current)) assert.equal(await store.replaceIf(key, expected, value, ttl), true, context);
+          else await assert.rejects(store.replaceIf(key, expected, value, ttl), full, context);
           break;
         }
         case 2: {
@@ -225,31 +344,129 @@ describe('MemoryStore', () => {
         default:
           time += random(10);
       }
-      // Expired entries still count until touched or swept; the bounds hold regardless.
+      // Expired records still count until touched, swept, or dropped to make room; the bounds hold regardless.
+      assert.equal(store.size, model.length, context);
+      assert.equal(store.usedBytes, total(), context);
+      assert.equal(store.stats().records.refusals, refusals, context);
+    }
+    assert.ok(refusals > 100, `the bounds were reached (${refusals} refusals)`);
+    await store.close();
+  });
+
+  it('budgets: agree with a plain reference LRU over 5,000 random charges, refunds, dry runs, reads and expiries', async () => {
+    // The reference: an array in recency order (oldest first); the bucket arithmetic is consumeBuckets' own, run
+    // against the model, so what is compared is what the store keeps, evicts and expires.
+    type Model = { key: string; value: string; expiresAt: number; bytes: number };
+    let model: Model[] = [];
+    let evictions = 0;
+    const maxEntries = 8;
+    const maxBytes = 850;
+    let time = 0;
+    const store = new MemoryStore({ maxEntries, maxBytes, clock: () => time, sweepIntervalMs: 3_600_000 });
+    const live = (key: string): Model | undefined => {
+      const at = model.findIndex((e) => e.key === key);
+      if (at === -1) return undefined;
+      const [entry] = model.splice(at, 1);
+      if (entry!.expiresAt <= time) return undefined;
+      model.push(entry!);
+      return entry;
+    };
+    const io = {
+      read: (key: string) => live(key)?.value ?? null,
+      write: (key: string, value: string | null, ttl: number) => {
+        model = model.filter((e) => e.key !== key);
+        if (value === null) return;
+        model.push({ key, value, expiresAt: time + Math.max(1, ttl), bytes: sizeOf(key, value) });
+        const total = () => model.reduce((sum, e) => sum + e.bytes, 0);
+        while (model.length > maxEntries || total() > maxBytes) {
+          model.shift();
+          evictions++;
+        }
+      },
+    };
+    let seed = 11;
+    const random = (n: number) => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const modes = ['charge', 'charge', 'dry_run', 'force'] as const;
+    const bucketOf = (i: number) => budget(`k${i}`, 1 + (i % 5), 20 + 10 * i);
+    for (let step = 0; step < 5_000; step++) {
+      const context = `step ${step}`;
+      const first = random(12);
+      switch (random(4)) {
+        case 0:
+        case 1: {
+          const buckets = random(3) === 0 ? [bucketOf(first), bucketOf((first + 1 + random(11)) % 12)] : [bucketOf(first)];
+          const cost = random(7) - 2;
+          const mode = modes[random(4)]!;
+          const expected = consumeBuckets(buckets, cost, mode, time, io);
+          assert.deepEqual(await store.consume(buckets, cost, mode), expected, context);
+          break;
+        }
+        case 2:
+          assert.equal(await store.get(`k${first}`), live(`k${first}`)?.value ?? null, context);
+          break;
+        default:
+          time += random(10);
+      }
       assert.equal(store.size, model.length, context);
       assert.equal(store.usedBytes, model.reduce((sum, e) => sum + e.bytes, 0), context);
+      assert.equal(store.stats().budgets.evictions, evictions, context);
     }
+    assert.ok(evictions > 100, `the bounds were reached (${evictions} evictions)`);
     await store.close();
   });
 });
 
 describe('createStore', () => {
-  const base = { key_prefix: 'agentgate', command_timeout: '250ms', memory: { max_entries: 5, max_bytes: '1kb' } };
+  const memory = { max_entries: 5, max_bytes: '1kb', records: { max_entries: 3, max_bytes: '64kb' } };
+  const base = { key_prefix: 'agentgate', command_timeout: '250ms', memory };
 
-  it('builds a memory store with the configured bounds', async () => {
+  it('builds a memory store with the configured bounds of each part', async () => {
     const store = createStore({ ...base, type: 'memory' });
     assert.equal(store.kind, 'memory');
-    for (let i = 0; i < 10; i++) await store.claim(`k${i}`, 'v', 10_000);
-    assert.equal((store as MemoryStore).size, 5);
+    for (let i = 0; i < 10; i++) await store.consume([{ key: `b${i}`, capacity: 10, perMs: 60_000 }], 1);
+    for (let i = 0; i < 3; i++) assert.equal(await store.claim(`k${i}`, 'v', 10_000), null);
+    await assert.rejects(store.claim('k3', 'v', 10_000), StoreFullError);
+    const { budgets, records } = (store as MemoryStore).stats();
+    assert.deepEqual(
+      [budgets.entries, budgets.maxEntries, budgets.maxBytes, records.entries, records.maxEntries, records.maxBytes],
+      [5, 5, 1024, 3, 3, 64 * 1024],
+    );
     await store.close();
   });
 
-  it('builds a Redis store that reports its failures to the listener', async () => {
+  it('shows a memory store\'s parts in the metrics, read when they are scraped', async () => {
+    const metrics = new GatewayMetrics();
+    const store = createStore({ ...base, type: 'memory' }, undefined, metrics);
+    for (let i = 0; i < 7; i++) await store.consume([{ key: `b${i}`, capacity: 10, perMs: 60_000 }], 1);
+    for (let i = 0; i < 4; i++) await store.claim(`k${i}`, 'v', 10_000).catch(() => undefined);
+    const text = await metrics.registry.metrics();
+    const sample = (name: string, part: string) => Number(new RegExp(`^${name}\\{part="${part}"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+    assert.equal(sample('agentgate_memory_store_entries', 'budgets'), 5);
+    assert.equal(sample('agentgate_memory_store_entries', 'records'), 3);
+    assert.equal(sample('agentgate_memory_store_bytes', 'records'), (store as MemoryStore).stats().records.bytes);
+    assert.equal(sample('agentgate_memory_store_max_bytes', 'records'), 64 * 1024);
+    assert.equal(sample('agentgate_memory_store_max_entries', 'budgets'), 5);
+    assert.equal(sample('agentgate_memory_store_evictions_total', 'budgets'), 2);
+    assert.equal(sample('agentgate_memory_store_evictions_total', 'records'), 0);
+    assert.equal(sample('agentgate_memory_store_refusals_total', 'records'), 1);
+    await store.claim('k9', 'v', 10_000).catch(() => undefined);
+    assert.equal(Number(/^agentgate_memory_store_refusals_total\{part="records"\} (\S+)$/m.exec(await metrics.registry.metrics())?.[1]), 2, 'a counter that keeps counting');
+    await store.close();
+  });
+
+  it('builds a Redis store that reports its failures to the listener, and adds no memory-store metrics', async () => {
     const errors: StoreError[] = [];
-    const store = createStore({ ...base, type: 'redis', url: `redis://127.0.0.1:${await freePort()}` }, (error) => errors.push(error));
+    const metrics = new GatewayMetrics();
+    const store = createStore({ ...base, type: 'redis', url: `redis://127.0.0.1:${await freePort()}` }, (error) => errors.push(error), metrics);
     assert.equal(store.kind, 'redis');
     await assert.rejects(store.get('k'), StoreError);
     assert.equal(errors.length, 1);
+    assert.doesNotMatch(await metrics.registry.metrics(), /agentgate_memory_store_/);
     await store.close();
   });
 });

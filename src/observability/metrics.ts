@@ -1,6 +1,7 @@
 // The Prometheus metrics of the contract (prefix agentgate_, base units, labelled by route name, never raw path).
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { SeriesHistogram, type HistogramSeries } from './histogram.ts';
+import type { MemoryStorePartStats, MemoryStoreStats } from '../store/memory.ts';
 
 /** Methods outside this set are counted as OTHER, so a client cannot grow label cardinality with made-up methods. */
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE']);
@@ -153,6 +154,52 @@ export class GatewayMetrics {
       this.upstreamSeries.set(key, series);
     }
     series.observe(seconds);
+  }
+
+  /**
+   * The memory store's two parts (budgets, records), read from the store when the metrics are: registered only for
+   * store.type memory (createStore calls this), so a gateway on Redis shows none of them.
+   */
+  observeMemoryStore(store: { stats(): MemoryStoreStats }): void {
+    const parts = ['budgets', 'records'] as const;
+    const gauge = (name: string, help: string, read: (part: MemoryStorePartStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['part'] as const,
+        registers: [this.registry],
+        collect() {
+          const stats = store.stats();
+          for (const part of parts) this.set({ part }, read(stats[part]));
+        },
+      });
+    const counter = (name: string, help: string, read: (part: MemoryStorePartStats) => number) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['part'] as const,
+        registers: [this.registry],
+        // The store keeps the running totals; the counter takes them as they stand.
+        collect() {
+          const stats = store.stats();
+          this.reset();
+          for (const part of parts) this.inc({ part }, read(stats[part]));
+        },
+      });
+    gauge('agentgate_memory_store_entries', 'Entries held by the memory store, by part (budgets, records); expired ones count until swept.', (p) => p.entries);
+    gauge('agentgate_memory_store_bytes', 'Bytes held by the memory store as counted against its bounds (keys and values as UTF-16, plus about 96 per entry), by part.', (p) => p.bytes);
+    gauge('agentgate_memory_store_max_entries', 'The memory store\'s bound on entries, by part (store.memory.max_entries, store.memory.records.max_entries).', (p) => p.maxEntries);
+    gauge('agentgate_memory_store_max_bytes', 'The memory store\'s bound on bytes, by part (store.memory.max_bytes, store.memory.records.max_bytes).', (p) => p.maxBytes);
+    counter(
+      'agentgate_memory_store_evictions_total',
+      'Entries the memory store evicted to make room, by part: budgets only (an evicted budget refills early); records are never evicted.',
+      (p) => p.evictions,
+    );
+    counter(
+      'agentgate_memory_store_refusals_total',
+      'Writes the memory store refused for lack of room, by part: records (a new idempotency key answered 503, or an answer kept as not replayable).',
+      (p) => p.refusals,
+    );
   }
 
   private addFinishedRequests(): void {

@@ -1,13 +1,22 @@
 // Builds the store the config asks for.
 import type { Config } from '../config/schema.ts';
 import { parseDuration, parseSize } from '../config/units.ts';
+import type { GatewayMetrics } from '../observability/metrics.ts';
 import { MemoryStore } from './memory.ts';
 import { RedisStore } from './redis.ts';
 import type { Store, StoreErrorListener } from './store.ts';
 
-export function createStore(config: Config['store'], onError?: StoreErrorListener): Store {
+/** `metrics`: where a memory store's parts are shown (agentgate_memory_store_*); a Redis store adds nothing there. */
+export function createStore(config: Config['store'], onError?: StoreErrorListener, metrics?: GatewayMetrics): Store {
   if (config.type === 'memory') {
-    return new MemoryStore({ maxEntries: config.memory.max_entries, maxBytes: parseSize(config.memory.max_bytes) });
+    const { memory } = config;
+    const store = new MemoryStore({
+      maxEntries: memory.max_entries,
+      maxBytes: parseSize(memory.max_bytes),
+      records: { maxEntries: memory.records.max_entries, maxBytes: parseSize(memory.records.max_bytes) },
+    });
+    metrics?.observeMemoryStore(store);
+    return store;
   }
   return new RedisStore({ url: config.url, clusterNodes: config.cluster?.nodes, commandTimeoutMs: parseDuration(config.command_timeout), onError });
 }

@@ -1,7 +1,17 @@
-// In-process store for a single instance: bounded by entries and bytes (least recently used evicted first), TTLs without per-key timers.
-import { StoreError, type Bucket, type ChargeAndClaimResult, type ClaimRequest, type ConsumeMode, type ConsumeResult, type Store } from './store.ts';
-import { consumeBuckets } from './token-bucket.ts';
+// In-process store for a single instance, in two bounded parts: budgets (least recently used evicted) and idempotency records (never evicted; full means refused).
+import { StoreError, StoreFullError, type Bucket, type ChargeAndClaimResult, type ClaimRequest, type ConsumeMode, type ConsumeResult, type Store } from './store.ts';
+import { consumeBuckets, type BucketIo } from './token-bucket.ts';
 
+/*
+ * Which part a key lives in follows from the operation that writes it. Budgets (token buckets, written by consume and
+ * by chargeAndClaim's charge) may be evicted, least recently used first: losing one only refills a budget early.
+ * Records (written by claim, replaceIf and chargeAndClaim's claim) are never evicted before their TTL: a completed
+ * record that vanished would let a retry execute a second time. So one consumer's traffic can never push another's
+ * record out; when the records part is full, a new record is refused with StoreFullError instead. The gateway never
+ * writes one key both ways (budgets and records have different key kinds, src/store/keys.ts).
+ */
+
+/** A budget: its place in the recency list of the budgets part. */
 interface Entry {
   readonly key: string;
   value: string;
@@ -12,20 +22,58 @@ interface Entry {
   newer: Entry | undefined;
 }
 
+/** A record: never evicted, so it needs no recency. */
+interface RecordEntry {
+  value: string;
+  expiresAt: number;
+  bytes: number;
+}
+
 export interface MemoryStoreOptions {
+  /** Bound of the budgets part (store.memory.max_entries): beyond it the least recently used budget is evicted. */
   maxEntries: number;
+  /** Bound of the budgets part in bytes (store.memory.max_bytes). */
   maxBytes: number;
-  /** How often expired entries are swept; between sweeps they are dropped when touched. */
+  /** Bounds of the records part (store.memory.records): never evicted, a write beyond them is refused. Default DEFAULT_RECORD_BOUNDS. */
+  records?: { maxEntries: number; maxBytes: number };
+  /** How often expired entries are swept; between sweeps they are dropped when touched, and expired records when room is needed. */
   sweepIntervalMs?: number;
   /** Injectable clock for tests. */
   clock?: () => number;
 }
 
+/** The records part's bounds when none are given; the config's own defaults are in src/config/schema.ts (store.memory.records). */
+export const DEFAULT_RECORD_BOUNDS = { maxEntries: 100_000, maxBytes: 64 * 1024 * 1024 };
+
+/** What one part holds now, for the agentgate_memory_store_* metrics. */
+export interface MemoryStorePartStats {
+  readonly entries: number;
+  readonly bytes: number;
+  readonly maxEntries: number;
+  readonly maxBytes: number;
+  /** Entries removed to make room (budgets only: records are never evicted), since the store started. */
+  readonly evictions: number;
+  /** Writes refused for room, since the store started. */
+  readonly refusals: number;
+}
+
+export interface MemoryStoreStats {
+  readonly budgets: MemoryStorePartStats;
+  readonly records: MemoryStorePartStats;
+}
+
 /** Rough per-entry overhead (Map slot, Entry object), so many tiny entries still count against maxBytes. */
 const ENTRY_OVERHEAD_BYTES = 96;
 
+/** What an entry counts against its part's bytes: its key and value as UTF-16, and the overhead. */
+function entryBytes(key: string, value: string): number {
+  return (key.length + value.length) * 2 + ENTRY_OVERHEAD_BYTES;
+}
+
 export class MemoryStore implements Store {
   readonly kind = 'memory';
+
+  // ---- the budgets part ----
   private readonly entries = new Map<string, Entry>();
   /**
    * Recency is kept in a list through the entries themselves, so using or updating an entry never changes the Map.
@@ -37,42 +85,87 @@ export class MemoryStore implements Store {
   private bytes = 0;
   private readonly maxEntries: number;
   private readonly maxBytes: number;
+  private evictions = 0;
+  private refusals = 0;
+  /** consumeBuckets' reads and writes, made once rather than per call: every request charges a budget. */
+  private readonly bucketIo: BucketIo = {
+    read: (key) => this.live(key)?.value ?? null,
+    write: (key, value, ttlMs) => (value === null ? this.remove(key) : this.put('consume', key, value, ttlMs)),
+  };
+
+  // ---- the records part ----
+  private readonly records = new Map<string, RecordEntry>();
+  private recordBytes = 0;
+  private readonly maxRecords: number;
+  private readonly maxRecordBytes: number;
+  private recordRefusals = 0;
+  /**
+   * No record expires before this (store clock, ms): exact after a sweep, lowered by writes, not raised by removals.
+   * A full records part is swept for expired records only once the clock has passed it, so refusing a write when
+   * nothing can have expired costs nothing; a sweep makes it exact again, so one runs at most once per record that
+   * expires or whose expiry a replace moved.
+   */
+  private recordsExpireFrom = Infinity;
+
   private readonly clock: () => number;
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(options: MemoryStoreOptions) {
     this.maxEntries = options.maxEntries;
     this.maxBytes = options.maxBytes;
+    this.maxRecords = options.records?.maxEntries ?? DEFAULT_RECORD_BOUNDS.maxEntries;
+    this.maxRecordBytes = options.records?.maxBytes ?? DEFAULT_RECORD_BOUNDS.maxBytes;
     this.clock = options.clock ?? Date.now;
     this.sweeper = setInterval(() => this.sweep(), options.sweepIntervalMs ?? 10_000);
     this.sweeper.unref();
   }
 
+  /** Entries of both parts (expired ones included until touched or swept). */
   get size(): number {
-    return this.entries.size;
+    return this.entries.size + this.records.size;
   }
 
+  /** Bytes of both parts, as counted against their bounds. */
   get usedBytes(): number {
-    return this.bytes;
+    return this.bytes + this.recordBytes;
+  }
+
+  stats(): MemoryStoreStats {
+    return {
+      budgets: { entries: this.entries.size, bytes: this.bytes, maxEntries: this.maxEntries, maxBytes: this.maxBytes, evictions: this.evictions, refusals: this.refusals },
+      records: {
+        entries: this.records.size,
+        bytes: this.recordBytes,
+        maxEntries: this.maxRecords,
+        maxBytes: this.maxRecordBytes,
+        evictions: 0,
+        refusals: this.recordRefusals,
+      },
+    };
   }
 
   async get(key: string): Promise<string | null> {
-    return this.live(key)?.value ?? null;
+    return (this.liveRecord(key, this.clock()) ?? this.live(key))?.value ?? null;
   }
 
   async claim(key: string, value: string, ttlMs: number): Promise<string | null> {
-    return this.claimNow(key, value, ttlMs);
+    const claimed = this.claimNow(key, value, ttlMs);
+    if (claimed === undefined) throw this.full('claim', key, value, undefined);
+    return claimed;
   }
 
   async replaceIf(key: string, expected: string, value: string, ttlMs: number): Promise<boolean> {
-    if (this.live(key)?.value !== expected) return false;
-    this.put('replaceIf', key, value, ttlMs);
+    const now = this.clock();
+    const current = this.liveRecord(key, now);
+    if (current?.value !== expected) return false;
+    if (!this.putRecord(key, value, ttlMs, now, current)) throw this.full('replaceIf', key, value, current);
     return true;
   }
 
   async deleteIf(key: string, expected: string): Promise<boolean> {
-    if (this.live(key)?.value !== expected) return false;
-    this.remove(key);
+    const current = this.liveRecord(key, this.clock());
+    if (current?.value !== expected) return false;
+    this.removeRecord(key, current);
     return true;
   }
 
@@ -81,11 +174,13 @@ export class MemoryStore implements Store {
   }
 
   async consume(buckets: readonly Bucket[], cost: number, mode: ConsumeMode = 'charge'): Promise<ConsumeResult> {
-    return this.consumeNow(buckets, cost, mode);
+    return consumeBuckets(buckets, cost, mode, this.clock(), this.bucketIo);
   }
 
   async chargeAndClaim(buckets: readonly Bucket[], cost: number, claim: ClaimRequest): Promise<ChargeAndClaimResult> {
-    const consumed = this.consumeNow(buckets, cost, 'charge');
+    const consumed = consumeBuckets(buckets, cost, 'charge', this.clock(), this.bucketIo);
+    // No room for the record (claimNow answers undefined): the charge stays and the caller claims itself, as after a
+    // failed claim on Cluster, and learns why from its own claim(), which counts the refusal.
     return { consumed, claim: consumed.allowed ? this.claimNow(claim.key, claim.value, claim.ttlMs) : undefined };
   }
 
@@ -98,25 +193,89 @@ export class MemoryStore implements Store {
     this.entries.clear();
     this.oldest = this.newest = undefined;
     this.bytes = 0;
+    this.records.clear();
+    this.recordBytes = 0;
+    this.recordsExpireFrom = Infinity;
   }
 
   // The operations proper are synchronous from read to write, so atomic: no other call runs in between.
 
-  private consumeNow(buckets: readonly Bucket[], cost: number, mode: ConsumeMode): ConsumeResult {
-    return consumeBuckets(buckets, cost, mode, this.clock(), {
-      read: (key) => this.live(key)?.value ?? null,
-      write: (key, value, ttlMs) => (value === null ? this.remove(key) : this.put('consume', key, value, ttlMs)),
-    });
-  }
-
-  private claimNow(key: string, value: string, ttlMs: number): string | null {
-    const current = this.live(key);
+  /** The value already under key, null when this call claimed it, undefined when there is no room for it. */
+  private claimNow(key: string, value: string, ttlMs: number): string | null | undefined {
+    const now = this.clock();
+    const current = this.liveRecord(key, now);
     if (current) return current.value;
-    this.put('claim', key, value, ttlMs);
-    return null;
+    return this.putRecord(key, value, ttlMs, now, undefined) ? null : undefined;
   }
 
-  /** The unexpired entry under key, marked as most recently used. */
+  // ---- records: never evicted ----
+
+  /** The unexpired record under key, as of `now`. */
+  private liveRecord(key: string, now: number): RecordEntry | undefined {
+    const record = this.records.get(key);
+    if (!record) return undefined;
+    if (record.expiresAt <= now) {
+      this.removeRecord(key, record);
+      return undefined;
+    }
+    return record;
+  }
+
+  /**
+   * Writes a record (`existing`: the live record under key, to replace); false when it does not fit even after expired
+   * records have made room. Nothing is evicted for it, and a write that does not fit changes nothing.
+   */
+  private putRecord(key: string, value: string, ttlMs: number, now: number, existing: RecordEntry | undefined): boolean {
+    const bytes = entryBytes(key, value);
+    const grows = existing ? 0 : 1;
+    const delta = bytes - (existing?.bytes ?? 0);
+    if (this.records.size + grows > this.maxRecords || this.recordBytes + delta > this.maxRecordBytes) {
+      // `existing` is live at `now`, so a sweep as of `now` keeps it.
+      if (now >= this.recordsExpireFrom) this.sweepRecords(now);
+      if (this.records.size + grows > this.maxRecords || this.recordBytes + delta > this.maxRecordBytes) return false;
+    }
+    // Like Redis PX, a TTL is at least 1 ms.
+    const expiresAt = now + Math.max(1, Math.ceil(ttlMs));
+    if (existing) {
+      existing.value = value;
+      existing.expiresAt = expiresAt;
+      existing.bytes = bytes;
+    } else {
+      this.records.set(key, { value, expiresAt, bytes });
+    }
+    this.recordBytes += delta;
+    if (expiresAt < this.recordsExpireFrom) this.recordsExpireFrom = expiresAt;
+    return true;
+  }
+
+  /** A refused record write, counted. */
+  private full(operation: string, key: string, value: string, existing: RecordEntry | undefined): StoreFullError {
+    this.recordRefusals++;
+    const needs = entryBytes(key, value) - (existing?.bytes ?? 0);
+    return new StoreFullError(
+      operation,
+      `the memory store's idempotency records are full (${this.records.size} of ${this.maxRecords} entries, ${this.recordBytes} of ${this.maxRecordBytes} bytes; this write needs ${needs} more bytes)`,
+    );
+  }
+
+  private removeRecord(key: string, record: RecordEntry): void {
+    this.records.delete(key);
+    this.recordBytes -= record.bytes;
+  }
+
+  /** Drops every record expired as of `now`, and makes recordsExpireFrom exact again. */
+  private sweepRecords(now: number): void {
+    let earliest = Infinity;
+    for (const [key, record] of this.records) {
+      if (record.expiresAt <= now) this.removeRecord(key, record);
+      else if (record.expiresAt < earliest) earliest = record.expiresAt;
+    }
+    this.recordsExpireFrom = earliest;
+  }
+
+  // ---- budgets: least recently used evicted first ----
+
+  /** The unexpired budget under key, marked as most recently used. */
   private live(key: string): Entry | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
@@ -129,9 +288,12 @@ export class MemoryStore implements Store {
   }
 
   private put(operation: string, key: string, value: string, ttlMs: number): void {
-    const bytes = (key.length + value.length) * 2 + ENTRY_OVERHEAD_BYTES;
+    const bytes = entryBytes(key, value);
     // Storing it would evict it at once, and a caller told "stored" would then lose it: fail like an unreachable store.
-    if (bytes > this.maxBytes) throw new StoreError(operation, new Error(`entry of ${bytes} bytes exceeds the memory store's max_bytes (${this.maxBytes})`));
+    if (bytes > this.maxBytes) {
+      this.refusals++;
+      throw new StoreError(operation, new Error(`entry of ${bytes} bytes exceeds the memory store's max_bytes (${this.maxBytes})`));
+    }
     // Like Redis PX, a TTL is at least 1 ms.
     const expiresAt = this.clock() + Math.max(1, Math.ceil(ttlMs));
     const existing = this.entries.get(key);
@@ -149,7 +311,10 @@ export class MemoryStore implements Store {
       this.newest = entry;
       this.bytes += bytes;
     }
-    while (this.oldest && (this.entries.size > this.maxEntries || this.bytes > this.maxBytes)) this.remove(this.oldest.key);
+    while (this.oldest && (this.entries.size > this.maxEntries || this.bytes > this.maxBytes)) {
+      this.remove(this.oldest.key);
+      this.evictions++;
+    }
   }
 
   private remove(key: string): void {
@@ -179,5 +344,6 @@ export class MemoryStore implements Store {
   private sweep(): void {
     const now = this.clock();
     for (const [key, entry] of this.entries) if (entry.expiresAt <= now) this.remove(key);
+    this.sweepRecords(now);
   }
 }

@@ -8,10 +8,15 @@ export interface Store {
   /**
    * Sets key to value with a TTL only if the key is absent (SET NX PX). Returns null when this call claimed it, else the
    * value already there. A call that fails removes its claim again (best effort), in case Redis applied it all the same:
-   * give every attempt a value of its own.
+   * give every attempt a value of its own. A key written by claim is a record: the memory store never evicts one to
+   * make room for other keys (Redis keeps it as its maxmemory-policy does), and refuses a new one it has no room for
+   * with StoreFullError.
    */
   claim(key: string, value: string, ttlMs: number): Promise<string | null>;
-  /** Replaces the value, and its TTL, only if the current value is exactly `expected`. True when replaced. */
+  /**
+   * Replaces the value, and its TTL, only if the current value is exactly `expected`. True when replaced. A new value
+   * that does not fit (StoreFullError) leaves the current one in place.
+   */
   replaceIf(key: string, expected: string, value: string, ttlMs: number): Promise<boolean>;
   /** Deletes the key only if its current value is exactly `expected`. True when deleted. */
   deleteIf(key: string, expected: string): Promise<boolean>;
@@ -31,6 +36,8 @@ export interface Store {
    * instead of two. A refused charge claims nothing. On Redis Cluster the claim key lives in another slot than the
    * buckets, so there it is consume() then claim(); a claim that fails after the charge leaves the charge in place and
    * answers `claim: undefined`, so that the caller claims itself. A call that fails removes its claim again, as claim() does.
+   * A claim refused for room (StoreFullError) likewise leaves the charge in place and answers `claim: undefined`: the
+   * caller's own claim() then tells it why.
    */
   chargeAndClaim(buckets: readonly Bucket[], cost: number, claim: ClaimRequest): Promise<ChargeAndClaimResult>;
   /** Whether the store can serve operations right now; never throws. */
@@ -85,6 +92,18 @@ export class StoreError extends Error {
     super(`store ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.name = 'StoreError';
     this.operation = operation;
+  }
+}
+
+/**
+ * A write refused because the store has no room left for it (the memory store's records part, store.memory.records):
+ * nothing was written and nothing else was evicted to make room. The store is reachable, so this is no outage: the
+ * idempotency policy answers it as "full", whatever its on_store_error says, rather than as "unreachable".
+ */
+export class StoreFullError extends StoreError {
+  constructor(operation: string, detail: string) {
+    super(operation, new Error(detail));
+    this.name = 'StoreFullError';
   }
 }
 
