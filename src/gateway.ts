@@ -1,7 +1,8 @@
 // Starts and stops a gateway: config, store, proxy and admin servers, config reloads (SIGHUP or file change) and draining shutdown.
-import { createServer, STATUS_CODES, type Server } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerOptions } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { watch, type FSWatcher } from 'node:fs';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -16,11 +17,12 @@ import { createStore } from './store/index.ts';
 import type { Store, StoreError } from './store/store.ts';
 import { Forwarder } from './proxy/forwarder.ts';
 import { createPipeline } from './pipeline.ts';
-import { createAdminServer } from './admin/server.ts';
+import { ADMIN_MAX_CONNECTIONS, createAdminServer } from './admin/server.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { AccessLog } from './observability/access-log.ts';
 import { GatewayMetrics } from './observability/metrics.ts';
-import { GatewayError, problemDocument } from './errors/problem.ts';
+import { GatewayError, problemAnswer } from './errors/problem.ts';
+import type { ErrorCode } from './errors/catalog.ts';
 import { uuidv7 } from './identity/request-id.ts';
 
 export interface GatewayOptions {
@@ -74,6 +76,30 @@ const STORE_ERROR_LOG_INTERVAL_MS = 5000;
 /** How long a file-change burst (editors write, rename and chmod in quick succession) is left to settle before reloading. */
 const RELOAD_DEBOUNCE_MS = 150;
 
+/** A flood of connections (or of failing accepts) is logged once per interval, with a count of what was skipped. */
+const CONNECTION_LOG_INTERVAL_MS = 5000;
+
+/**
+ * A refused connection (its request malformed or too slow) is closed the way nginx's lingering_close does it: the
+ * answer, then FIN, then whatever the client still sends is read and dropped for at most this long, and the socket is
+ * destroyed. Closing at once, with the client's bytes still unread, would make the kernel send a reset that can
+ * destroy the answer before the client reads it; waiting for the client to close would let it keep the descriptor.
+ */
+const LINGER_MS = 1500;
+
+/**
+ * node:http's requestTimeout, the time a whole request (head and body) may take to arrive: node's own default, kept as
+ * an outer bound behind server.timeouts.request_head (the head) and request_body_idle (each pause in the body).
+ */
+const REQUEST_TOTAL_MS = 300_000;
+
+/**
+ * Open files kept for everything but client connections of the proxy port: stdio and log files, the listening
+ * sockets, the store's connections (several on a Redis Cluster), node's own (epoll, event fds, the worker IPC channel),
+ * DNS. The admin port's connections and the upstream pools are added to it.
+ */
+const FD_RESERVE = 128;
+
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   keepRequestObjectsYoung();
   const env = options.env ?? process.env;
@@ -90,12 +116,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logStoreError = throttled(STORE_ERROR_LOG_INTERVAL_MS, (error: StoreError, suppressed: number) =>
     logger.warn({ operation: error.operation, err: error.message, suppressed }, 'store operation failed'),
   );
-  const store = createStore(config.store, (error) => {
-    metrics.storeErrors.inc({ store: config.store.type, operation: error.operation });
-    logStoreError(error);
-  });
+  const store = createStore(
+    config.store,
+    (error) => {
+      metrics.storeErrors.inc({ store: config.store.type, operation: error.operation });
+      logStoreError(error);
+    },
+    metrics,
+  );
   const pools = new UpstreamPools();
-  const policyDeps = { store, keyPrefix: config.store.key_prefix, metrics, logger };
+  const policyDeps = { store, keyPrefix: config.store.key_prefix, metrics, logger, requestBodyIdleMs: parseDuration(config.server.timeouts.request_body_idle) };
   let runtime = buildRuntime(loaded, pools, policyDeps);
   let appliedDigest = loaded.digest;
   let rejectedDigest: string | undefined;
@@ -105,16 +135,37 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let inFlight = 0;
   let draining = false;
   let onIdle: (() => void) | undefined;
-  const server = createServer({ maxHeaderSize: parseSize(config.server.limits.max_header_bytes) }, (req, res) => {
+  const timeouts = clientTimeouts(config);
+  // requireHostHeader: false, so that a request without Host gets the pipeline's envelope (with a request id) rather
+  // than Node's bare 400; the pipeline refuses it all the same (src/pipeline.ts checkRequestHead).
+  const serverOptions = { maxHeaderSize: parseSize(config.server.limits.max_header_bytes), requireHostHeader: false, ...proxyServerTimeouts(timeouts) };
+  const server = createServer(serverOptions, (req, res) => {
     inFlight++;
+    const connection = connectionOf(req.socket);
+    connection.open++;
     res.once('close', () => {
       inFlight--;
+      if (--connection.open === 0) connection.settled?.();
       if (inFlight === 0) onIdle?.();
     });
     if (draining) res.setHeader('connection', 'close');
     handle(req, res);
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerMalformedRequest(err, socket, metrics, logger));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => refuseConnection(err, socket as Socket, timeouts, metrics, logger));
+  const bound = connectionBound(config, openFileLimit());
+  server.maxConnections = bound.maxConnections;
+  if (bound.lowered) {
+    logger.warn(
+      { max_connections: config.server.limits.max_connections, effective: bound.maxConnections, open_file_limit: bound.openFileLimit, reserved: bound.reserved },
+      `server.limits.max_connections lowered to ${bound.maxConnections}: the open-file limit (${bound.openFileLimit}) must also hold ${bound.reserved} descriptors for upstream pools, the admin port, the store and log files; raise the limit (ulimit -n, LimitNOFILE, the container's nofile) to allow more`,
+    );
+  }
+  server.on(
+    'drop',
+    throttled(CONNECTION_LOG_INTERVAL_MS, (_data: unknown, suppressed: number) =>
+      logger.warn({ max_connections: bound.maxConnections, suppressed }, 'connection limit reached: new connections to the proxy port are closed on arrival'),
+    ),
+  );
 
   const notReadyReason = async (): Promise<string | undefined> => {
     if (draining) return 'shutting down';
@@ -139,6 +190,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await store.close();
     throw new StartError(`cannot listen: ${(err as Error).message}`, { cause: err });
   }
+  keepAccepting(server, 'proxy', logger);
+  if (admin) keepAccepting(admin, 'admin', logger);
   const started = { proxy: proxyUrl, admin: adminUrl, config: loaded.file, store: config.store.type, routes: config.routes.length };
   logger.info(started, options.worker ? 'worker listening' : 'agentgate listening');
 
@@ -294,37 +347,208 @@ async function fileDigest(file: string): Promise<string | undefined> {
   }
 }
 
-/** Node's HTTP parser refused the request (oversized head, smuggling-shaped framing, garbage); answer with an envelope anyway. */
-function answerMalformedRequest(err: NodeJS.ErrnoException, socket: Duplex, metrics: GatewayMetrics, logger: Logger): void {
+// ---------- client connections of the proxy port: timeouts, limits, refusals ----------
+
+/** server.timeouts as the proxy server applies them. */
+interface ClientTimeouts {
+  /** request_head, as written in the config (for the answer's detail) and in milliseconds. */
+  head: string;
+  headMs: number;
+  keepAliveMs: number;
+}
+
+function clientTimeouts(config: Config): ClientTimeouts {
+  const { request_head: head, keep_alive: keepAlive } = config.server.timeouts;
+  return { head, headMs: parseDuration(head), keepAliveMs: parseDuration(keepAlive) };
+}
+
+/**
+ * node:http enforces the head timeout itself: each connection's parser is stamped when the connection opens and again
+ * at the first byte of every request, and a timer (connectionsCheckingInterval) ends every connection whose head is
+ * not complete within headersTimeout of that stamp, through 'clientError' with ERR_HTTP_REQUEST_TIMEOUT. So a
+ * connection that never sends a byte is closed after request_head too (checked on node 24 over a raw socket, and held
+ * by test/connections.test.ts): no timer of our own is needed. Between two requests a connection is idle, not in a
+ * request, and keepAliveTimeout closes it (node waits its keepAliveTimeoutBuffer, 1 s, past the `Keep-Alive:
+ * timeout=N` it advertises, so a client that honours the header never races the close).
+ */
+function proxyServerTimeouts(timeouts: ClientTimeouts): ServerOptions {
+  return {
+    headersTimeout: timeouts.headMs,
+    requestTimeout: Math.max(REQUEST_TOTAL_MS, timeouts.headMs),
+    keepAliveTimeout: timeouts.keepAliveMs,
+    // node's default is 30 s, which would let a 10 s head timeout run to 40 s. The check walks only the connections
+    // in the middle of a request's head or body.
+    connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(timeouts.headMs / 4))),
+  };
+}
+
+export interface ConnectionBound {
+  /** What server.maxConnections of the proxy port is set to. */
+  maxConnections: number;
+  /** True when that is less than server.limits.max_connections, to fit the open-file limit. */
+  lowered: boolean;
+  openFileLimit: number | undefined;
+  /** Descriptors kept for everything else: FD_RESERVE, the admin port's connections and the upstream pools. */
+  reserved: number;
+}
+
+/**
+ * The proxy port's connection bound: server.limits.max_connections, lowered when the process's open-file limit could
+ * not also hold everything else. A flood of client connections then meets the bound (each further one is closed on
+ * arrival) long before accept() and the upstream pools meet EMFILE, and the admin port keeps serving. Computed at start
+ * from the upstreams configured then (server is restart-only, so max_connections cannot change without a restart).
+ */
+export function connectionBound(config: Config, openFiles: number | undefined): ConnectionBound {
+  const configured = config.server.limits.max_connections;
+  // One keep-alive pool per upstream origin and pool size (UpstreamPools.agentFor), each at most max_sockets open.
+  const pools = new Map<string, number>();
+  for (const upstream of Object.values(config.upstreams)) {
+    const url = new URL(upstream.url);
+    pools.set(`${url.protocol}//${url.host}|${upstream.max_sockets}`, upstream.max_sockets);
+  }
+  let reserved = FD_RESERVE + ADMIN_MAX_CONNECTIONS;
+  for (const sockets of pools.values()) reserved += sockets;
+  if (openFiles === undefined || configured + reserved <= openFiles) {
+    return { maxConnections: configured, lowered: false, openFileLimit: openFiles, reserved };
+  }
+  // A limit too low even for the reserve still leaves the proxy port a quarter of it rather than nothing; the warning
+  // names the numbers. (Upstream sockets only reach max_sockets with as many requests in flight.)
+  const maxConnections = Math.min(configured, Math.max(openFiles - reserved, Math.floor(openFiles / 4), 1));
+  return { maxConnections, lowered: maxConnections < configured, openFileLimit: openFiles, reserved };
+}
+
+/** The soft limit on open files (RLIMIT_NOFILE) of this process, as node left it; undefined without /proc (macOS) or when unlimited. */
+export function openFileLimit(): number | undefined {
+  let limits: string;
+  try {
+    limits = readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const soft = /^Max open files\s+(\d+)\s/m.exec(limits)?.[1];
+  return soft === undefined ? undefined : Number(soft);
+}
+
+/**
+ * A failed accept (EMFILE or ENFILE when descriptors run out) is an 'error' event on the listening server, which with
+ * no listener would end the process. It is logged instead; the server keeps listening and accepts again once
+ * descriptors are free.
+ */
+export function keepAccepting(server: Server, port: 'proxy' | 'admin', logger: Logger): void {
+  server.on(
+    'error',
+    throttled(CONNECTION_LOG_INTERVAL_MS, (err: NodeJS.ErrnoException, suppressed: number) =>
+      logger.error({ port, err: err.message, code: err.code, suppressed }, 'accepting a connection failed'),
+    ),
+  );
+}
+
+/** What the gateway keeps about one client connection of the proxy port. */
+interface ConnectionState {
+  /** Requests handed to the pipeline whose responses have not closed yet. */
+  open: number;
+  /** Set once the connection is refused: later parser errors and timeouts on it are ignored. */
+  refused: boolean;
+  /** Runs when `open` drops to 0: a refusal's answer waiting for the answers before it. */
+  settled: (() => void) | undefined;
+}
+
+const CONNECTION = Symbol('agentgate.connection');
+
+/** node:http's socket, with the parser it sets on it (socket.parser.incoming: the request being read, or the last one). */
+type ProxySocket = Socket & { [CONNECTION]?: ConnectionState; parser?: { incoming?: IncomingMessage | null } | null };
+
+function connectionOf(socket: Socket): ConnectionState {
+  return ((socket as ProxySocket)[CONNECTION] ??= { open: 0, refused: false, settled: undefined });
+}
+
+/**
+ * node:http refused what the client sent (an oversized head, smuggling-shaped framing, garbage) or the client was too
+ * slow with a request head. The answer is an envelope, and it takes its turn: HTTP/1.1 answers a connection's requests
+ * in order, so when requests before the refused one are still being answered (pipelining), the refusal waits for them
+ * rather than be read as the answer to the first of them. Then the connection is closed for good (lingeringClose).
+ */
+function refuseConnection(err: NodeJS.ErrnoException, socket: Socket, timeouts: ClientTimeouts, metrics: GatewayMetrics, logger: Logger): void {
+  const connection = connectionOf(socket);
+  // The parser stays in its error state, and node:http's timer may still find the connection: one refusal is enough.
+  if (connection.refused) return;
+  connection.refused = true;
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
-  const [status, detail] = describeParseError(err);
+  const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  if (timedOut && socket.bytesRead === 0) {
+    // A connection that never sent a byte has no request to answer (and a client that sends one just as an
+    // unasked-for 408 arrives would take it for the answer): it is closed, as nginx and Go's server do.
+    socket.destroy();
+    return;
+  }
+  discardInput(socket);
+  const current = (socket as ProxySocket).parser?.incoming;
+  if (current && !current.complete) {
+    // The fault is in the body of a request the pipeline already has (its chunked framing broke, or the whole request
+    // took longer than REQUEST_TOTAL_MS): that request is answered by the pipeline or not at all, never twice. If it
+    // is still being answered, the connection is cut, which the pipeline sees as the client gone; if its answer is
+    // out, the connection is closed without another.
+    if (connection.open > 0) socket.destroy();
+    else lingeringClose(socket, undefined);
+    return;
+  }
+  const [status, code, detail] = describeClientError(err, timeouts);
   const requestId = uuidv7();
-  const error = new GatewayError('INVALID_REQUEST', detail, { status, retryable: status === 408 });
-  const body = JSON.stringify(problemDocument(error, requestId));
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
-      `content-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `x-request-id: ${requestId}\r\nx-should-retry: ${error.retryable}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
-  );
-  metrics.requests.inc({ route: 'none', method: 'OTHER', status_code: String(status), outcome: 'invalid_request' });
-  logger.info({ request_id: requestId, route: 'none', status, outcome: 'invalid_request', code: 'INVALID_REQUEST', parse_error: err.code }, 'request');
+  const answer = problemAnswer(new GatewayError(code, detail, { status }), requestId);
+  let head = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\n`;
+  for (const [name, value] of Object.entries(answer.headers)) head += `${name}: ${value}\r\n`;
+  const raw = `${head}content-length: ${Buffer.byteLength(answer.body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${answer.body}`;
+  if (connection.open === 0) lingeringClose(socket, raw);
+  else {
+    connection.settled = () => {
+      connection.settled = undefined;
+      lingeringClose(socket, raw);
+    };
+  }
+  const outcome = code.toLowerCase();
+  metrics.requests.inc({ route: 'none', method: 'OTHER', status_code: String(status), outcome });
+  logger.info({ request_id: requestId, route: 'none', status, outcome, code, parse_error: err.code, waits_for: connection.open || undefined }, 'request');
 }
 
-function describeParseError(err: NodeJS.ErrnoException): [number, string] {
+/**
+ * From now on the connection's bytes are read and dropped: node:http's parser gets no more of them (after its error
+ * it would report each chunk again), and a client that half-closes no longer makes node:http end the socket before
+ * the refusal's answer is out. (A 'data' listener also takes the socket back from the parser: node:http "unconsumes"
+ * it for one.) Reading on matters: a socket closed with unread bytes sends a reset instead of its last answer.
+ */
+function discardInput(socket: Socket): void {
+  socket.removeAllListeners('data');
+  socket.removeAllListeners('end');
+  socket.on('data', () => {});
+  socket.resume();
+}
+
+/** Writes `answer` (if any) and FIN, then destroys the socket once the client closes too or LINGER_MS have passed. */
+function lingeringClose(socket: Socket, answer: string | undefined): void {
+  // Gone already, or closing after an answer that asked for it (Connection: close): nothing more goes out.
+  if (socket.destroyed || !socket.writable) return;
+  socket.setTimeout(0); // node:http's keep-alive timer, set when the last answer before this one finished
+  if (answer === undefined) socket.end();
+  else socket.end(answer);
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  socket.once('close', () => clearTimeout(timer));
+}
+
+function describeClientError(err: NodeJS.ErrnoException, timeouts: ClientTimeouts): [number, ErrorCode, string] {
   switch (err.code) {
     case 'HPE_HEADER_OVERFLOW':
-      return [431, 'The request line and headers are larger than this gateway accepts.'];
+      return [431, 'INVALID_REQUEST', 'The request line and headers are larger than this gateway accepts.'];
     case 'HPE_UNEXPECTED_CONTENT_LENGTH':
     case 'HPE_INVALID_TRANSFER_ENCODING':
-      return [400, 'The request has conflicting or invalid Content-Length and Transfer-Encoding headers.'];
+      return [400, 'INVALID_REQUEST', 'The request has conflicting or invalid Content-Length and Transfer-Encoding headers.'];
     case 'HPE_INVALID_CONTENT_LENGTH':
-      return [400, 'The request has an invalid Content-Length header.'];
+      return [400, 'INVALID_REQUEST', 'The request has an invalid Content-Length header.'];
     case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return [408, 'The request was not received completely in time.'];
+      return [408, 'REQUEST_TIMEOUT', `The request line and headers did not arrive within ${timeouts.head} (server.timeouts.request_head).`];
     default:
-      return [400, `The request is not valid HTTP/1.1 (${err.code ?? 'parse error'}).`];
+      return [400, 'INVALID_REQUEST', `The request is not valid HTTP/1.1 (${err.code ?? 'parse error'}).`];
   }
 }

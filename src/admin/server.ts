@@ -9,8 +9,25 @@ export interface AdminDeps {
   notReadyReason: () => Promise<string | undefined>;
 }
 
+/**
+ * Connections the admin port holds at once: Prometheus, probes and an operator need a handful. Bounded so that a flood
+ * of the admin port cannot take the process's descriptors (the proxy port's bound keeps room for these).
+ */
+export const ADMIN_MAX_CONNECTIONS = 64;
+
+/**
+ * The admin port's own timeouts, apart from the proxy port's: its clients are scrapers and probes on a private
+ * network, which send a request head at once and reconnect when a connection is gone.
+ */
+const ADMIN_TIMEOUTS = {
+  headersTimeout: 5000,
+  requestTimeout: 10_000,
+  keepAliveTimeout: 5000,
+  connectionsCheckingInterval: 1000,
+} as const;
+
 export function createAdminServer(deps: AdminDeps): Server {
-  return createServer((req, res) => {
+  const server = createServer(ADMIN_TIMEOUTS, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const reply = (status: number, contentType: string, body: string) => {
       res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
@@ -43,4 +60,6 @@ export function createAdminServer(deps: AdminDeps): Server {
         reply(404, 'application/json', JSON.stringify({ error: 'not found', endpoints: ['/metrics', '/healthz', '/readyz'] }));
     }
   });
+  server.maxConnections = ADMIN_MAX_CONNECTIONS;
+  return server;
 }

@@ -5,7 +5,7 @@ import type { Readable, Writable } from 'node:stream';
 import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { DestinationStream } from 'pino';
 import { createAdminServer } from '../admin/server.ts';
-import { listen, StartError } from '../gateway.ts';
+import { keepAccepting, listen, StartError } from '../gateway.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { isMessage, type AnswerMessage, type ListeningMessage, type QueryMessage } from './messages.ts';
 
@@ -187,6 +187,7 @@ export async function startPrimary(options: PrimaryOptions): Promise<Primary> {
     await stopWorkers();
     throw new StartError(`cannot listen: ${(err as Error).message}`, { cause: err });
   }
+  keepAccepting(admin, 'admin', logger);
   logger.info({ proxy: proxyUrl, admin: adminUrl, config: options.configFile, workers: options.workers }, 'agentgate listening');
 
   let shuttingDown: Promise<void> | undefined;
