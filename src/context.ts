@@ -1,4 +1,5 @@
 // What the pipeline knows about one request as it moves through the steps; the record step turns it into a log line and metrics.
+import type { IncomingMessage } from 'node:http';
 import type { Consumer } from './identity/consumer.ts';
 import type { TraceContext } from './identity/request-id.ts';
 import type { Route } from './runtime.ts';
@@ -14,11 +15,27 @@ export interface RequestContext {
   readonly responseHeaders: Record<string, string>;
   /** process.hrtime.bigint() when the request arrived. */
   readonly startedAt: bigint;
-  /** Request path without the query string (the query may carry secrets, so only this is logged). */
-  readonly path: string;
+  /**
+   * Request path without the query string (the query may carry secrets, so only this is logged): as the client sent it
+   * until the target is read (pipeline step 2), then as forwarded.
+   */
+  path: string;
+  /** What routes are matched against (src/routing/request-target.ts): decoded, without a trailing slash, lower case unless routing is case-sensitive. */
+  matchPath: string;
+  /** Whether the connecting peer is one of server.trusted_proxies, whose Forwarded / X-Forwarded-* headers are believed. */
+  peerTrusted: boolean;
+  /** The client's address: the peer's, or behind trusted proxies the one they name. */
+  clientAddress: string;
+  /**
+   * Closed when the request ends, however it ends (an answer, an error, an exception, the client leaving): what a
+   * policy opened for this request and must not outlive it, such as an idempotency claim. Allocated on first use.
+   */
+  resources: RequestResource[] | undefined;
   route: Route | undefined;
   consumer: Consumer | undefined;
   upstreamStatus: number | undefined;
+  /** The upstream's answer once its head arrived: an answer the gateway abandons (an exception) is destroyed, never left holding a pooled socket. */
+  upstreamResponse: IncomingMessage | undefined;
   upstreamStartedAt: bigint | undefined;
   upstreamEndedAt: bigint | undefined;
   /** The request body, when a policy had to read it whole (a cost rule counting items): forwarded from here, as the stream is spent. */
@@ -33,4 +50,13 @@ export interface RequestContext {
    * mid-body) or 'client_closed'.
    */
   outcome: string;
+}
+
+/** Something a policy opened for one request; the pipeline closes it exactly once, on every path. */
+export interface RequestResource {
+  /**
+   * Ends it if it is still open. `forwarded`: the request may have reached the upstream, so an open claim cannot be
+   * released as if nothing happened. Resolves once its final state is stored (or failed to be).
+   */
+  close(forwarded: boolean): Promise<void>;
 }

@@ -7,7 +7,9 @@ import type { Store } from './store/store.ts';
 import type { Route, Runtime } from './runtime.ts';
 import { requestIdFrom, traceContextFrom } from './identity/request-id.ts';
 import { GatewayError, problemAnswer, sendProblem } from './errors/problem.ts';
-import { Forwarder, streamResponse, writeResponseHead, type UpstreamResult } from './proxy/forwarder.ts';
+import { connectionOptions, Forwarder, streamResponse, writeResponseHead, type UpstreamResult } from './proxy/forwarder.ts';
+import { readRequestTarget } from './routing/request-target.ts';
+import { HTTP_METHODS } from './config/schema.ts';
 import { serveCatalog } from './endpoints/catalog.ts';
 import { methodLabel, type GatewayMetrics } from './observability/metrics.ts';
 import { writeReplay } from './policies/idempotency/policy.ts';
@@ -34,22 +36,45 @@ const GATEWAY_PREFIX = '/_agentgate/';
 const UPSTREAM_ERROR_BODY_BYTES = 8 * 1024;
 /** Most a compressed error body is expanded to while reading its explanation. */
 const UPSTREAM_ERROR_DECODED_BYTES = 64 * 1024;
-/** Dot segments, raw or percent-encoded: an upstream that resolves them could be reached outside the matched route. */
-const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i;
+/**
+ * Methods never forwarded: a TRACE (or IIS's TRACK) is echoed back by the upstream with every header it received,
+ * the credentials the gateway injects included (cross-site tracing). CONNECT never reaches the pipeline (Node hands it
+ * to a 'connect' listener, and there is none).
+ */
+const REFUSED_METHODS: ReadonlySet<string> = new Set(['TRACE', 'TRACK']);
+/** Methods that may be sent twice with the effect of once (RFC 9110 §9.2.2); a lost answer to any other is not safe to retry blind. */
+const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+/**
+ * Request headers that make an upstream framework execute another method or path than the request line names (Symfony
+ * and IIS read X-Original-URL / X-Rewrite-URL, Express's method-override and Spring read the method overrides), so the
+ * route matched would not be the route executed. Refused rather than dropped: the agent learns why.
+ */
+const TARGET_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url'];
+/** Headers a Connection header may not name: dropping them would change how the request is framed or addressed. */
+const UNDROPPABLE = new Set(['content-length', 'transfer-encoding', 'host']);
 
 export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     // 1. Identify the request: a request id and trace context first, so every answer below, error or not, carries them.
     const ctx = beginRequest(req);
-    // 12. Record: exactly one log line and one set of metrics per request, however it ended.
-    res.once('close', () => record(ctx, req, res, deps));
+    // 12. Record: exactly one log line and one set of metrics per request, however it ended; and whatever a policy
+    //     opened for the request (an idempotency claim) is closed, on every path.
+    res.once('close', () => {
+      record(ctx, req, res, deps);
+      void closeResources(ctx);
+    });
     handle(ctx, req, res, deps.runtime(), deps).catch((err: unknown) => answerWithError(ctx, res, err, deps.logger));
   };
 }
 
 async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, runtime: Runtime, deps: PipelineDeps): Promise<void> {
-  // 2. Refuse request targets that are not plain paths before anything interprets them.
-  checkRequestTarget(req, ctx, runtime);
+  // 2. Read the request target once, for the router and the forwarder alike (normalised where RFC 3986 says spellings
+  //    are equal, refused where upstreams disagree), and refuse what would let the upstream execute another request
+  //    than the one the policies see: framing tricks, Host, method and path overrides.
+  readTarget(req, ctx, runtime);
+  checkRequestHead(req);
+  ctx.peerTrusted = runtime.trustedProxies.trusts(req.socket.remoteAddress);
+  ctx.clientAddress = ctx.peerTrusted ? runtime.trustedProxies.clientAddress(req) : (req.socket.remoteAddress ?? 'unknown');
 
   // 3. The gateway's own endpoints are answered here and never forwarded.
   if (ctx.path.startsWith(GATEWAY_PREFIX)) {
@@ -60,11 +85,11 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
 
   // 4. Identify the consumer (hashed): the identity budgets and idempotency records are scoped by, and that
   //    every log line names, including those of requests no route takes.
-  const consumer = runtime.identifyConsumer(req);
+  const consumer = runtime.identifyConsumer(req, ctx.clientAddress);
   ctx.consumer = consumer;
 
   // 5. Match a route: the route decides upstream, timeout and which policies apply.
-  const route = runtime.router.match(req.method ?? 'GET', ctx.path);
+  const route = runtime.router.match(req.method ?? 'GET', ctx.matchPath);
   if (!route) {
     throw new GatewayError('ROUTE_NOT_FOUND', `No route matches ${req.method} ${truncate(ctx.path)}.`);
   }
@@ -112,7 +137,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   const ticket = route.upstream.guard.admit(req, ctx.requestId);
   const result: UpstreamResult = ticket.refusal
     ? { kind: 'failed', error: ticket.refusal, reachedUpstream: false }
-    : await deps.forwarder.send(req, res, ctx, route, ctx.requestBody, resumedByRedis);
+    : await deps.forwarder.send(req, res, ctx, route, ctx.requestBody, resumedByRedis, runtime.requestBodyIdleMs);
   route.upstream.guard.record(ticket, result);
   if (result.kind !== 'response') {
     // The claim settles first, so a retry sent the moment this answer arrives finds the key released or marked
@@ -120,7 +145,10 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
     claim?.settle(result);
     await claim?.recorded();
     if (result.kind === 'client_closed') return;
-    if (!ticket.refusal) deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: result.error.code });
+    if (!ticket.refusal && !result.clientFault) deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: result.error.code });
+    // A write that may have executed, with no key to make a second attempt safe: an SDK that obeys X-Should-Retry must
+    // not send it again blind.
+    if (result.reachedUpstream && !claim && !IDEMPOTENT_METHODS.has(req.method ?? 'GET')) throw outcomeUnknownWithoutKey(result.error, req.method ?? 'POST');
     throw result.error;
   }
   const response = result.response;
@@ -209,7 +237,8 @@ async function normalizedUpstreamError(response: IncomingMessage, route: Route, 
 
 /** The envelope exactly as the client will get it (with this request's gateway headers), for an idempotency record. */
 function answerOf(error: GatewayError, ctx: RequestContext) {
-  const answer = problemAnswer(error, ctx.requestId);
+  // The route's secrets: a stored (and replayed) envelope is redacted like the one sent.
+  const answer = problemAnswer(error, ctx.requestId, ctx.route?.upstream.secrets);
   return { status: answer.status, headers: { ...ctx.responseHeaders, ...answer.headers }, body: Buffer.from(answer.body) };
 }
 
@@ -223,9 +252,14 @@ function beginRequest(req: IncomingMessage): RequestContext {
     trace: traceContextFrom(req.headers.traceparent),
     startedAt: process.hrtime.bigint(),
     path: query === -1 ? url : url.slice(0, query),
+    matchPath: '',
+    peerTrusted: false,
+    clientAddress: '',
+    resources: undefined,
     route: undefined,
     consumer: undefined,
     upstreamStatus: undefined,
+    upstreamResponse: undefined,
     upstreamStartedAt: undefined,
     upstreamEndedAt: undefined,
     errorCode: undefined,
@@ -233,19 +267,71 @@ function beginRequest(req: IncomingMessage): RequestContext {
   };
 }
 
-function checkRequestTarget(req: IncomingMessage, ctx: RequestContext, runtime: Runtime): void {
+function readTarget(req: IncomingMessage, ctx: RequestContext, runtime: Runtime): void {
   const url = req.url ?? '';
   if (Buffer.byteLength(url) > runtime.maxUrlBytes) {
     throw new GatewayError('INVALID_REQUEST', `The request target is ${Buffer.byteLength(url)} bytes; at most ${runtime.maxUrlBytes} are accepted.`, {
       status: 414,
     });
   }
-  if (!url.startsWith('/')) {
-    throw new GatewayError('INVALID_REQUEST', 'The request target must be a path starting with /.');
+  const reading = readRequestTarget(url, runtime.caseSensitivePaths);
+  if (reading.kind === 'refuse') throw new GatewayError('INVALID_REQUEST', reading.detail);
+  ctx.path = reading.path;
+  ctx.matchPath = reading.matchPath;
+  // Everything after this step (routing, the idempotency fingerprint, cost rules, the forwarder) sees this one target.
+  req.url = reading.target;
+}
+
+/** Refuses a request head that would make the upstream read another request than the gateway does. */
+function checkRequestHead(req: IncomingMessage): void {
+  const method = req.method ?? '';
+  if (REFUSED_METHODS.has(method)) {
+    throw new GatewayError('INVALID_REQUEST', `${method} is not forwarded: the upstream would echo back the credentials the gateway adds.`, {
+      status: 405,
+      headers: { allow: HTTP_METHODS.join(', ') },
+    });
   }
-  if (DOT_SEGMENT.test(ctx.path)) {
-    throw new GatewayError('INVALID_REQUEST', 'The path contains . or .. segments; send the normalized path.');
+  // RFC 9112 §3.2: exactly one Host, and none missing in HTTP/1.1.
+  let hosts = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
   }
+  if (hosts > 1) throw new GatewayError('INVALID_REQUEST', 'The request has more than one Host header (RFC 9112 §3.2).');
+  if (hosts === 0 && req.httpVersion !== '1.0') throw new GatewayError('INVALID_REQUEST', 'The request has no Host header (RFC 9112 §3.2 requires one).');
+  const headers = req.headers;
+  const te = headers['transfer-encoding'];
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+    throw new GatewayError('INVALID_REQUEST', `Transfer-Encoding '${truncate(te)}' is not supported; send the body with Content-Length or chunked alone.`, {
+      status: 501,
+      headers: { connection: 'close' },
+    });
+  }
+  const named = connectionOptions(headers.connection);
+  if (named?.some((name) => UNDROPPABLE.has(name))) {
+    throw new GatewayError('INVALID_REQUEST', 'The Connection header names Content-Length, Transfer-Encoding or Host; those can never be hop-by-hop.', {
+      headers: { connection: 'close' },
+    });
+  }
+  for (const name of TARGET_OVERRIDE_HEADERS) {
+    if (headers[name] !== undefined) {
+      throw new GatewayError('INVALID_REQUEST', `The ${name} header is not accepted: it would make the API run another method or path than this request names. Send that method and path instead.`);
+    }
+  }
+}
+
+/** A write whose outcome is unknown (timeout, reset after sending) and that no Idempotency-Key protects. */
+function outcomeUnknownWithoutKey(error: GatewayError, method: string): GatewayError {
+  return new GatewayError(error.code, error.message, {
+    status: error.status,
+    retryable: false,
+    upstreamStatus: error.upstreamStatus,
+    extensions: error.extensions,
+    headers: error.headers,
+    cause: error,
+    suggestion: `Do not send this ${method} again blind: it reached the API and may have taken effect. Check the current state first; send an Idempotency-Key with writes so a retry is safe.`,
+  });
 }
 
 async function serveGatewayEndpoint(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, runtime: Runtime): Promise<void> {
@@ -254,7 +340,7 @@ async function serveGatewayEndpoint(ctx: RequestContext, req: IncomingMessage, r
   if (rest === 'budget') {
     onlyGet(req);
     // The caller's own budgets: identified the same way a forwarded request would be.
-    ctx.consumer = runtime.identifyConsumer(req);
+    ctx.consumer = runtime.identifyConsumer(req, ctx.clientAddress);
     await serveBudget(req, res, runtime, ctx.consumer);
     return;
   }
@@ -277,13 +363,27 @@ function setHeaders(res: ServerResponse, headers: Record<string, string>): void 
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
 }
 
-function answerWithError(ctx: RequestContext, res: ServerResponse, err: unknown, logger: Logger): void {
+async function answerWithError(ctx: RequestContext, res: ServerResponse, err: unknown, logger: Logger): Promise<void> {
   const error = err instanceof GatewayError ? err : new GatewayError('GATEWAY_ERROR', 'The gateway failed while handling this request.', { cause: err });
   if (!(err instanceof GatewayError)) logger.error({ request_id: ctx.requestId, err }, 'unexpected error in the request pipeline');
+  // Before the answer goes out, so that a retry sent the moment it arrives finds the claim ended, not "in progress".
+  await closeResources(ctx);
+  if (ctx.upstreamResponse && !ctx.upstreamResponse.complete) ctx.upstreamResponse.destroy();
   ctx.errorCode = error.code;
   ctx.outcome = error.code.toLowerCase();
   if (!res.headersSent) setHeaders(res, ctx.responseHeaders);
-  sendProblem(res, error, ctx.requestId);
+  // Whatever the upstream echoed into the envelope is redacted of the credentials the gateway injected there.
+  sendProblem(res, error, ctx.requestId, ctx.route?.upstream.secrets);
+}
+
+/** Closes what the request's policies opened and left open (normally nothing: each settles its own on its paths). */
+async function closeResources(ctx: RequestContext): Promise<void> {
+  const resources = ctx.resources;
+  if (resources === undefined) return;
+  ctx.resources = undefined;
+  const forwarded = ctx.upstreamStartedAt !== undefined;
+  // A resource's close never throws (it logs its own store failures); allSettled keeps one from hiding another.
+  await Promise.allSettled(resources.map((resource) => resource.close(forwarded)));
 }
 
 function record(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, deps: PipelineDeps): void {

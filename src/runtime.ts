@@ -11,7 +11,9 @@ import { compileIdempotency, type IdempotencyPolicy } from './policies/idempoten
 import { RateLimits, type RouteRateLimiter } from './policies/rate-limit/policy.ts';
 import { compileSilentFailure, type SilentFailureCheck } from './policies/silent-failure/policy.ts';
 import { UpstreamGuard } from './proxy/upstream-guard.ts';
+import { TrustedProxies } from './proxy/forwarded.ts';
 import type { StatusOverride } from './errors/normalize.ts';
+import { secretSet } from './errors/redact.ts';
 import path from 'node:path';
 
 export interface Upstream {
@@ -55,6 +57,12 @@ export interface Runtime {
   readonly maxUrlBytes: number;
   /** The named rate-limit policies, for GET /_agentgate/budget. */
   readonly rateLimits: RateLimits;
+  /** routing.case_sensitive: how request paths are read for matching (src/routing/request-target.ts). */
+  readonly caseSensitivePaths: boolean;
+  /** server.trusted_proxies. */
+  readonly trustedProxies: TrustedProxies;
+  /** server.timeouts.request_body_idle: longest silence of a client sending its body. */
+  readonly requestBodyIdleMs: number;
 }
 
 /**
@@ -91,12 +99,19 @@ export class UpstreamPools {
   }
 }
 
-/** Shorter values are not redacted: they could not be told apart from ordinary words. */
+/**
+ * Shorter values are not redacted: they could not be told apart from ordinary words. A longer word is redacted from
+ * this many of its first characters on, so a secret cut off by a length limit leaks no more than that.
+ */
 const MIN_SECRET_CHARS = 8;
 
-function secretsOf(headers: Record<string, string> | undefined): string[] {
+/**
+ * The injected values and their words, compiled here, once per config, with every spelling an upstream may echo them
+ * in (URL-encoded, JSON-escaped, as a JSON Pointer, base64 and base64url in any alignment): errors only look them up.
+ */
+function secretsOf(headers: Record<string, string> | undefined): readonly string[] {
   const candidates = Object.values(headers ?? {}).flatMap((value) => [value, ...value.split(/\s+/)]);
-  return [...new Set(candidates.filter((c) => c.length >= MIN_SECRET_CHARS))].sort((a, b) => b.length - a.length);
+  return secretSet([...new Set(candidates.filter((c) => c.length >= MIN_SECRET_CHARS))].sort((a, b) => b.length - a.length), MIN_SECRET_CHARS);
 }
 
 export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: PolicyDeps): Runtime {
@@ -124,7 +139,7 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
     return {
       name: r.name,
       methods: r.match.methods ? new Set(r.match.methods) : undefined,
-      template: compilePathTemplate(r.match.path),
+      template: compilePathTemplate(r.match.path, config.routing.case_sensitive),
       upstream,
       timeoutMs: r.timeout ? parseDuration(r.timeout) : upstream.timeoutMs,
       config: r,
@@ -143,5 +158,8 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
     upstreams,
     maxUrlBytes: parseSize(config.server.limits.max_url_bytes),
     rateLimits,
+    caseSensitivePaths: config.routing.case_sensitive,
+    trustedProxies: new TrustedProxies(config.server.trusted_proxies),
+    requestBodyIdleMs: parseDuration(config.server.timeouts.request_body_idle),
   };
 }

@@ -97,7 +97,7 @@ test('no matching route is a ROUTE_NOT_FOUND envelope, not a forwarded request',
   }
 });
 
-test('the upstream gets X-Forwarded-*, its own Host, no hop-by-hop headers, and end-to-end headers intact', async () => {
+test('the upstream gets X-Forwarded-* (the client\'s own replaced: no trusted proxies), its own Host, no hop-by-hop headers, and end-to-end headers intact', async () => {
   await send(`${gw.url}/orders/7`, {
     headers: {
       host: 'agents.example.com',
@@ -112,7 +112,9 @@ test('the upstream gets X-Forwarded-*, its own Host, no hop-by-hop headers, and 
   const seen = orders.received.at(-1)!.headers;
   assert.equal(seen.host, new URL(orders.url).host);
   assert.equal(seen['x-forwarded-host'], 'agents.example.com');
-  assert.equal(seen['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+  assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+  assert.equal(seen['x-real-ip'], '127.0.0.1');
+  assert.equal(seen.forwarded, 'for=127.0.0.1;proto=http;host="agents.example.com"');
   assert.equal(seen['x-forwarded-proto'], 'http');
   assert.equal(seen['x-custom'], 'kept');
   assert.equal(seen['x-hop-secret'], undefined);

@@ -33,6 +33,11 @@ const ServerSchema = Type.Object(
       default: '127.0.0.1:9090',
       description: 'host:port of the admin port serving /metrics, /healthz and /readyz; keep it off the public network',
     }),
+    trusted_proxies: Type.Array(Type.String({ pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$', description: 'an IP address or CIDR range, e.g. 10.0.0.0/8' }), {
+      default: [],
+      description:
+        "peers (load balancers, ingress proxies) whose Forwarded / X-Forwarded-* / X-Real-IP headers are believed: from them the headers are kept and extended, and {ip: true} identifies the client they name; from any other peer those headers are removed and replaced with the gateway's own",
+    }),
     shutdown_timeout: Duration('on SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits anyway', '10s'),
     workers: Type.Union([Type.Integer({ minimum: 1, maximum: MAX_WORKERS }), Type.Literal('auto')], {
       default: 1,
@@ -46,7 +51,7 @@ const ServerSchema = Type.Object(
           minimum: 1,
           default: 10000,
           description:
-            'most client connections the proxy port holds open at once; more are closed on arrival. Kept below the process file-descriptor limit (with room for upstream, Redis and admin sockets), so a flood of connections can never take the admin port or the upstream pool down with it',
+            'most client connections the proxy port holds open at once, per process (each of server.workers); more are closed on arrival. Lowered at start, with a warning, to fit the process file-descriptor limit (with room for upstream, Redis and admin sockets), so a flood of connections can never take the admin port or the upstream pool down with it',
         }),
       },
       { additionalProperties: false, default: {}, description: 'limits on what clients may send' },
@@ -54,7 +59,7 @@ const ServerSchema = Type.Object(
     timeouts: Type.Object(
       {
         request_head: Duration(
-          'longest a client may take to send a request line and headers, counted from its first byte or, on a new connection, from the connect; a client too slow gets 408 REQUEST_TIMEOUT and the connection is closed',
+          'longest a client may take to send a request line and headers, counted from its first byte or, on a new connection, from the connect; a client too slow gets 408 REQUEST_TIMEOUT and the connection is closed (a connection that sent nothing at all is closed without an answer)',
           '10s',
         ),
         request_body_idle: Duration(
@@ -90,10 +95,39 @@ const StoreSchema = Type.Object(
     command_timeout: Duration('redis: how long one store operation may take before it counts as a store error', '500ms'),
     memory: Type.Object(
       {
-        max_entries: Type.Integer({ minimum: 1, default: 100000, description: 'most entries kept; the least recently used are evicted first' }),
-        max_bytes: Size('most bytes of keys and values kept; the least recently used are evicted first', '64mb'),
+        max_entries: Type.Integer({
+          minimum: 1,
+          default: 100000,
+          description: 'most rate-limit budgets kept; beyond it the least recently used budget is evicted, which only refills it early (idempotency records are bounded apart, by records)',
+        }),
+        max_bytes: Size(
+          'most bytes of rate-limit budgets kept (keys and values as UTF-16, plus about 96 bytes each); beyond it the least recently used budget is evicted',
+          '64mb',
+        ),
+        records: Type.Object(
+          {
+            max_entries: Type.Integer({
+              minimum: 1,
+              default: 100000,
+              description: 'most idempotency records kept (in flight, stored answers, outcome unknown); when full, a request with a new key gets 503 STORE_UNAVAILABLE',
+            }),
+            max_bytes: Size(
+              'most bytes of idempotency records kept, stored answers included (keys and values as UTF-16, plus about 96 bytes each); when full, a request with a new key gets 503 STORE_UNAVAILABLE, and an answer that does not fit in the room left is kept as not replayable (its retries get 409 IDEMPOTENCY_OUTCOME_UNKNOWN)',
+              '64mb',
+            ),
+          },
+          {
+            additionalProperties: false,
+            default: {},
+            description: 'bounds of the idempotency records, kept apart from the budgets: a record is never evicted before its ttl, however much other traffic there is',
+          },
+        ),
       },
-      { additionalProperties: false, default: {}, description: 'bounds of the in-memory store' },
+      {
+        additionalProperties: false,
+        default: {},
+        description: 'bounds of the in-memory store (type: memory), in two parts: rate-limit budgets (max_entries, max_bytes; least recently used evicted) and idempotency records (records; never evicted)',
+      },
     ),
   },
   { additionalProperties: false, default: {}, description: 'where shared state (idempotency records, budgets) lives' },
@@ -126,7 +160,8 @@ const UpstreamSchema = Type.Object(
     max_sockets: Type.Integer({ minimum: 1, default: 256, description: 'size of the keep-alive connection pool to this upstream' }),
     headers: Type.Optional(
       Type.Record(Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$" }), Type.String(), {
-        description: "headers added to (or replacing) every request to this upstream, e.g. Authorization: 'Bearer ${LEGACY_TOKEN}', so agents never hold the legacy API's secret; never logged",
+        description:
+          "headers added to (or replacing) every request to this upstream, e.g. Authorization: 'Bearer ${LEGACY_TOKEN}', so agents never hold the legacy API's secret; never logged. A value must be a valid HTTP field value (no line break or other control character but tab; a secret read from a file must not end with a newline); names are case-insensitive and given once; host, content-length, transfer-encoding, connection, keep-alive, te, upgrade, trailer, expect and proxy-connection are the gateway's own and cannot be injected",
       }),
     ),
     circuit_breaker: Type.Optional(circuitBreakerSchema({ Duration })),
@@ -202,6 +237,16 @@ export const ConfigSchema = Type.Object(
     defaults: Type.Object(
       { ...rateLimitDefaultsProperties({ Duration, Size, Name }), idempotency: Type.Optional(Idempotency()), silent_failure: Type.Optional(SilentFailure()) },
       { additionalProperties: false, default: {}, description: 'what every route inherits unless it sets its own' },
+    ),
+    routing: Type.Object(
+      {
+        case_sensitive: Type.Boolean({
+          default: false,
+          description:
+            "false: a route's literal path segments match in any case (/Orders takes the /orders route), as Express, ASP.NET and IIS route, so no spelling reaches the upstream around the route's policies; true: exact case, for an upstream that itself routes by exact case and has paths differing only in case",
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'how request paths are matched against routes (see docs on routing for what is normalised and refused)' },
     ),
     routes: Type.Array(RouteSchema, { minItems: 1, description: 'routes, tried in file order: the first match wins' }),
   },

@@ -5,6 +5,7 @@ import type { Consumer } from '../identity/consumer.ts';
 import type { Runtime } from '../runtime.ts';
 import { StoreError } from '../store/store.ts';
 import { sendJson } from './json.ts';
+import { readRequestTarget } from '../routing/request-target.ts';
 
 const METHOD = /^[A-Za-z]{1,16}$/;
 const COUNT = /^\d{1,9}$/;
@@ -17,7 +18,10 @@ export async function serveBudget(req: IncomingMessage, res: ServerResponse, run
     budgets: await orUnavailable(() => runtime.rateLimits.budgets(consumer)),
   };
   if (probe) {
-    const route = runtime.router.match(probe.method, probe.path);
+    // The path is read as a request's would be, so the answer is about the route that request would really take.
+    const reading = readRequestTarget(probe.path, runtime.caseSensitivePaths);
+    if (reading.kind === 'refuse') throw new GatewayError('INVALID_REQUEST', `path= would be refused: ${reading.detail}`);
+    const route = runtime.router.match(probe.method, reading.matchPath);
     if (!route) {
       throw new GatewayError('ROUTE_NOT_FOUND', `No route matches ${probe.method} ${probe.path.slice(0, 256)}, so it has no cost; check the method and path.`);
     }

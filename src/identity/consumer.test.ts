@@ -4,11 +4,12 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { createConsumerIdentifier } from './consumer.ts';
 
-function request(headers: Record<string, string>, remoteAddress = '10.1.2.3'): IncomingMessage {
-  return { headers, socket: { remoteAddress } } as unknown as IncomingMessage;
+function request(headers: Record<string, string>, remoteAddress = '10.1.2.3'): [IncomingMessage, string] {
+  return [{ headers, socket: { remoteAddress } } as unknown as IncomingMessage, remoteAddress];
 }
 
-const identify = createConsumerIdentifier([{ header: 'X-Agent-Id' }, { header: 'authorization' }, { ip: true }]);
+const identifyWith = createConsumerIdentifier([{ header: 'X-Agent-Id' }, { header: 'authorization' }, { ip: true }]);
+const identify = (args: [IncomingMessage, string]) => identifyWith(...args);
 
 test('the first configured source present wins, and its value is hashed, never kept', () => {
   const byAgent = identify(request({ 'x-agent-id': 'agent-7', authorization: 'Bearer secret-token' }));
@@ -33,13 +34,13 @@ test('the same value gives the same id, different values and different sources g
 
 test('with no ip fallback, callers without any configured header share the anonymous identity', () => {
   const headerOnly = createConsumerIdentifier([{ header: 'x-agent-id' }]);
-  assert.deepEqual(headerOnly(request({})), { id: 'anonymous', source: 'anonymous' });
-  assert.deepEqual(headerOnly(request({}, '10.9.9.9')), { id: 'anonymous', source: 'anonymous' });
+  assert.deepEqual(headerOnly(...request({})), { id: 'anonymous', source: 'anonymous' });
+  assert.deepEqual(headerOnly(...request({}, '10.9.9.9')), { id: 'anonymous', source: 'anonymous' });
 });
 
 test('ids stay the same when the cache of recent identities fills up and starts afresh', () => {
   const first = identify(request({ 'x-agent-id': 'agent-first' })).id;
   for (let i = 0; i < 25_000; i++) identify(request({ 'x-agent-id': `agent-${i}` }));
   assert.equal(identify(request({ 'x-agent-id': 'agent-first' })).id, first);
-  assert.equal(identify(request({ 'x-agent-id': 'agent-24999' })).id, createConsumerIdentifier([{ header: 'x-agent-id' }])(request({ 'x-agent-id': 'agent-24999' })).id);
+  assert.equal(identify(request({ 'x-agent-id': 'agent-24999' })).id, createConsumerIdentifier([{ header: 'x-agent-id' }])(...request({ 'x-agent-id': 'agent-24999' })).id);
 });

@@ -10,7 +10,8 @@ export interface Consumer {
   readonly source: string;
 }
 
-export type ConsumerIdentifier = (req: IncomingMessage) => Consumer;
+/** `clientAddress`: the peer's address, or behind server.trusted_proxies the client's they name. */
+export type ConsumerIdentifier = (req: IncomingMessage, clientAddress: string) => Consumer;
 
 export function hashIdentity(value: string): string {
   return hash('sha256', value, 'base64url').slice(0, 22);
@@ -36,9 +37,9 @@ function consumerOf(source: string, value: string): Consumer {
 
 export function createConsumerIdentifier(sources: readonly IdentifySourceConfig[]): ConsumerIdentifier {
   const compiled = sources.map((s) => (s.header ? { header: s.header.toLowerCase(), label: `header:${s.header.toLowerCase()}` } : { header: undefined, label: 'ip' }));
-  return (req) => {
+  return (req, clientAddress) => {
     for (const source of compiled) {
-      if (source.header === undefined) return fromIp(req);
+      if (source.header === undefined) return consumerOf('ip', clientAddress);
       const value = req.headers[source.header];
       const text = Array.isArray(value) ? value.join(',') : value;
       if (text) return consumerOf(source.label, text);
@@ -48,6 +49,3 @@ export function createConsumerIdentifier(sources: readonly IdentifySourceConfig[
   };
 }
 
-function fromIp(req: IncomingMessage): Consumer {
-  return consumerOf('ip', req.socket.remoteAddress ?? 'unknown');
-}

@@ -19,8 +19,14 @@ test('a request whose client left before it was sent never reaches the upstream,
   // The gateway side: forwards every request; for /r?leave the client goes away right after the decision to forward.
   const results: UpstreamResult[] = [];
   const gateway = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const ctx = { requestId: 'req-1', trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }, responseHeaders: {} } as unknown as RequestContext;
-    const sending = forwarder.send(req, res, ctx, route, undefined, false);
+    const ctx = {
+      requestId: 'req-1',
+      trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', continued: true },
+      responseHeaders: {},
+      peerTrusted: false,
+      clientAddress: '127.0.0.1',
+    } as unknown as RequestContext;
+    const sending = forwarder.send(req, res, ctx, route, undefined, false, 10_000);
     if (req.url === '/r?leave') res.destroy();
     void sending.then((result) => {
       results.push(result);

@@ -6,12 +6,21 @@ import { createProxyServer, type ProxyServer, type ServerOptions } from 'http-pr
 import { GatewayError } from '../errors/problem.ts';
 import type { RequestContext } from '../context.ts';
 import type { Route } from '../runtime.ts';
+import { PROXY_TRUST_HEADERS, writeForwardedHeaders } from './forwarded.ts';
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message, so they are never passed on.
  * Expect is answered by the gateway itself (Node sends the 100 Continue), and Proxy-Authorization is meant for the gateway.
  */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'expect']);
+
+/**
+ * Request headers the client never decides for the upstream: framing (Content-Length, Transfer-Encoding) is written
+ * from what Node's parser made of the request, so no header trick (a Connection header naming Content-Length, a DELETE
+ * with a chunked body) can leave a body unframed on a pooled connection, where it would be read as the next request.
+ * Host is the upstream's (changeOrigin).
+ */
+const GATEWAY_FRAMED = new Set(['content-length', 'transfer-encoding', 'host', 'tracestate']);
 
 /** Response headers never copied to the client: hop-by-hop ones, framing (Node re-frames), and the upstream's own request id. */
 const NOT_FORWARDED_IN_RESPONSE = new Set([...HOP_BY_HOP, 'transfer-encoding', 'x-request-id']);
@@ -25,11 +34,18 @@ const UNAVAILABLE_RETRY_AFTER_SECONDS = 2;
 export type UpstreamResult =
   | { kind: 'response'; response: IncomingMessage }
   /** reachedUpstream: the request may have taken effect (timeout or reset after sending), which idempotency must treat as unknown. */
-  | { kind: 'failed'; error: GatewayError; reachedUpstream: boolean }
+  | {
+      kind: 'failed';
+      error: GatewayError;
+      reachedUpstream: boolean;
+      /** The client is to blame (it stopped sending its request): no reason to think less of the upstream. */
+      clientFault?: boolean;
+    }
   /** reachedUpstream: false when the client left before anything was sent, so nothing can have happened upstream. */
   | { kind: 'client_closed'; reachedUpstream: boolean };
 
 interface InFlight {
+  readonly req: IncomingMessage;
   readonly ctx: RequestContext;
   readonly route: Route;
   resolve: (result: UpstreamResult) => void;
@@ -37,6 +53,8 @@ interface InFlight {
   timedOut: boolean;
   /** Sent a second time on a fresh connection, after a pooled one turned out to be closed (see isStaleConnection). */
   retried: boolean;
+  /** The client stopped sending its body for longer than server.timeouts.request_body_idle. */
+  clientTimedOut: boolean;
 }
 
 /**
@@ -90,7 +108,14 @@ export class Forwarder {
 
   constructor() {
     // selfHandleResponse: the pipeline decides how a response is delivered (streamed as-is here; inspected by later policies).
-    this.proxy = createProxyServer({ selfHandleResponse: true, changeOrigin: true, xfwd: false });
+    // toProxy: the path is sent exactly as the pipeline read it (src/routing/request-target.ts); without it
+    // http-proxy-3 re-parses it by WHATWG URL rules, which turn '\' into '/' and resolve dot segments, so the
+    // upstream would get another path than the one the route was matched on.
+    this.proxy = createProxyServer({ selfHandleResponse: true, changeOrigin: true, xfwd: false, toProxy: true });
+    // http-proxy-3's deleteLength pass gives a DELETE or OPTIONS without Content-Length a 'content-length: 0' and drops
+    // its Transfer-Encoding, so a chunked body would follow unframed. Framing is the gateway's (prepareUpstreamHeaders).
+    const passes = this.proxy as unknown as { webPasses: { name: string }[] };
+    passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
     this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: ForwardedRequest) => {
       const flight = req[IN_FLIGHT];
       if (!flight) return;
@@ -99,11 +124,28 @@ export class Forwarder {
       proxyReq.once('timeout', () => {
         flight.timedOut = true;
       });
+      // A 101 to a request that asked for no upgrade (the gateway never forwards Upgrade): no HTTP answer will follow.
+      proxyReq.once('upgrade', (upgraded: IncomingMessage, socket: Socket) => {
+        socket.destroy();
+        flight.resolve(invalidStatus(flight, upgraded.statusCode ?? 101));
+      });
+      // Closed without an answer and without an error (nothing else will settle the attempt): an upstream failure.
+      proxyReq.once('close', () => {
+        if (flight.ctx.upstreamStatus === undefined && !flight.retried) flight.resolve(failure(new Error('the connection closed without an answer'), flight));
+      });
     });
     this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: ForwardedRequest) => {
       const flight = req[IN_FLIGHT];
       if (!flight) return;
       flight.ctx.upstreamStatus = proxyRes.statusCode;
+      flight.ctx.upstreamResponse = proxyRes;
+      const status = proxyRes.statusCode ?? 0;
+      if (status < 200 || status > 599) {
+        // 000, 099, 600, 999: no HTTP status an agent (or Node's own server) can act on; never delivered or stored.
+        proxyRes.destroy();
+        flight.resolve(invalidStatus(flight, status));
+        return;
+      }
       // From here on the socket may go quiet because the client reads slowly (backpressure), which is not the
       // upstream's fault: the body phase is guarded by streamResponse's idle timer instead.
       flight.proxyReq?.setTimeout(0);
@@ -120,15 +162,17 @@ export class Forwarder {
    * request stream when a policy has already read it. `inBatch`: the caller is one of a batch already (resumed with
    * others by one store reply), so the request goes out at once instead of waiting for the end of this turn of the loop.
    */
-  send(req: ForwardedRequest, res: ServerResponse, ctx: RequestContext, route: Route, body: Buffer | undefined, inBatch: boolean): Promise<UpstreamResult> {
-    prepareUpstreamHeaders(req, ctx);
+  send(req: ForwardedRequest, res: ServerResponse, ctx: RequestContext, route: Route, body: Buffer | undefined, inBatch: boolean, bodyIdleMs: number): Promise<UpstreamResult> {
+    prepareUpstreamHeaders(req, ctx, body);
     return new Promise((resolve, reject) => {
       const flight: InFlight = {
+        req,
         ctx,
         route,
         proxyReq: undefined,
         timedOut: false,
         retried: false,
+        clientTimedOut: false,
         resolve: (result) => {
           flight.resolve = () => {};
           resolve(result);
@@ -136,7 +180,10 @@ export class Forwarder {
       };
       req[IN_FLIGHT] = flight;
       ctx.upstreamStartedAt = process.hrtime.bigint();
-      const options = this.optionsOf(route);
+      const routeOptions = this.optionsOf(route);
+      // A body still arriving from the client is watched for silence (the client's time, not the upstream's).
+      const options =
+        body !== undefined ? { ...routeOptions, buffer: new BufferedBody(body) } : req.complete ? routeOptions : { ...routeOptions, buffer: new WatchedBody(req, flight, bodyIdleMs) };
       const onError = (err: NodeJS.ErrnoException) => {
         if (req.socket.destroyed || res.destroyed) {
           flight.resolve({ kind: 'client_closed', reachedUpstream: true });
@@ -154,7 +201,7 @@ export class Forwarder {
       const sendNow = () => {
         if (req.socket.destroyed || res.destroyed) return flight.resolve({ kind: 'client_closed', reachedUpstream: false });
         try {
-          this.proxy.web(req, res, body ? { ...options, buffer: new BufferedBody(body) } : options, onError);
+          this.proxy.web(req, res, options, onError);
         } catch (err) {
           // Thrown outside the promise now, so it would take the process down and the rest of the batch with it.
           flight.resolve = () => {};
@@ -195,8 +242,67 @@ function hasNoBody(req: IncomingMessage): boolean {
   return SAFE_METHODS.has(req.method ?? '') && (length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined;
 }
 
+/**
+ * A body still streaming from the client, in the shape http-proxy-3 forwards (it only calls pipe): piped as it is, and
+ * watched for silence once the pipe consumes it (a 'data' listener of its own, added earlier, would start the flow
+ * before the pipe and lose the first chunks). Silence for longer than `idleMs` while the body is incomplete ends the
+ * attempt as the client's fault (408), never the upstream's.
+ */
+class WatchedBody extends Stream {
+  private readonly req: IncomingMessage;
+  private readonly flight: InFlight;
+  private readonly idleMs: number;
+
+  constructor(req: IncomingMessage, flight: InFlight, idleMs: number) {
+    super();
+    this.req = req;
+    this.flight = flight;
+    this.idleMs = idleMs;
+  }
+
+  override pipe<T extends NodeJS.WritableStream>(destination: T): T {
+    const { req, flight } = this;
+    req.pipe(destination);
+    if (req.complete) return destination;
+    const timer = setTimeout(() => {
+      if (req.complete) return;
+      flight.clientTimedOut = true;
+      flight.proxyReq?.destroy();
+      flight.resolve(clientTooSlow());
+    }, this.idleMs);
+    const refresh = () => timer.refresh();
+    const stop = () => {
+      clearTimeout(timer);
+      req.off('data', refresh);
+    };
+    req.on('data', refresh).once('end', stop).once('close', stop);
+    return destination;
+  }
+}
+
+function clientTooSlow(): UpstreamResult {
+  return {
+    kind: 'failed',
+    reachedUpstream: true,
+    clientFault: true,
+    error: new GatewayError('REQUEST_TIMEOUT', 'The request body stopped arriving before it was complete, so the request was abandoned.', {
+      headers: { connection: 'close' },
+    }),
+  };
+}
+
+function invalidStatus(flight: InFlight, status: number): UpstreamResult {
+  return {
+    kind: 'failed',
+    reachedUpstream: true,
+    error: new GatewayError('UPSTREAM_ERROR', `Upstream '${flight.route.upstream.name}' answered with status ${status}, which is not a valid final HTTP status.`),
+  };
+}
+
 function failure(err: NodeJS.ErrnoException, flight: InFlight): UpstreamResult {
   const upstream = flight.route.upstream.name;
+  // Silence while the client has not finished sending is the client's: the upstream cannot answer a request it lacks.
+  if (flight.clientTimedOut || (flight.timedOut && !flight.req.complete)) return clientTooSlow();
   if (flight.timedOut) {
     return {
       kind: 'failed',
@@ -225,31 +331,37 @@ function failure(err: NodeJS.ErrnoException, flight: InFlight): UpstreamResult {
 }
 
 /** The header names a Connection header lists (RFC 9110 §7.6.1): hop-by-hop for this message only, in either direction. */
-function connectionOptions(connection: string | undefined): string[] | undefined {
+export function connectionOptions(connection: string | undefined): string[] | undefined {
   // The values nearly every message carries name no header beyond the hop-by-hop ones dropped anyway.
   if (!connection || connection === 'keep-alive' || connection === 'close') return undefined;
   return connection.split(',').map((token) => token.trim().toLowerCase());
 }
 
 /**
- * What the upstream is told: who is calling through whom, with the request id and trace context of this hop. The
- * request's headers are replaced by a copy without the hop-by-hop ones rather than edited with `delete`: deleting a
- * property turns a V8 object into a slow dictionary, and http-proxy-3 copies the headers of every request.
+ * What the upstream is told: the client's end-to-end headers, framed by the gateway, with who is calling through whom and
+ * the request id and trace context of this hop. The request's headers are replaced by a copy without the hop-by-hop ones
+ * rather than edited with `delete`: deleting a property turns a V8 object into a slow dictionary, and http-proxy-3
+ * copies the headers of every request.
  */
-function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext): void {
+function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext, body: Buffer | undefined): void {
   const incoming = req.headers;
   const namedInConnection = connectionOptions(incoming.connection);
+  const trusted = ctx.peerTrusted;
   const headers: IncomingHttpHeaders = {};
   for (const name in incoming) {
-    if (HOP_BY_HOP.has(name) || namedInConnection?.includes(name)) continue;
+    if (HOP_BY_HOP.has(name) || GATEWAY_FRAMED.has(name) || namedInConnection?.includes(name)) continue;
+    if (!trusted && PROXY_TRUST_HEADERS.has(name)) continue;
     headers[name] = incoming[name];
   }
+  // The body as Node's parser framed it: the one a policy read whole, a Content-Length body, a chunked body, or none.
+  if (body !== undefined) headers['content-length'] = String(body.length);
+  else if (incoming['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
+  else if (incoming['content-length'] !== undefined) headers['content-length'] = incoming['content-length'];
   headers['x-request-id'] = ctx.requestId;
   headers['traceparent'] = ctx.trace.traceparent;
-  const peer = req.socket.remoteAddress ?? '';
-  headers['x-forwarded-for'] = headers['x-forwarded-for'] ? `${headers['x-forwarded-for']}, ${peer}` : peer;
-  headers['x-forwarded-proto'] = (req.socket as Socket & { encrypted?: boolean }).encrypted ? 'https' : 'http';
-  if (headers.host) headers['x-forwarded-host'] = headers.host;
+  // A tracestate belongs to the traceparent it came with: it travels only when that trace is continued.
+  if (ctx.trace.continued && incoming.tracestate !== undefined) headers['tracestate'] = incoming.tracestate;
+  writeForwardedHeaders(headers, req, incoming.host, (req.socket as Socket & { encrypted?: boolean }).encrypted === true, trusted, ctx.clientAddress);
   req.headers = headers;
 }
 

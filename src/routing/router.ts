@@ -1,4 +1,5 @@
 // Matches a request's method and path against the configured routes, in file order; the first match wins.
+import { readRequestTarget } from './request-target.ts';
 
 type Segment = { kind: 'literal'; text: string } | { kind: 'param'; name: string };
 
@@ -8,10 +9,15 @@ export interface PathTemplate {
   readonly prefix: boolean;
 }
 
-/** Compiles '/orders/{id}' or '/admin/*' once, at config load; throws with a readable message when malformed. */
-export function compilePathTemplate(template: string): PathTemplate {
+/**
+ * Compiles '/orders/{id}' or '/admin/*' once, at config load; throws with a readable message when malformed. Literal
+ * segments are compared with a request's matchPath (src/routing/request-target.ts), so they are decoded the same way
+ * and, unless routing is case-sensitive, lower-cased; a trailing slash means nothing, as it means nothing in a request.
+ */
+export function compilePathTemplate(template: string, caseSensitive = true): PathTemplate {
   if (!template.startsWith('/')) throw new Error(`path '${template}' must start with /`);
   let body = template.slice(1);
+  if (body.endsWith('/')) body = body.slice(0, -1);
   let prefix = false;
   if (body === '*' || body.endsWith('/*')) {
     prefix = true;
@@ -31,7 +37,12 @@ export function compilePathTemplate(template: string): PathTemplate {
     if (/[{}*]/.test(part)) {
       throw new Error(`segment '${part}' of '${template}' is not allowed: use a whole segment {name}, or /* only at the end`);
     }
-    return { kind: 'literal', text: part };
+    if (body === '') return { kind: 'literal', text: '' }; // the root path '/'
+    const reading = readRequestTarget(`/${part}`, caseSensitive);
+    if (reading.kind === 'refuse' || part === '') {
+      throw new Error(`segment '${part}' of '${template}' can never match a request: ${reading.kind === 'refuse' ? reading.detail : 'the path has an empty segment (//)'}`);
+    }
+    return { kind: 'literal', text: reading.matchPath.slice(1) };
   });
   return { segments, prefix };
 }

@@ -1,0 +1,111 @@
+// Who the client is and how it reached the gateway, as the upstream is told: the proxy-trust headers, believed only from trusted peers.
+import { BlockList, isIP } from 'node:net';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+
+/**
+ * Request headers in which a proxy tells the next hop about the client (RFC 7239 Forwarded, the de-facto X-Forwarded-*,
+ * and the vendor variants upstream frameworks read for the client address). A client can write any of them, so from an
+ * untrusted peer every one is removed and the gateway's own are written instead; an upstream that allow-lists by
+ * X-Real-IP or True-Client-IP must never read a value the agent chose.
+ */
+export const PROXY_TRUST_HEADERS: ReadonlySet<string> = new Set([
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-server',
+  'x-forwarded-ssl',
+  'x-forwarded-scheme',
+  'x-original-forwarded-for',
+  'x-real-ip',
+  'x-client-ip',
+  'client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-cluster-client-ip',
+  'x-proxyuser-ip',
+]);
+
+/** The peers whose proxy-trust headers are believed (server.trusted_proxies); none by default. */
+export class TrustedProxies {
+  private readonly list: BlockList | undefined;
+
+  constructor(entries: readonly string[]) {
+    if (entries.length === 0) return;
+    this.list = new BlockList();
+    for (const entry of entries) {
+      const { address, prefix, family } = parseAddressOrRange(entry)!;
+      if (prefix === undefined) this.list.addAddress(address, family);
+      else this.list.addSubnet(address, prefix, family);
+    }
+  }
+
+  /** Whether the connecting peer is a trusted proxy. */
+  trusts(peer: string | undefined): boolean {
+    if (!this.list || !peer) return false;
+    // A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d; ranges are written as a.b.c.d.
+    const address = peer.startsWith('::ffff:') && isIP(peer.slice(7)) === 4 ? peer.slice(7) : peer;
+    return this.list.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
+  }
+
+  /**
+   * The client's address: the peer itself, or, behind trusted proxies, the last X-Forwarded-For entry that is not one of
+   * them (the left-most entries are whatever the client wrote, so they are never believed).
+   */
+  clientAddress(req: IncomingMessage): string {
+    const peer = req.socket.remoteAddress ?? 'unknown';
+    if (!this.trusts(peer)) return peer;
+    const chain = commaList(req.headers['x-forwarded-for']);
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const hop = chain[i]!;
+      if (isIP(hop) === 0) return peer; // a malformed chain names nobody we can believe
+      if (!this.trusts(hop)) return hop;
+    }
+    return chain[0] ?? peer;
+  }
+}
+
+/** An IP address or a CIDR range as server.trusted_proxies takes it; undefined when it is neither. */
+export function parseAddressOrRange(entry: string): { address: string; prefix: number | undefined; family: 'ipv4' | 'ipv6' } | undefined {
+  const [address = '', bits, ...rest] = entry.split('/');
+  const version = isIP(address);
+  if (version === 0 || rest.length > 0) return undefined;
+  const family = version === 6 ? 'ipv6' : 'ipv4';
+  if (bits === undefined) return { address, prefix: undefined, family };
+  const prefix = /^\d{1,3}$/.test(bits) ? Number(bits) : -1;
+  if (prefix < 0 || prefix > (version === 6 ? 128 : 32)) return undefined;
+  return { address, prefix, family };
+}
+
+/**
+ * Writes the gateway's own proxy-trust headers onto the upstream request's headers (which hold none of the client's
+ * unless the peer is trusted): X-Forwarded-For, -Proto, -Host, RFC 7239 Forwarded and X-Real-IP.
+ */
+export function writeForwardedHeaders(headers: IncomingHttpHeaders, req: IncomingMessage, host: string | undefined, encrypted: boolean, trusted: boolean, client: string): void {
+  const peer = req.socket.remoteAddress ?? '';
+  const proto = encrypted ? 'https' : 'http';
+  const forwardedFor = trusted && headers['x-forwarded-for'] ? `${String(headers['x-forwarded-for'])}, ${peer}` : peer;
+  headers['x-forwarded-for'] = forwardedFor;
+  if (!trusted || headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = proto;
+  if (host !== undefined && (!trusted || headers['x-forwarded-host'] === undefined)) headers['x-forwarded-host'] = host;
+  if (!trusted || headers['x-real-ip'] === undefined) headers['x-real-ip'] = client;
+  const element = `for=${forwardedNode(peer)};proto=${proto}${host !== undefined ? `;host="${host.replace(/["\\]/g, '')}"` : ''}`;
+  headers['forwarded'] = trusted && headers['forwarded'] ? `${String(headers['forwarded'])}, ${element}` : element;
+}
+
+/** RFC 7239 §6: an IPv6 node is quoted and bracketed. */
+function forwardedNode(address: string): string {
+  return isIP(address) === 6 ? `"[${address}]"` : address || 'unknown';
+}
+
+function commaList(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  const text = Array.isArray(value) ? value.join(',') : value;
+  return text
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '');
+}
