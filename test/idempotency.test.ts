@@ -427,7 +427,7 @@ function suite(name: string, storeYaml: () => string, prefix: () => string, clea
       const plant = async (route: string, path: string, key: string) => {
         const store = gw.gateway.store;
         const now = await store.now();
-        const id = recordId(hashIdentity('header:x-agent-id\u0000planter'), 'POST', route, key);
+        const id = recordId(hashIdentity('header:x-agent-id\u0000planter'), route, key);
         const record = { state: 'pending', fingerprint: fingerprint('POST', path, Buffer.from('{}')), owner: 'dead-gateway', lease: now - 1, started: now - 5_000 };
         assert.equal(await store.claim(storeKey(prefix(), 'idem', id), encodeRecord(record as never), 60_000), null);
       };

@@ -9,4 +9,6 @@ export interface PolicyDeps {
   keyPrefix: string;
   metrics: GatewayMetrics;
   logger: Logger;
+  /** server.timeouts.request_body_idle: how long a policy reading a request body waits for its next bytes. */
+  requestBodyIdleMs: number;
 }

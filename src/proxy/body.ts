@@ -11,21 +11,27 @@ export type BodyRead =
   /** The upstream went silent for longer than the idle timeout. */
   | { kind: 'timeout' };
 
+export type RequestBodyRead = Buffer | 'too_large' | 'timeout' | undefined;
+
 /**
  * A request's whole body: 'too_large' past `max` bytes (by its Content-Length at once, or as soon as it grows past; the
- * rest is left unread and the stream paused), undefined when the client leaves before it is complete.
+ * rest is left unread and the stream paused), 'timeout' when the client stays silent for `idleMs` before it is complete
+ * (server.timeouts.request_body_idle), undefined when the client leaves before it is complete.
  */
-export function readRequestBody(req: IncomingMessage, max: number): Promise<Buffer | 'too_large' | undefined> {
+export function readRequestBody(req: IncomingMessage, max: number, idleMs: number): Promise<RequestBodyRead> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > max) return Promise.resolve('too_large');
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const done = (result: Buffer | 'too_large' | undefined) => {
+    const idle = req.complete ? undefined : setTimeout(() => done('timeout'), idleMs);
+    const done = (result: RequestBodyRead) => {
+      clearTimeout(idle);
       req.off('data', onData).off('end', onEnd).off('error', onGone).off('close', onGone);
       resolve(result);
     };
     const onData = (chunk: Buffer) => {
+      idle?.refresh();
       size += chunk.length;
       if (size <= max) return void chunks.push(chunk);
       req.pause();

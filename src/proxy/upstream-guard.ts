@@ -90,7 +90,8 @@ export class UpstreamGuard {
   /** After the call: feeds the breaker (5xx, timeouts and unreachable are failures) and the halt (consecutive 401s). */
   record(ticket: Ticket, result: UpstreamResult): void {
     if (ticket.refusal) return;
-    if (result.kind === 'client_closed') {
+    // The client left, or was too slow to send its request: that says nothing about the upstream.
+    if (result.kind === 'client_closed' || (result.kind === 'failed' && result.clientFault)) {
       if (ticket.probe) this.breaker?.abandonProbe();
       return;
     }

@@ -12,6 +12,7 @@ export function compileRuntime(yaml: string): { runtime: Runtime; pools: Upstrea
   const runtime = buildRuntime({ config, file: 'f.yaml', digest: '' }, pools, {
     store: new MemoryStore({ maxEntries: 10, maxBytes: 100_000 }),
     keyPrefix: 'unit',
+    requestBodyIdleMs: 10_000,
     metrics: new GatewayMetrics(),
     logger: pino({ level: 'silent' }),
   });

@@ -78,9 +78,12 @@ export function fingerprint(method: string, target: string, body: Buffer): strin
 }
 
 /**
- * The id of a record: consumer, method, route and the client's key, hashed together. Keys are scoped by consumer so one
- * agent can never read or block another's entry, and hashed so store keys and logs never carry the client's key.
+ * The id of a record: consumer, route and the client's key, hashed together (Stripe's scope: a key names one request of
+ * one consumer). Method and path are not part of it but of the fingerprint, so the same key sent with another method or
+ * path on the route is refused as reused (422), never executed as a second request. Scoped by consumer so that one
+ * consumer cannot read or block another's entry, as far as consumers are told apart (a self-asserted header is no proof:
+ * see consumers.identify), and hashed so store keys and logs never carry the client's key.
  */
-export function recordId(consumerId: string, method: string, routeName: string, key: string): string {
-  return hash('sha256', `${consumerId}\u0000${method}\u0000${routeName}\u0000${key}`, 'base64url');
+export function recordId(consumerId: string, routeName: string, key: string): string {
+  return hash('sha256', `${consumerId}\u0000${routeName}\u0000${key}`, 'base64url');
 }

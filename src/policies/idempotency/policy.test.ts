@@ -63,17 +63,14 @@ test('fingerprints differ for any difference in method, target or body, and are 
   assert.notEqual(fingerprint('POST', '/a', Buffer.from('b')), fingerprint('POST', '/ab', Buffer.from('')));
 });
 
-test('record ids are scoped by consumer, method, route and key, and carry no raw value', () => {
-  const id = recordId('consumer-a', 'POST', 'create', 'my-key');
+test('record ids are scoped by consumer, route and key (not method: that belongs to the fingerprint), and carry no raw value', () => {
+  const id = recordId('consumer-a', 'create', 'my-key');
   assert.match(id, /^[A-Za-z0-9_-]{43}$/);
   assert.ok(!id.includes('my-key'));
-  for (const other of [
-    recordId('consumer-b', 'POST', 'create', 'my-key'),
-    recordId('consumer-a', 'PATCH', 'create', 'my-key'),
-    recordId('consumer-a', 'POST', 'other', 'my-key'),
-    recordId('consumer-a', 'POST', 'create', 'my-key2'),
-  ])
+  for (const other of [recordId('consumer-b', 'create', 'my-key'), recordId('consumer-a', 'other', 'my-key'), recordId('consumer-a', 'create', 'my-key2')])
     assert.notEqual(other, id);
+  // One id for the key however it is sent: a POST and a PATCH with it meet the same record, and the fingerprint tells them apart.
+  assert.notEqual(fingerprint('POST', '/orders', Buffer.alloc(0)), fingerprint('PATCH', '/orders', Buffer.alloc(0)));
 });
 
 test('records round-trip; anything else decodes to undefined', () => {
@@ -152,7 +149,7 @@ function harness(overrides: Partial<IdempotencySettings> = {}, budget?: number) 
   const store = new MemoryStore({ maxEntries: 1000, maxBytes: 1024 * 1024, clock: () => time });
   const metrics = new GatewayMetrics();
   const settings = parseConfig(CONFIG('{required: true, ttl: 1h, lease: 1s}'), 'f.yaml', {}).routes[0]!.idempotency as IdempotencySettings;
-  const policy = compileIdempotency({ ...settings, ...overrides }, 'r', { store, keyPrefix: 'unit', metrics, logger: pino({ level: 'silent' }) }, budget !== undefined)!;
+  const policy = compileIdempotency({ ...settings, ...overrides }, 'r', { store, keyPrefix: 'unit', metrics, logger: pino({ level: 'silent' }), requestBodyIdleMs: 10_000 }, budget !== undefined)!;
   const bucket = { key: 'unit:{c}:rl:b', capacity: budget ?? 0, perMs: 3_600_000 };
   const begin = async (key: string, body = '{}'): Promise<IdempotencyDecision> => {
     const req = Object.assign(new PassThrough(), {

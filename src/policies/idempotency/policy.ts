@@ -3,13 +3,13 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { RequestContext } from '../../context.ts';
+import type { RequestContext, RequestResource } from '../../context.ts';
 import { GatewayError } from '../../errors/problem.ts';
 import { parseDuration, parseSize } from '../../config/units.ts';
 import type { UpstreamResult } from '../../proxy/forwarder.ts';
 import { readRequestBody } from '../../proxy/body.ts';
 import { storeKey } from '../../store/keys.ts';
-import { StoreError, type ClaimRequest, type Store } from '../../store/store.ts';
+import { StoreError, StoreFullError, type ClaimRequest, type Store } from '../../store/store.ts';
 import type { GatewayMetrics } from '../../observability/metrics.ts';
 import type { PolicyDeps } from '../deps.ts';
 import type { IdempotencySettings } from './schema.ts';
@@ -125,7 +125,7 @@ export function compileIdempotency(
   const settings: Settings = {
     required: config.required,
     // A record must outlive the lease of its claim, or a claim could vanish while its request is still running.
-    ttlMs: Math.max(parseDuration(config.ttl), 2 * leaseMs),
+    ttlMs: parseDuration(config.ttl), // at least 2 × lease: config load refuses less (idempotencySettingsProblems)
     methods: new Set(config.methods),
     leaseMs,
     inFlight: config.in_flight,
@@ -150,11 +150,13 @@ export class IdempotencyPolicy {
   /** agentgate_idempotency_events_total's children for this route, looked up once per event rather than on every request. */
   private readonly eventCounters = new Map<IdempotencyEvent, { inc(): void }>();
   private readonly claimWithCharge: boolean;
+  private readonly requestBodyIdleMs: number;
 
   constructor(routeName: string, settings: Settings, deps: PolicyDeps, claimWithCharge: boolean) {
     this.routeName = routeName;
     this.settings = settings;
     this.claimWithCharge = claimWithCharge;
+    this.requestBodyIdleMs = deps.requestBodyIdleMs;
     this.store = deps.store;
     this.keyPrefix = deps.keyPrefix;
     this.metrics = deps.metrics;
@@ -186,11 +188,12 @@ export class IdempotencyPolicy {
       this.count('invalid_key');
       return refuse('IDEMPOTENCY_KEY_INVALID', `The Idempotency-Key header is malformed: ${parsed.reason}.`);
     }
-    const id = recordId(ctx.consumer?.id ?? 'anonymous', method, this.routeName, parsed.key);
+    const id = recordId(ctx.consumer?.id ?? 'anonymous', this.routeName, parsed.key);
     ctx.idempotencyKeyHash = id;
 
-    const body = await readRequestBody(req, this.settings.maxBodyBytes);
+    const body = await readRequestBody(req, this.settings.maxBodyBytes, this.requestBodyIdleMs);
     if (body === undefined) return { kind: 'client_closed' };
+    if (body === 'timeout') return { kind: 'refuse', error: requestTimeout() };
     if (body === 'too_large') return { kind: 'refuse', error: payloadTooLarge(this.settings.maxBodyBytes) };
     const print = fingerprint(method, req.url ?? '/', body);
     const key = storeKey(this.keyPrefix, 'idem', id);
@@ -221,6 +224,21 @@ export class IdempotencyPolicy {
       return { kind: 'replay', record: claim };
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
+      if (err instanceof StoreFullError) {
+        // No room for this key's record (the memory store's records part is full). The store answers, so this is no
+        // outage and fail_open does not apply: forwarded without a record, the request would run again on every retry,
+        // unannounced. It is refused, retryable: room comes back as records expire or are released.
+        this.logger.warn({ request_id: ctx.requestId, idempotency_key_hash: ctx.idempotencyKeyHash, err: err.message }, 'idempotency store full: request refused (503), not forwarded');
+        throw new GatewayError(
+          'STORE_UNAVAILABLE',
+          "The gateway's idempotency store is full, so it cannot record this request to make sure it runs only once; it was not forwarded.",
+          {
+            retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
+            suggestion: 'Nothing was executed. Wait, then send the same request again: room comes back as older idempotency records expire.',
+            cause: err,
+          },
+        );
+      }
       if (this.settings.onStoreError === 'fail_open') {
         this.count('fail_open');
         this.logger.warn({ request_id: ctx.requestId, idempotency_key_hash: ctx.idempotencyKeyHash, err: err.message }, 'store unreachable: forwarding without idempotency protection (fail_open)');
@@ -316,7 +334,7 @@ export class IdempotencyPolicy {
  * One request's hold on its key, from the claim until the upstream's answer is settled: renews the lease while the
  * upstream call is open, then stores the answer, marks the outcome unknown, or releases the key.
  */
-export class Claim {
+export class Claim implements RequestResource {
   private value: string;
   private record: PendingRecord;
   private readonly renewal: NodeJS.Timeout;
@@ -337,6 +355,23 @@ export class Claim {
     this.record = record;
     this.renewal = setInterval(() => this.renew(), Math.max(10, Math.floor(policy.settings.leaseMs / 3)));
     this.renewal.unref();
+    // The pipeline closes it when the request ends, whatever path it took: a claim never outlives its request.
+    (ctx.resources ??= []).push(this);
+  }
+
+  /**
+   * Ends the claim if nothing settled it (an exception, a path that forgot): released when the request cannot have
+   * reached the upstream, otherwise its outcome is unknown. Renewal stops either way, so the lease lapses at worst.
+   */
+  close(forwarded: boolean): Promise<void> {
+    if (!this.settled) {
+      if (!forwarded) this.release('the request ended before it was sent upstream');
+      else {
+        const outcome = this.ctx.outcome;
+        this.unknown(outcome === 'client_closed' || outcome === 'upstream_timeout' || outcome === 'upstream_aborted' ? outcome : 'gateway_error');
+      }
+    }
+    return this.recorded();
   }
 
   /** Decides from a forwarding attempt that brought no answer. */
@@ -420,15 +455,33 @@ export class Claim {
     this.finish({ state: 'unknown', fingerprint: this.record.fingerprint, reason }, undefined);
   }
 
-  /** Replaces the pending record with its final state, for the record's TTL (counted from now). */
+  /**
+   * Replaces the pending record with its final state, for the record's TTL (counted from now). An answer the store has
+   * no room for is kept as not replayable instead: the record still says the request completed, so a retry is refused
+   * (409 IDEMPOTENCY_OUTCOME_UNKNOWN), never executed again.
+   */
   private finish(record: CompletedRecord | NotReplayableRecord | UnknownRecord, event: IdempotencyEvent | undefined): void {
     if (!this.stop()) return;
     this.enqueue('finish', async () => {
-      if (await this.policy.store.replaceIf(this.key, this.value, encodeRecord(record), this.policy.settings.ttlMs)) {
-        if (event) this.policy.count(event);
-        if (record.state === 'unknown') this.log('info', { reason: record.reason }, 'outcome unknown: retries with this key are refused until the record expires');
+      const { store, settings } = this.policy;
+      let kept = record;
+      let keptEvent = event;
+      let replaced: boolean;
+      try {
+        replaced = await store.replaceIf(this.key, this.value, encodeRecord(record), settings.ttlMs);
+      } catch (err) {
+        if (!(err instanceof StoreFullError) || record.state !== 'completed') throw err;
+        this.log('warn', { status: record.status, err: err.message }, 'idempotency store full: the answer was delivered but cannot be kept for replay; retries get 409 IDEMPOTENCY_OUTCOME_UNKNOWN');
+        kept = { state: 'not_replayable', fingerprint: record.fingerprint, status: record.status, reason: 'response_too_large' };
+        keptEvent = 'not_replayable';
+        // No larger than the pending record it replaces, so it fits.
+        replaced = await store.replaceIf(this.key, this.value, encodeRecord(kept), settings.ttlMs);
+      }
+      if (replaced) {
+        if (keptEvent) this.policy.count(keptEvent);
+        if (kept.state === 'unknown') this.log('info', { reason: kept.reason }, 'outcome unknown: retries with this key are refused until the record expires');
       } else {
-        this.log('warn', { state: record.state }, 'idempotency claim was lost before the answer could be recorded (its lease lapsed); the answer was delivered but not recorded');
+        this.log('warn', { state: kept.state }, 'idempotency claim was lost before the answer could be recorded (its lease lapsed); the answer was delivered but not recorded');
       }
     });
   }
@@ -499,6 +552,7 @@ function outcomeUnknown(record: UnknownRecord | NotReplayableRecord): GatewayErr
     upstream_aborted: 'got an incomplete answer from the upstream',
     client_closed: 'was abandoned by its client before the answer was complete',
     gateway_lost: 'was in flight on a gateway instance that stopped answering',
+    gateway_error: 'failed inside the gateway after it had been sent upstream',
   };
   return new GatewayError(
     'IDEMPOTENCY_OUTCOME_UNKNOWN',
@@ -520,6 +574,14 @@ export function writeReplay(res: ServerResponse, record: CompletedRecord): void 
 
 function refuse(code: 'IDEMPOTENCY_KEY_REQUIRED' | 'IDEMPOTENCY_KEY_INVALID', detail: string): IdempotencyOpening {
   return { kind: 'refuse', error: new GatewayError(code, detail) };
+}
+
+/** The client stopped sending the body this policy must read: its fault, answered before anything is charged or claimed. */
+export function requestTimeout(): GatewayError {
+  return new GatewayError('REQUEST_TIMEOUT', 'The request body stopped arriving before it was complete, so the request was not forwarded.', {
+    // The rest of the body is unread, so this connection cannot carry another request.
+    headers: { connection: 'close' },
+  });
 }
 
 function payloadTooLarge(max: number): GatewayError {

@@ -36,7 +36,7 @@ export interface UnknownRecord {
   readonly reason: UnknownReason;
 }
 
-export type UnknownReason = 'upstream_timeout' | 'upstream_error' | 'upstream_aborted' | 'client_closed' | 'gateway_lost';
+export type UnknownReason = 'upstream_timeout' | 'upstream_error' | 'upstream_aborted' | 'client_closed' | 'gateway_lost' | 'gateway_error';
 
 export type IdempotencyRecord = PendingRecord | CompletedRecord | NotReplayableRecord | UnknownRecord;
 

@@ -7,7 +7,7 @@ import type { CostConfig } from './schema.ts';
 export type CostResult =
   | { kind: 'cost'; cost: number; body: Buffer | undefined }
   /** The body is not what the cost rule expects; `connectionClose` when its rest was left unread. */
-  | { kind: 'invalid'; code: 'PAYLOAD_TOO_LARGE' | 'INVALID_REQUEST'; detail: string; connectionClose: boolean }
+  | { kind: 'invalid'; code: 'PAYLOAD_TOO_LARGE' | 'INVALID_REQUEST' | 'REQUEST_TIMEOUT'; detail: string; connectionClose: boolean }
   | { kind: 'client_closed' };
 
 /** The absence of a value at a JSON Pointer (undefined is not a JSON value, but a distinct marker reads better). */
@@ -51,12 +51,13 @@ export class CostRule {
   }
 
   /** Prices a request; reads its body only when the rule counts items in it and no earlier step has (`read`). */
-  async evaluate(req: IncomingMessage, route: string, read?: Buffer): Promise<CostResult> {
+  async evaluate(req: IncomingMessage, route: string, read: Buffer | undefined, bodyIdleMs: number): Promise<CostResult> {
     if (!this.readsBody) return { kind: 'cost', cost: this.base, body: read };
     const expects = `Route '${route}' prices a request by the number of items in ${this.items === '' ? 'its JSON body' : `'${this.items}' of its JSON body`}`;
     if (read !== undefined && read.length > this.maxBodyBytes) return this.tooLarge(expects, false);
-    const body = read ?? (await readRequestBody(req, this.maxBodyBytes));
+    const body = read ?? (await readRequestBody(req, this.maxBodyBytes, bodyIdleMs));
     if (body === 'too_large') return this.tooLarge(expects, true);
+    if (body === 'timeout') return { kind: 'invalid', code: 'REQUEST_TIMEOUT', detail: 'The request body stopped arriving before it was complete, so the request was not forwarded.', connectionClose: true };
     if (body === undefined) return { kind: 'client_closed' };
     let document: unknown;
     try {

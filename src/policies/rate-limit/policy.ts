@@ -192,7 +192,7 @@ export class RouteRateLimiter {
    * store round trip when the charge is allowed (Store.chargeAndClaim).
    */
   async admit(req: IncomingMessage, consumer: Consumer, requestId: string, body?: Buffer, claim?: ClaimRequest): Promise<Admission> {
-    const priced = await this.cost.evaluate(req, this.route, body);
+    const priced = await this.cost.evaluate(req, this.route, body, this.deps.requestBodyIdleMs);
     if (priced.kind === 'client_closed') return priced;
     const buckets = this.bucketsFor(consumer);
     if (priced.kind === 'invalid') {
