@@ -13,32 +13,7 @@ import { compileIdempotency } from '../src/policies/idempotency/policy.ts';
 import { MemoryStore } from '../src/store/memory.ts';
 import { GatewayMetrics } from '../src/observability/metrics.ts';
 import { CLI, configYaml, startTestGateway, tempDir } from './helpers/gateway.ts';
-
-const GOOD = `version: 1
-upstreams:
-  orders:
-    url: http://127.0.0.1:3000
-routes:
-  - name: get-order
-    match: {methods: [GET], path: '/orders/{id}'}
-    upstream: orders
-`;
-
-function problemsOf(yaml: string, env: NodeJS.ProcessEnv = {}): ConfigProblem[] {
-  try {
-    parseConfig(yaml, 'f.yaml', env);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return [...err.problems];
-  }
-  assert.fail('the config was accepted');
-}
-
-function onlyProblem(yaml: string, env: NodeJS.ProcessEnv = {}): ConfigProblem {
-  const problems = problemsOf(yaml, env);
-  assert.equal(problems.length, 1, `expected one problem, got:\n${problems.map((p) => JSON.stringify(p)).join('\n')}`);
-  return problems[0]!;
-}
+import { GOOD, problemsOf, onlyProblem } from './helpers/config.ts';
 
 const withRouteKey = (line: string) => GOOD.replace('    upstream: orders\n', `    upstream: orders\n    ${line}\n`);
 
@@ -315,5 +290,18 @@ test(`a file larger than ${MAX_CONFIG_BYTES / 1024} KiB is refused before parsin
     assert.ok(MAX_CONFIG_BYTES < 1024 * 1024, 'smaller than the 1 MiB that let a file of tiny nodes take 600 MB');
   } finally {
     await tmp.remove();
+  }
+});
+
+test('server.trusted_proxies takes IP addresses and CIDR ranges, and names an entry that is neither', async () => {
+  const base = (entries: string) =>
+    `version: 1\nserver: {trusted_proxies: [${entries}]}\nupstreams: {api: {url: 'http://127.0.0.1:1'}}\nroutes: [{name: all, match: {path: /*}, upstream: api}]\n`;
+  assert.doesNotThrow(() => parseConfig(base("'10.0.0.0/8', '192.0.2.7', 'fd00::/8', '::1'"), 'gw.yaml'));
+  for (const bad of ['999.1.1.1', '10.0.0.0/33', 'fd00::/129', '1.2.3', '::ffff::1']) {
+    assert.throws(
+      () => parseConfig(base(`'${bad}'`), 'gw.yaml'),
+      (err: Error) => err.message.includes('server.trusted_proxies[0]') && err.message.includes('not an IP address or a CIDR range'),
+      bad,
+    );
   }
 });

@@ -9,6 +9,7 @@ import { isDuration, isSize, parseDuration, parseListenAddress } from './units.t
 import { MAX_CAPACITY_TIMES_PER_MS } from '../policies/rate-limit/schema.ts';
 import { idempotencySettingsProblems } from '../policies/idempotency/schema.ts';
 import { compilePathTemplate } from '../routing/router.ts';
+import { parseAddressOrRange } from '../proxy/forwarded.ts';
 import { loadResponseSchema } from '../policies/silent-failure/policy.ts';
 
 /**
@@ -453,6 +454,12 @@ function crossCheck(config: Partial<Config>, configDir: string): { keyPath: KeyP
   problems.push(...rateLimitProblems(config), ...responseSchemaProblems(config, configDir), ...idempotencyProblems(config), ...upstreamProblems(upstreams));
   const store = isRecord(config.store) ? (config.store as Partial<Config['store']>) : undefined;
   const workers = isRecord(config.server) ? (config.server as Partial<Config['server']>).workers : undefined;
+  const trusted = isRecord(config.server) ? (config.server as Partial<Config['server']>).trusted_proxies : undefined;
+  (Array.isArray(trusted) ? trusted : []).forEach((entry: unknown, i) => {
+    if (typeof entry === 'string' && parseAddressOrRange(entry) === undefined) {
+      problems.push({ keyPath: ['server', 'trusted_proxies', i], message: `${quote(entry)} is not an IP address or a CIDR range such as 10.0.0.0/8 or fd00::/8` });
+    }
+  });
   if (workers !== undefined && workers !== 1 && store?.type !== 'redis') {
     problems.push({
       keyPath: ['server', 'workers'],
