@@ -52,7 +52,7 @@ const random = prng(SEED);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
 const chance = (p: number) => random() < p;
 
-const WORDS = ['orders', 'admin', 'x', '42', 'v1', 'users', 'a.b', '~me', '.well-known', '..', '.', '', '...'];
+const WORDS = ['orders', 'admin', 'x', '42', 'v1', 'users', 'a.b', '~me', '.well-known', '..', '.', '', '...', 'adm%C4%B1n', '%C5%BFecret', 'orders%C0%AF'];
 const SEPARATORS = ['/', '/', '/', '/', '//', '\\', '%2f', '%2F', '%5c', '/./', '/../', '/%2e/', '/%2e%2e/', '/.%2e/', '/..;/', ';x=1/', '/%20../'];
 const SUFFIXES = ['', '', '', '/', '?q=1', '?q=/../admin', '?a=%2e%2e&b=\\', '#frag', '%00', '%0a', '%', '%zz', ';jsessionid=1', '/.', '/..', '%20', '.'];
 
@@ -128,7 +128,7 @@ function exchange(payload: string): Promise<string> {
 /**
  * The most lenient reading an upstream framework gives a path: every escape decoded, '\' as '/', ';' parameters
  * dropped (Servlet), empty and '.' segments dropped and '..' resolved (Go, WSGI, WHATWG), case folded (Express,
- * ASP.NET), trailing slash ignored (Express's non-strict routing), blanks and trailing dots trimmed (IIS).
+ * ASP.NET, by upper case), trailing slash ignored (Express's non-strict routing), blanks and trailing dots trimmed (IIS).
  */
 function lenientPath(url: string): string {
   let path = url.split('?')[0]!.split('#')[0]!;
@@ -142,7 +142,8 @@ function lenientPath(url: string): string {
     const segment = raw.split(';')[0]!.trim();
     if (segment === '' || segment === '.') continue;
     if (segment === '..') out.pop();
-    else out.push(segment.replace(/[\s.]+$/, '').toLowerCase()); // Windows drops trailing dots and blanks
+    // Windows drops trailing dots and blanks; .NET folds case by upper case (the dotless i is I there).
+    else out.push(segment.replace(/[\s.]+$/, '').toUpperCase().toLowerCase());
   }
   return `/${out.join('/')}`;
 }

@@ -78,6 +78,9 @@ export function readRequestTarget(url: string, caseSensitive: boolean): TargetRe
       const byte = high * 16 + low;
       if (byte === SLASH || byte === 0x5c) return refuse('The path has an encoded slash or backslash (%2F, %5C); upstreams disagree on whether it separates segments, so it is not accepted.');
       if (byte < 0x20 || byte === 0x7f) return refuse('The path has an encoded control character (%00-%1F, %7F); it is not accepted.');
+      // %C0 and %C1 only ever start an overlong (invalid) UTF-8 form of an ASCII character, the classic disguise of '/'
+      // and '.' (%c0%af) for decoders that accept it.
+      if (byte === 0xc0 || byte === 0xc1) return refuse('The path has an overlong UTF-8 escape (%C0, %C1); it is not accepted.');
       decoded = true;
       const spelled = rawPath.slice(i, i + 3);
       const canonical = UNRESERVED[byte] ? String.fromCharCode(byte) : `%${HEX[high]}${HEX[low]}`;
@@ -101,12 +104,14 @@ export function readRequestTarget(url: string, caseSensitive: boolean): TargetRe
     decoded = true;
   }
   const path = out ?? rawPath;
-  let matchPath = decoded ? decodeForMatching(path) : path;
+  let matchPath = decoded ? decodeSegments(path) : path;
   // Windows and IIS drop blanks and dots at the end of a segment (`/admin./x` and `/admin%20/x` are `/admin/x` there),
   // and some frameworks trim blanks: such a segment is matched as its trimmed self and forwarded as it came.
   if (decoded || matchPath.endsWith('.') || matchPath.includes('./')) matchPath = matchPath.replace(TRIMMED_AT_SEGMENT_EDGES, '');
   if (matchPath.length > 1 && matchPath.charCodeAt(matchPath.length - 1) === SLASH) matchPath = matchPath.slice(0, -1);
-  if (!caseSensitive) matchPath = matchPath.toLowerCase();
+  // Upper then lower case folds what some upstreams fold and lower case alone does not: .NET's invariant upper case
+  // reads the long s (U+017F) as S, and the Kelvin sign is K either way. Only a decoded path can hold such characters.
+  if (!caseSensitive) matchPath = decoded ? matchPath.toUpperCase().toLowerCase() : matchPath.toLowerCase();
   return { kind: 'ok', path, target: path + query, matchPath };
 }
 
@@ -126,13 +131,17 @@ function checkSegment(path: string, start: number, end: number, last: boolean): 
   return undefined;
 }
 
-function decodeForMatching(path: string): string {
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    // Escapes that are not UTF-8 cannot equal a route's literal text; matching them undecoded is as good.
-    return path;
+/** Every escape decoded, segment by segment, so one segment's escapes that are not UTF-8 leave the others decoded. */
+function decodeSegments(path: string): string {
+  const segments = path.split('/');
+  for (let i = 0; i < segments.length; i++) {
+    try {
+      segments[i] = decodeURIComponent(segments[i]!);
+    } catch {
+      // Not UTF-8: it cannot equal a route's literal text, so matching it undecoded is as good.
+    }
   }
+  return segments.join('/');
 }
 
 function hexValue(c: number): number {

@@ -38,7 +38,8 @@ export function compilePathTemplate(template: string, caseSensitive = true): Pat
       throw new Error(`segment '${part}' of '${template}' is not allowed: use a whole segment {name}, or /* only at the end`);
     }
     if (body === '') return { kind: 'literal', text: '' }; // the root path '/'
-    const reading = readRequestTarget(`/${part}`, caseSensitive);
+    // A literal is read like a request's path, its non-ASCII characters as the UTF-8 escapes a client sends.
+    const reading = readRequestTarget(`/${part.replace(/[^\x00-\x7f]+/gu, (text) => encodeURIComponent(text))}`, caseSensitive);
     if (reading.kind === 'refuse' || part === '') {
       throw new Error(`segment '${part}' of '${template}' can never match a request: ${reading.kind === 'refuse' ? reading.detail : 'the path has an empty segment (//)'}`);
     }
