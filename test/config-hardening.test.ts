@@ -31,6 +31,14 @@ test('an idempotency ttl shorter than twice the lease is refused at its key, wit
   assert.doesNotThrow(() => parseConfig(withRouteKey('idempotency: {required: true, ttl: 3s, lease: 1500ms}'), 'f.yaml', {}));
 });
 
+test('a lease too short to be renewed in time is refused (0s let concurrent duplicates both run)', () => {
+  for (const lease of ['0s', '50ms']) {
+    const problems = problemsOf(withRouteKey(`idempotency: {required: true, ttl: 1h, lease: ${lease}}`));
+    assert.ok(problems.some((p) => p.keyPath === 'routes[0].idempotency.lease' && /too short/.test(p.message)), JSON.stringify(problems));
+  }
+  assert.doesNotThrow(() => parseConfig(withRouteKey('idempotency: {required: true, ttl: 1h, lease: 100ms}'), 'f.yaml', {}));
+});
+
 test('the ttl rule holds for defaults.idempotency and for a route whose ttl is the default', () => {
   const d = onlyProblem(`${GOOD}defaults:\n  idempotency: {required: true, ttl: 15s, lease: 8s}\n`);
   assert.deepEqual({ line: d.line, keyPath: d.keyPath }, { line: 10, keyPath: 'defaults.idempotency.ttl' });

@@ -75,6 +75,9 @@ export interface IdempotencySettingsProblem {
  * config/load.ts reports each at its key, with file and line, for every route's mapping and for defaults.idempotency.
  * Runs on data that may have failed the schema (defaults filled in), so it only looks at well-formed values.
  */
+/** The shortest lease accepted (see idempotencySettingsProblems). */
+export const MIN_LEASE_MS = 100;
+
 export function idempotencySettingsProblems(settings: unknown): IdempotencySettingsProblem[] {
   if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) return [];
   const { ttl, lease } = settings as Record<string, unknown>;
@@ -83,6 +86,11 @@ export function idempotencySettingsProblems(settings: unknown): IdempotencySetti
   // A record outlives its claim's lease, or a claim whose gateway is still working could vanish, and a retry would
   // run the request a second time. The policy uses ttl as written; it is never stretched behind the operator's back.
   const leaseMs = parseDuration(lease);
+  // A lease is renewed every third of it while the request runs; shorter than this, one slow turn of the event loop
+  // (or one store round trip) lets it lapse, and a concurrent duplicate takes the key over and runs too.
+  if (leaseMs < MIN_LEASE_MS) {
+    problems.push({ key: 'lease', message: `${lease} is too short for a claim to be renewed in time; use at least ${formatDuration(MIN_LEASE_MS)}` });
+  }
   if (parseDuration(ttl) < 2 * leaseMs) {
     problems.push({
       key: 'ttl',
