@@ -15,7 +15,7 @@ import { methodLabel, type GatewayMetrics } from './observability/metrics.ts';
 import { writeReplay } from './policies/idempotency/policy.ts';
 import { RATE_LIMIT_HEADER_NAMES } from './policies/rate-limit/headers.ts';
 import { inspectSuccess, type Inspection } from './policies/silent-failure/policy.ts';
-import { normalizeUpstreamError, redactSecrets } from './errors/normalize.ts';
+import { normalizeUpstreamError } from './errors/normalize.ts';
 import { decodeBody, readBounded } from './proxy/body.ts';
 import { serveBudget } from './endpoints/budget.ts';
 
@@ -181,8 +181,8 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
     response.destroy();
     ctx.upstreamEndedAt = process.hrtime.bigint();
     const { rule, extensions } = inspection.failure;
-    // An error field's value is quoted in the detail: an upstream that echoes the injected credential must not leak it.
-    const detail = redactSecrets(inspection.failure.detail, route.upstream.secrets);
+    // An error field's value is quoted in the detail; the envelope is redacted as a whole when it is written (answerWithError).
+    const detail = inspection.failure.detail;
     deps.metrics.silentFailures.inc({ route: route.name, rule });
     deps.logger.warn({ request_id: ctx.requestId, route: route.name, rule, upstream_status: status }, 'silent failure: the upstream answered success without succeeding');
     claim?.abandon(`silent failure (${rule})`);

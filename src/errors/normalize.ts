@@ -4,7 +4,6 @@ import { ERROR_CATALOG, type ErrorCode } from './catalog.ts';
 import { GatewayError } from './problem.ts';
 import { clipText, redactSecrets } from './redact.ts';
 
-export { redactSecrets } from './redact.ts';
 
 /** A route's reinterpretation of an upstream status, for APIs whose codes mean something else. */
 export interface StatusOverride {
