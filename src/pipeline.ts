@@ -50,6 +50,8 @@ const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS
  * route matched would not be the route executed. Refused rather than dropped: the agent learns why.
  */
 const TARGET_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url'];
+/** RFC 9110 Host: a name, an IPv4 address or a bracketed IPv6 one, and an optional port (no user info, no path). */
+const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?$/;
 /** Headers a Connection header may not name: dropping them would change how the request is framed or addressed. */
 const UNDROPPABLE = new Set(['content-length', 'transfer-encoding', 'host']);
 
@@ -77,7 +79,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
   ctx.clientAddress = ctx.peerTrusted ? runtime.trustedProxies.clientAddress(req) : (req.socket.remoteAddress ?? 'unknown');
 
   // 3. The gateway's own endpoints are answered here and never forwarded.
-  if (ctx.path.startsWith(GATEWAY_PREFIX)) {
+  if (ctx.matchPath.startsWith(GATEWAY_PREFIX) || ctx.matchPath === GATEWAY_PREFIX.slice(0, -1)) {
     ctx.outcome = 'gateway_endpoint';
     await serveGatewayEndpoint(ctx, req, res, runtime);
     return;
@@ -197,7 +199,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
     if (inspection.unchecked) {
       deps.logger.info({ request_id: ctx.requestId, route: route.name, reason: inspection.unchecked }, 'response body cannot be checked: delivered unchecked');
     }
-    writeResponseHead(response, res, ctx.responseHeaders, inspection.body.length);
+    writeResponseHead(response, res, ctx.responseHeaders, inspection.body.length, route.upstream.secrets);
     claim?.settleAnswer(status, { status, headers: response.headers as Record<string, string | string[]>, body: inspection.body });
     await claim?.recorded();
     res.end(req.method === 'HEAD' ? undefined : inspection.body);
@@ -297,10 +299,19 @@ function checkRequestHead(req: IncomingMessage): void {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
+    // CGI-style upstreams (WSGI, Rack, PHP) read X_Original_URL as X-Original-URL: the same override, spelled past the check.
+    else if (name.includes('_') && TARGET_OVERRIDE_HEADERS.includes(name.toLowerCase().replaceAll('_', '-'))) throw targetOverride(name);
   }
   if (hosts > 1) throw new GatewayError('INVALID_REQUEST', 'The request has more than one Host header (RFC 9112 §3.2).');
   if (hosts === 0 && req.httpVersion !== '1.0') throw new GatewayError('INVALID_REQUEST', 'The request has no Host header (RFC 9112 §3.2 requires one).');
   const headers = req.headers;
+  // The Host travels on as X-Forwarded-Host and Forwarded host=, which upstreams build links from: only a host[:port].
+  if (headers.host !== undefined && !HOST.test(headers.host)) throw new GatewayError('INVALID_REQUEST', 'The Host header is not a host name or address with an optional port.');
+  // RFC 9110 §9.3.1: a GET or HEAD body has no meaning, and an upstream that does not read it leaves it on the pooled
+  // connection, where it is read as the next agent's request.
+  if ((method === 'GET' || method === 'HEAD') && (headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0'))) {
+    throw new GatewayError('INVALID_REQUEST', `A ${method} request may not carry a body.`, { headers: { connection: 'close' } });
+  }
   const te = headers['transfer-encoding'];
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
     throw new GatewayError('INVALID_REQUEST', `Transfer-Encoding '${truncate(te)}' is not supported; send the body with Content-Length or chunked alone.`, {
@@ -314,11 +325,22 @@ function checkRequestHead(req: IncomingMessage): void {
       headers: { connection: 'close' },
     });
   }
-  for (const name of TARGET_OVERRIDE_HEADERS) {
-    if (headers[name] !== undefined) {
-      throw new GatewayError('INVALID_REQUEST', `The ${name} header is not accepted: it would make the API run another method or path than this request names. Send that method and path instead.`);
-    }
-  }
+  for (const name of TARGET_OVERRIDE_HEADERS) if (headers[name] !== undefined) throw targetOverride(name);
+  // The same override as a query parameter (Rack, Laravel, Symfony read _method on a POST).
+  const query = req.url!.indexOf('?');
+  if (query !== -1 && hasMethodParameter(req.url!.slice(query + 1))) throw targetOverride('_method');
+}
+
+/** Whether a query string has a _method parameter, however it is spelled (escapes, any case). */
+function hasMethodParameter(query: string): boolean {
+  // Most queries have neither an escape nor the word: no parsing for them.
+  if (!query.includes('%') && !/method/i.test(query)) return false;
+  for (const key of new URLSearchParams(query).keys()) if (key.toLowerCase() === '_method') return true;
+  return false;
+}
+
+function targetOverride(name: string): GatewayError {
+  return new GatewayError('INVALID_REQUEST', `The ${name} ${name.startsWith('_') ? 'query parameter' : 'header'} is not accepted: it would make the API run another method or path than this request names. Send that method and path instead.`);
 }
 
 /** A write whose outcome is unknown (timeout, reset after sending) and that no Idempotency-Key protects. */
@@ -336,7 +358,7 @@ function outcomeUnknownWithoutKey(error: GatewayError, method: string): GatewayE
 
 async function serveGatewayEndpoint(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, runtime: Runtime): Promise<void> {
   setHeaders(res, ctx.responseHeaders);
-  const rest = ctx.path.slice(GATEWAY_PREFIX.length);
+  const rest = ctx.matchPath.slice(GATEWAY_PREFIX.length);
   if (rest === 'budget') {
     onlyGet(req);
     // The caller's own budgets: identified the same way a forwarded request would be.

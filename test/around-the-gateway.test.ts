@@ -4,6 +4,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { startUpstream, json, type TestUpstream } from './helpers/upstream.ts';
 import { startTestGateway, configYaml, type TestGateway } from './helpers/gateway.ts';
 import { send, rawExchange, parseRawResponse, envelopeOf } from './helpers/http.ts';
@@ -57,7 +58,7 @@ describe('request smuggling: the client can never unframe what goes to a pooled 
       const framing = connection.toLowerCase().includes('transfer-encoding')
         ? `Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`
         : `Content-Length: ${body.length}\r\n\r\n${body}`;
-      const reply = await raw(`GET /x HTTP/1.1\r\nHost: a\r\nConnection: ${connection}\r\n${framing}`);
+      const reply = await raw(`POST /x HTTP/1.1\r\nHost: a\r\nConnection: ${connection}\r\n${framing}`);
       assert.equal(reply.status, 400);
       assert.match(envelopeOf(reply).detail, /Connection header names/);
       // A second agent's request goes over the same upstream pool: it must get its own answer.
@@ -67,7 +68,7 @@ describe('request smuggling: the client can never unframe what goes to a pooled 
     });
   }
 
-  for (const method of ['DELETE', 'OPTIONS', 'GET', 'PUT']) {
+  for (const method of ['DELETE', 'OPTIONS', 'PUT']) {
     test(`${method} with a chunked body is forwarded framed: the upstream reads one request with that body`, async () => {
       const mark = upstream.received.length;
       const reply = await raw(`${method} /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${hidden.length.toString(16)}\r\n${hidden}\r\n0\r\n\r\n`);
@@ -77,8 +78,31 @@ describe('request smuggling: the client can never unframe what goes to a pooled 
       const got = receivedSince(mark);
       assert.deepEqual(got.map((r) => `${r.method} ${r.url}`), [`${method} /x`, 'GET /next-agent']);
       assert.equal(got[0]!.body.toString(), hidden, 'the body arrived as a body, not as a request');
+      // An upstream may leave a body it does not expect unread: such a connection is used once, never pooled.
+      assert.equal(got[0]!.headers.connection, method === 'PUT' ? 'keep-alive' : 'close');
     });
   }
+
+  for (const [method, framing] of [
+    ['GET', 'Content-Length: 42'],
+    ['GET', 'Transfer-Encoding: chunked'],
+    ['HEAD', 'Content-Length: 42'],
+  ] as const) {
+    test(`${method} with a body (${framing}) is refused: an upstream that ignores it would read it as the next request`, async () => {
+      const mark = upstream.received.length;
+      const body = framing.startsWith('Content') ? 'DELETE /orders/ord_42 HTTP/1.1\r\nX-Ignore: ' : `5\r\nhello\r\n0\r\n\r\n`;
+      const reply = await raw(`${method} /orders/1 HTTP/1.1\r\nHost: a\r\n${framing}\r\nConnection: close\r\n\r\n${body}`);
+      assert.equal(reply.status, 400);
+      if (method === 'GET') assert.match(envelopeOf(reply).detail, /may not carry a body/);
+      assert.equal(receivedSince(mark).length, 0);
+    });
+  }
+
+  test('a HEAD goes upstream on a connection used once (an upstream serving HEAD as GET may send a body after all)', async () => {
+    const mark = upstream.received.length;
+    assert.equal((await send(`${gw.url}/head-check`, { method: 'HEAD' })).status, 200);
+    assert.equal(receivedSince(mark)[0]!.headers.connection, 'close');
+  });
 
   test('a Transfer-Encoding other than chunked is refused (501), never passed on', async () => {
     const mark = upstream.received.length;
@@ -279,6 +303,145 @@ describe('an idempotency key names one request of a route, whatever its method',
     assert.equal(second.status, 422);
     assert.equal(envelopeOf(second).code, 'IDEMPOTENCY_KEY_REUSED');
     assert.equal(receivedSince(mark).length, 1);
+  });
+});
+
+describe('header names spelled with _, which CGI-style upstreams (WSGI, Rack, PHP) read as the dashed ones', () => {
+  for (const name of ['X_Original_URL', 'X_HTTP_Method_Override', 'x_rewrite_url']) {
+    test(`${name} is refused like its dashed spelling`, async () => {
+      const mark = upstream.received.length;
+      const reply = await raw(`GET /public HTTP/1.1\r\nHost: a\r\n${name}: /admin/wipe\r\nConnection: close\r\n\r\n`);
+      assert.equal(reply.status, 400);
+      assert.match(envelopeOf(reply).detail, new RegExp(name));
+      assert.equal(receivedSince(mark).length, 0);
+    });
+  }
+
+  test('proxy-trust, gateway-written and injected headers spelled with _ never reach the upstream; other _ headers do', async () => {
+    const mark = upstream.received.length;
+    const spelled = ['X_Forwarded_For: 6.6.6.6', 'X_Real_IP: 6.6.6.6', 'True_Client_IP: 6.6.6.6', 'X_Forwarded_Prefix: /admin', 'X_Request_Id: chosen', 'X_Legacy_Key: agent-chosen', 'api_key: the-agents-own'];
+    assert.equal((await raw(`GET /x HTTP/1.1\r\nHost: a\r\n${spelled.join('\r\n')}\r\nConnection: close\r\n\r\n`)).status, 200);
+    const headers = receivedSince(mark)[0]!.headers;
+    const text = JSON.stringify(headers);
+    for (const banned of ['6.6.6.6', '/admin', 'chosen']) assert.ok(!text.includes(banned), `${banned} reached the upstream: ${text}`);
+    assert.equal(headers['x-legacy-key'], 'injected-secret-value-123');
+    assert.equal(headers['api_key'], 'the-agents-own');
+  });
+});
+
+describe('more target and head spellings', () => {
+  for (const query of ['?_method=DELETE', '?a=1&_METHOD=PUT', '?%5Fmethod=DELETE', '?_m%65thod=DELETE']) {
+    test(`a _method query parameter (${query}) is refused`, async () => {
+      const mark = upstream.received.length;
+      const reply = await raw(`POST /orders/1${query} HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      assert.equal(reply.status, 400);
+      assert.match(envelopeOf(reply).detail, /_method/);
+      assert.equal(receivedSince(mark).length, 0);
+    });
+  }
+
+  for (const host of ['a:1@evil.com', 'evil.com/x', 'a b', 'evil.com:99999999']) {
+    test(`a Host that is no host[:port] (${host}) is refused: it would travel on as X-Forwarded-Host`, async () => {
+      const mark = upstream.received.length;
+      const reply = await raw(`GET /x HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      assert.equal(reply.status, 400);
+      assert.equal(receivedSince(mark).length, 0);
+    });
+  }
+
+  test('the gateway endpoints are found however the path is spelled', async () => {
+    const reply = await send(`${gw.url}/_AGENTGATE/Errors/rate_limited`);
+    assert.equal(reply.status, 200);
+    assert.equal(reply.json().code, 'RATE_LIMITED');
+  });
+
+  test('a budget probe reads path= as a request line would (+ is +, one decoding)', async () => {
+    const plus = await send(`${gw.url}/_agentgate/budget?method=GET&path=/admin+/x`);
+    assert.equal(plus.json().request.route, 'everything-else');
+    const twice = await send(`${gw.url}/_agentgate/budget?method=GET&path=/admin%2520/x`);
+    assert.equal(twice.json().request.route, 'admin', 'path=/admin%2520/x names the path /admin%20/x');
+  });
+});
+
+describe('what an upstream answers cannot confuse the next agent or the gateway', () => {
+  let rawUpstream: Server;
+  let rawGw: TestGateway;
+
+  before(async () => {
+    // A raw upstream that misbehaves as legacy servers do: it keeps connections alive and answers one request after
+    // another, so bytes it sends late after an answer precede its answer to the next request on that connection.
+    rawUpstream = createServer((socket) => {
+      let buffer = '';
+      let busy: Promise<void> = Promise.resolve();
+      const late = (text: string) => new Promise<void>((resolve) => setTimeout(() => (socket.writable && socket.write(text), resolve()), 150));
+      socket.on('error', () => {});
+      socket.on('data', (chunk) => {
+        buffer += chunk.toString('latin1');
+        for (let end = buffer.indexOf('\r\n\r\n'); end !== -1; end = buffer.indexOf('\r\n\r\n')) {
+          const head = buffer.slice(0, end);
+          buffer = buffer.slice(end + 4);
+          const [method, path] = head.split(' ');
+          const ok = (body: string, extra = '') => `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${extra}\r\n${body}`;
+          const forged = ok('{"forged":true}');
+          busy = busy.then(async () => {
+            if (!socket.writable) return;
+            if (path === '/no-content') {
+              socket.write(`HTTP/1.1 204 No Content\r\nContent-Length: ${forged.length}\r\n\r\n`);
+              await late(forged);
+            } else if (method === 'HEAD') {
+              socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${forged.length}\r\n\r\n`);
+              await late(forged);
+            } else if (path === '/gzip-te') socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
+            else if (path === '/own-headers') socket.write(ok('{"fresh":true}', 'Idempotent-Replayed: true\r\nX-Idempotent-Replayed: true\r\nX-Should-Retry: false\r\n'));
+            else if (path === '/redirect') socket.write(`HTTP/1.1 302 Found\r\nLocation: https://x.example/cb?token=injected-secret-value-123\r\nContent-Length: 0\r\n\r\n`);
+            else socket.write(ok(JSON.stringify({ real: path })));
+          });
+        }
+      });
+    });
+    rawUpstream.listen(0, '127.0.0.1');
+    await new Promise((resolve) => rawUpstream.once('listening', resolve));
+    const port = (rawUpstream.address() as AddressInfo).port;
+    rawGw = await startTestGateway(
+      configYaml(`upstreams: {legacy: {url: 'http://127.0.0.1:${port}', max_sockets: 1, headers: {x-legacy-key: 'injected-secret-value-123'}}}
+routes: [{name: all, match: {path: /*}, upstream: legacy}]
+`),
+    );
+  });
+  after(async () => {
+    await rawGw.close();
+    rawUpstream.close();
+  });
+
+  test('a 204 that announces a body: its bytes are never read as the next agent\'s answer on the pooled connection', async () => {
+    assert.equal((await send(`${rawGw.url}/no-content`)).status, 204);
+    const next = await send(`${rawGw.url}/next`);
+    assert.deepEqual(next.json(), { real: '/next' });
+  });
+
+  test('a body sent late after a HEAD answer is never read as the next agent\'s answer', async () => {
+    assert.equal((await send(`${rawGw.url}/report`, { method: 'HEAD' })).status, 200);
+    const next = await send(`${rawGw.url}/orders/7`);
+    assert.deepEqual(next.json(), { real: '/orders/7' });
+  });
+
+  test('a transfer coding other than chunked in an answer is 502, not bytes passed off as plain', async () => {
+    const reply = await send(`${rawGw.url}/gzip-te`);
+    assert.equal(reply.status, 502);
+    assert.match(envelopeOf(reply).detail, /Transfer-Encoding/);
+  });
+
+  test('an upstream cannot mark a fresh answer as a replay or tell agents not to retry it', async () => {
+    const reply = await send(`${rawGw.url}/own-headers`);
+    assert.equal(reply.status, 200);
+    for (const name of ['idempotent-replayed', 'x-idempotent-replayed', 'x-should-retry']) assert.equal(reply.headers[name], undefined, name);
+  });
+
+  test('a redirect that quotes the injected credential has it redacted', async () => {
+    const reply = await send(`${rawGw.url}/redirect`);
+    assert.equal(reply.status, 302);
+    assert.ok(!String(reply.headers.location).includes('injected-secret-value-123'), String(reply.headers.location));
+    assert.match(String(reply.headers.location), /\[redacted\]/);
   });
 });
 

@@ -11,8 +11,9 @@ const METHOD = /^[A-Za-z]{1,16}$/;
 const COUNT = /^\d{1,9}$/;
 
 export async function serveBudget(req: IncomingMessage, res: ServerResponse, runtime: Runtime, consumer: Consumer): Promise<void> {
-  const query = new URL(req.url ?? '/', 'http://gateway.invalid').searchParams;
-  const probe = parseProbe(query);
+  const url = req.url ?? '/';
+  const query = new URL(url, 'http://gateway.invalid').searchParams;
+  const probe = parseProbe(query, rawParameter(url, 'path'));
   const body: Record<string, unknown> = {
     consumer: { id: consumer.id, source: consumer.source },
     budgets: await orUnavailable(() => runtime.rateLimits.budgets(consumer)),
@@ -47,9 +48,27 @@ export async function serveBudget(req: IncomingMessage, res: ServerResponse, run
   sendJson(res, 200, JSON.stringify(body));
 }
 
-function parseProbe(query: URLSearchParams): { method: string; path: string; items: number } | undefined {
+/**
+ * A query parameter decoded once by RFC 3986 rules, '+' kept as '+': the path= of a probe must be read exactly as the
+ * same path in a request line would be (form decoding would turn /a+b into /a b).
+ */
+function rawParameter(url: string, name: string): string | null {
+  const query = url.indexOf('?');
+  if (query === -1) return null;
+  for (const pair of url.slice(query + 1).split('&')) {
+    const eq = pair.indexOf('=');
+    if ((eq === -1 ? pair : pair.slice(0, eq)) !== name) continue;
+    try {
+      return decodeURIComponent(eq === -1 ? '' : pair.slice(eq + 1));
+    } catch {
+      throw new GatewayError('INVALID_REQUEST', `${name}= has a malformed percent-escape.`);
+    }
+  }
+  return null;
+}
+
+function parseProbe(query: URLSearchParams, path: string | null): { method: string; path: string; items: number } | undefined {
   const method = query.get('method');
-  const path = query.get('path');
   const items = query.get('items');
   if (method === null && path === null) {
     if (items !== null) throw new GatewayError('INVALID_REQUEST', 'items= prices a request: give path= (and method=) too.');

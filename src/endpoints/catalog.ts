@@ -16,7 +16,8 @@ export function serveCatalog(rest: string, res: ServerResponse): void {
     sendJson(res, 200, CATALOG_BODY);
     return;
   }
-  const code = rest.slice(1);
+  // Codes are upper case; the path may have been read case-insensitively (routing.case_sensitive: false).
+  const code = rest.slice(1).toUpperCase();
   if (!Object.hasOwn(ERROR_CATALOG, code)) {
     throw new GatewayError('NOT_FOUND', `There is no error code '${code.slice(0, 64)}' in the catalog; GET /_agentgate/errors lists them all.`);
   }

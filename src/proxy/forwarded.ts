@@ -3,12 +3,11 @@ import { BlockList, isIP } from 'node:net';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 
 /**
- * Request headers in which a proxy tells the next hop about the client (RFC 7239 Forwarded, the de-facto X-Forwarded-*,
- * and the vendor variants upstream frameworks read for the client address). A client can write any of them, so from an
- * untrusted peer every one is removed and the gateway's own are written instead; an upstream that allow-lists by
- * X-Real-IP or True-Client-IP must never read a value the agent chose.
+ * The chain a proxy extends: RFC 7239 Forwarded and the de-facto X-Forwarded-*. A client can write any of them, so from
+ * an untrusted peer they are removed and the gateway's own written instead; from a trusted proxy they are kept and
+ * extended.
  */
-export const PROXY_TRUST_HEADERS: ReadonlySet<string> = new Set([
+export const FORWARDING_CHAIN_HEADERS: ReadonlySet<string> = new Set([
   'forwarded',
   'x-forwarded-for',
   'x-forwarded-host',
@@ -18,8 +17,16 @@ export const PROXY_TRUST_HEADERS: ReadonlySet<string> = new Set([
   'x-forwarded-server',
   'x-forwarded-ssl',
   'x-forwarded-scheme',
-  'x-original-forwarded-for',
+]);
+
+/**
+ * Headers that name one client address, which upstream frameworks read and allow-list by. They are removed whoever
+ * sent them, a trusted proxy included (a load balancer passes on what the client wrote in them): the gateway writes
+ * X-Real-IP itself, with the client address it settled on, so an upstream never reads an address the agent chose.
+ */
+export const CLIENT_ADDRESS_HEADERS: ReadonlySet<string> = new Set([
   'x-real-ip',
+  'x-original-forwarded-for',
   'x-client-ip',
   'client-ip',
   'true-client-ip',
@@ -91,7 +98,7 @@ export function writeForwardedHeaders(headers: IncomingHttpHeaders, req: Incomin
   headers['x-forwarded-for'] = forwardedFor;
   if (!trusted || headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = proto;
   if (host !== undefined && (!trusted || headers['x-forwarded-host'] === undefined)) headers['x-forwarded-host'] = host;
-  if (!trusted || headers['x-real-ip'] === undefined) headers['x-real-ip'] = client;
+  headers['x-real-ip'] = client;
   const element = `for=${forwardedNode(peer)};proto=${proto}${host !== undefined ? `;host="${host.replace(/["\\]/g, '')}"` : ''}`;
   headers['forwarded'] = trusted && headers['forwarded'] ? `${String(headers['forwarded'])}, ${element}` : element;
 }

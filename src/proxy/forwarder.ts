@@ -6,7 +6,8 @@ import { createProxyServer, type ProxyServer, type ServerOptions } from 'http-pr
 import { GatewayError } from '../errors/problem.ts';
 import type { RequestContext } from '../context.ts';
 import type { Route } from '../runtime.ts';
-import { PROXY_TRUST_HEADERS, writeForwardedHeaders } from './forwarded.ts';
+import { CLIENT_ADDRESS_HEADERS, FORWARDING_CHAIN_HEADERS, writeForwardedHeaders } from './forwarded.ts';
+import { redactSecrets } from '../errors/redact.ts';
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message, so they are never passed on.
@@ -22,8 +23,17 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te'
  */
 const GATEWAY_FRAMED = new Set(['content-length', 'transfer-encoding', 'host', 'tracestate']);
 
+/** Headers the gateway writes on every upstream request: a client's copy spelled with '_' is dropped like the dashed one. */
+const GATEWAY_WRITTEN = new Set(['x-request-id', 'traceparent']);
+
+/** Methods whose requests carry a body the upstream is expected to read; after any other with a body, the connection is not reused. */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
+/** Response headers that may quote a URL carrying the injected credential (a redirect with ?token=...): redacted. */
+const URL_RESPONSE_HEADERS = ['location', 'content-location', 'link', 'refresh'];
+
 /** Response headers never copied to the client: hop-by-hop ones, framing (Node re-frames), and the upstream's own request id. */
-const NOT_FORWARDED_IN_RESPONSE = new Set([...HOP_BY_HOP, 'transfer-encoding', 'x-request-id']);
+const NOT_FORWARDED_IN_RESPONSE = new Set([...HOP_BY_HOP, 'transfer-encoding', 'x-request-id', 'idempotent-replayed', 'x-idempotent-replayed', 'x-should-retry']);
 
 /** Connect-phase failures: the request never reached the upstream, so retrying cannot duplicate anything. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNECT_TIMEOUT']);
@@ -55,6 +65,8 @@ interface InFlight {
   retried: boolean;
   /** The client stopped sending its body for longer than server.timeouts.request_body_idle. */
   clientTimedOut: boolean;
+  /** The upstream connection must not go back to the pool after this request (see prepareUpstreamHeaders). */
+  readonly singleUse: boolean;
 }
 
 /**
@@ -120,6 +132,9 @@ export class Forwarder {
       const flight = req[IN_FLIGHT];
       if (!flight) return;
       flight.proxyReq = proxyReq;
+      // A 'connection: close' request header alone does not stop Node from pooling the socket when the upstream's
+      // answer does not close it; this does.
+      if (flight.singleUse) proxyReq.shouldKeepAlive = false;
       // http-proxy-3 turns its own timeout into a generic socket hang-up; remember that it was a timeout.
       proxyReq.once('timeout', () => {
         flight.timedOut = true;
@@ -146,6 +161,16 @@ export class Forwarder {
         flight.resolve(invalidStatus(flight, status));
         return;
       }
+      const transferEncoding = proxyRes.headers['transfer-encoding'];
+      if (transferEncoding !== undefined && transferEncoding.trim().toLowerCase() !== 'chunked') {
+        // Node undoes only the chunking: a gzip transfer coding would reach the agent as bytes nobody says are gzip.
+        proxyRes.destroy();
+        flight.resolve(invalidFraming(flight, transferEncoding));
+        return;
+      }
+      // A 204 or 304 has no body whatever its head says; one the upstream writes anyway would be read as the next
+      // request's answer on this pooled connection, so the connection is not reused.
+      if ((status === 204 || status === 304) && announcesBody(proxyRes)) flight.proxyReq!.shouldKeepAlive = false;
       // From here on the socket may go quiet because the client reads slowly (backpressure), which is not the
       // upstream's fault: the body phase is guarded by streamResponse's idle timer instead.
       flight.proxyReq?.setTimeout(0);
@@ -163,7 +188,7 @@ export class Forwarder {
    * others by one store reply), so the request goes out at once instead of waiting for the end of this turn of the loop.
    */
   send(req: ForwardedRequest, res: ServerResponse, ctx: RequestContext, route: Route, body: Buffer | undefined, inBatch: boolean, bodyIdleMs: number): Promise<UpstreamResult> {
-    prepareUpstreamHeaders(req, ctx, body);
+    const singleUse = prepareUpstreamHeaders(req, ctx, body, route.upstream.headers);
     return new Promise((resolve, reject) => {
       const flight: InFlight = {
         req,
@@ -173,6 +198,7 @@ export class Forwarder {
         timedOut: false,
         retried: false,
         clientTimedOut: false,
+        singleUse,
         resolve: (result) => {
           flight.resolve = () => {};
           resolve(result);
@@ -291,6 +317,19 @@ function clientTooSlow(): UpstreamResult {
   };
 }
 
+function invalidFraming(flight: InFlight, transferEncoding: string): UpstreamResult {
+  return {
+    kind: 'failed',
+    reachedUpstream: true,
+    error: new GatewayError('UPSTREAM_ERROR', `Upstream '${flight.route.upstream.name}' answered with Transfer-Encoding '${transferEncoding.slice(0, 64)}', which the gateway cannot pass on.`),
+  };
+}
+
+function announcesBody(response: IncomingMessage): boolean {
+  const length = response.headers['content-length'];
+  return response.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 function invalidStatus(flight: InFlight, status: number): UpstreamResult {
   return {
     kind: 'failed',
@@ -343,26 +382,44 @@ export function connectionOptions(connection: string | undefined): string[] | un
  * rather than edited with `delete`: deleting a property turns a V8 object into a slow dictionary, and http-proxy-3
  * copies the headers of every request.
  */
-function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext, body: Buffer | undefined): void {
+function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext, body: Buffer | undefined, injected: Record<string, string> | undefined): boolean {
   const incoming = req.headers;
   const namedInConnection = connectionOptions(incoming.connection);
   const trusted = ctx.peerTrusted;
   const headers: IncomingHttpHeaders = {};
   for (const name in incoming) {
-    if (HOP_BY_HOP.has(name) || GATEWAY_FRAMED.has(name) || namedInConnection?.includes(name)) continue;
-    if (!trusted && PROXY_TRUST_HEADERS.has(name)) continue;
+    // CGI-style upstreams (WSGI, Rack, PHP) read X_Real_IP as X-Real-IP: every check compares the dashed spelling.
+    const dashed = name.includes('_') ? name.replaceAll('_', '-') : name;
+    if (HOP_BY_HOP.has(dashed) || GATEWAY_FRAMED.has(dashed) || CLIENT_ADDRESS_HEADERS.has(dashed) || namedInConnection?.includes(name)) continue;
+    if (!trusted && FORWARDING_CHAIN_HEADERS.has(dashed)) continue;
+    // Spelled with '_', a header such an upstream would merge with one the gateway writes or injects.
+    if (dashed !== name && (GATEWAY_WRITTEN.has(dashed) || FORWARDING_CHAIN_HEADERS.has(dashed) || injected?.[dashed] !== undefined)) continue;
     headers[name] = incoming[name];
   }
   // The body as Node's parser framed it: the one a policy read whole, a Content-Length body, a chunked body, or none.
-  if (body !== undefined) headers['content-length'] = String(body.length);
-  else if (incoming['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
-  else if (incoming['content-length'] !== undefined) headers['content-length'] = incoming['content-length'];
+  let hasBody: boolean;
+  if (body !== undefined) {
+    headers['content-length'] = String(body.length);
+    hasBody = body.length > 0;
+  } else if (incoming['transfer-encoding'] !== undefined) {
+    headers['transfer-encoding'] = 'chunked';
+    hasBody = true;
+  } else {
+    if (incoming['content-length'] !== undefined) headers['content-length'] = incoming['content-length'];
+    hasBody = incoming['content-length'] !== undefined && incoming['content-length'] !== '0';
+  }
+  // An upstream may leave a body it does not expect (a DELETE's) unread, and the answer to a HEAD may be followed by a
+  // body after all (an upstream that serves HEAD as GET): either would be read as the next agent's on a pooled
+  // connection, so these connections are used once.
+  const singleUse = req.method === 'HEAD' || (hasBody && !BODY_METHODS.has(req.method ?? ''));
+  if (singleUse) headers['connection'] = 'close';
   headers['x-request-id'] = ctx.requestId;
   headers['traceparent'] = ctx.trace.traceparent;
   // A tracestate belongs to the traceparent it came with: it travels only when that trace is continued.
   if (ctx.trace.continued && incoming.tracestate !== undefined) headers['tracestate'] = incoming.tracestate;
   writeForwardedHeaders(headers, req, incoming.host, (req.socket as Socket & { encrypted?: boolean }).encrypted === true, trusted, ctx.clientAddress);
   req.headers = headers;
+  return singleUse;
 }
 
 /**
@@ -370,10 +427,20 @@ function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext, body:
  * the upstream's), then the upstream's status and end-to-end headers. `contentLength` replaces the upstream's when the
  * gateway delivers a body it has read.
  */
-export function writeResponseHead(upstream: IncomingMessage, res: ServerResponse, gatewayHeaders: Record<string, string>, contentLength?: number): void {
+export function writeResponseHead(
+  upstream: IncomingMessage,
+  res: ServerResponse,
+  gatewayHeaders: Record<string, string>,
+  contentLength: number | undefined,
+  /** The route's injected credentials: redacted where an upstream quotes them in a URL header. */
+  secrets: readonly string[] | undefined,
+): void {
   const headers = upstream.headers;
   const named = connectionOptions(headers.connection);
   const raw: string[] = [];
+  if (secrets !== undefined && secrets.length > 0) {
+    for (const name of URL_RESPONSE_HEADERS) if (headers[name] !== undefined) headers[name] = redactSecrets(headers[name], secrets) as string;
+  }
   for (const name in gatewayHeaders) raw.push(name, gatewayHeaders[name]!);
   for (const name in headers) {
     if (NOT_FORWARDED_IN_RESPONSE.has(name) || named?.includes(name) || name in gatewayHeaders) continue;
@@ -399,7 +466,7 @@ export function streamResponse(
   /** Awaited after the upstream's last byte and before the client's response ends, so a policy can record the answer first. */
   beforeEnd?: () => Promise<void>,
 ): void {
-  writeResponseHead(upstream, res, ctx.responseHeaders);
+  writeResponseHead(upstream, res, ctx.responseHeaders, undefined, ctx.route?.upstream.secrets);
   const abort = (outcome: string) => {
     clearTimeout(idle);
     ctx.outcome = outcome;

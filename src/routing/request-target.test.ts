@@ -23,6 +23,8 @@ const read: [string, string, string][] = [
   ['/%C5%BFecret', '/%C5%BFecret', '/secret'],
   ['/%E2%84%AAey', '/%E2%84%AAey', '/key'],
   ['/bad/%ff/%61', '/bad/%FF/a', '/bad/%ff/a'],
+  ['/100%25', '/100%25', '/100%'],
+  ['/100%25zz', '/100%25zz', '/100%zz'],
   ['/q?a=1#', '', ''],
 ];
 
@@ -66,6 +68,8 @@ const refused: [string, RegExp][] = [
   ['/a%c0%afb', /overlong/],
   ['/a%C1%9C', /overlong/],
   ['/a%g0', /malformed percent-escape/],
+  ['/%2561dmin/x', /double-encoded/],
+  ['/a/%252e%252e/b', /double-encoded/],
   ['/a%4', /malformed percent-escape/],
 ];
 for (const [target, reason] of refused) {

@@ -81,6 +81,10 @@ export function readRequestTarget(url: string, caseSensitive: boolean): TargetRe
       // %C0 and %C1 only ever start an overlong (invalid) UTF-8 form of an ASCII character, the classic disguise of '/'
       // and '.' (%c0%af) for decoders that accept it.
       if (byte === 0xc0 || byte === 0xc1) return refuse('The path has an overlong UTF-8 escape (%C0, %C1); it is not accepted.');
+      // %252e is %2e to an upstream, or a proxy before it, that decodes twice: the dot segment again, one layer down.
+      if (byte === PERCENT && hexValue(rawPath.charCodeAt(i + 3)) >= 0 && hexValue(rawPath.charCodeAt(i + 4)) >= 0) {
+        return refuse('The path has a double-encoded escape (%25 followed by two hex digits); it is not accepted. Send the character encoded once.');
+      }
       decoded = true;
       const spelled = rawPath.slice(i, i + 3);
       const canonical = UNRESERVED[byte] ? String.fromCharCode(byte) : `%${HEX[high]}${HEX[low]}`;
