@@ -1,5 +1,5 @@
 // Starts and stops a gateway: config, store, proxy and admin servers, config reloads (SIGHUP or file change) and draining shutdown.
-import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerOptions } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
@@ -152,6 +152,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     handle(req, res);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => refuseConnection(err, socket as Socket, timeouts, metrics, logger));
+  // An Expect other than 100-continue: Node would answer a bare 417 without an envelope or a request id.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => refuseExpectation(req, res, metrics, logger));
   const bound = connectionBound(config, openFileLimit());
   server.maxConnections = bound.maxConnections;
   if (bound.lowered) {
@@ -511,6 +513,16 @@ function refuseConnection(err: NodeJS.ErrnoException, socket: Socket, timeouts: 
   const outcome = code.toLowerCase();
   metrics.requests.inc({ route: 'none', method: 'OTHER', status_code: String(status), outcome });
   logger.info({ request_id: requestId, route: 'none', status, outcome, code, parse_error: err.code, waits_for: connection.open || undefined }, 'request');
+}
+
+function refuseExpectation(req: IncomingMessage, res: ServerResponse, metrics: GatewayMetrics, logger: Logger): void {
+  const requestId = uuidv7();
+  const detail = 'The request expects something other than 100-continue, which this gateway cannot meet; send it without that Expect header.';
+  const answer = problemAnswer(new GatewayError('INVALID_REQUEST', detail, { status: 417 }), requestId);
+  res.writeHead(417, { ...answer.headers, 'x-request-id': requestId, 'content-length': Buffer.byteLength(answer.body), connection: 'close' });
+  res.end(answer.body);
+  metrics.requests.inc({ route: 'none', method: 'OTHER', status_code: '417', outcome: 'invalid_request' });
+  logger.info({ request_id: requestId, route: 'none', method: req.method, status: 417, outcome: 'invalid_request', code: 'INVALID_REQUEST' }, 'request');
 }
 
 /**

@@ -349,6 +349,14 @@ describe('more target and head spellings', () => {
     });
   }
 
+  test('an Expect other than 100-continue gets a 417 envelope with a request id, and nothing is forwarded', async () => {
+    const mark = upstream.received.length;
+    const reply = await raw('POST /x HTTP/1.1\r\nHost: a\r\nExpect: something-else\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
+    assert.equal(reply.status, 417);
+    assert.ok(envelopeOf(reply).request_id);
+    assert.equal(receivedSince(mark).length, 0);
+  });
+
   test('the gateway endpoints are found however the path is spelled', async () => {
     const reply = await send(`${gw.url}/_AGENTGATE/Errors/rate_limited`);
     assert.equal(reply.status, 200);
