@@ -1,4 +1,4 @@
-// Checks that the bundled demo legacy API misbehaves exactly as the README demos rely on, over real sockets.
+// Checks that the bundled demo legacy API misbehaves exactly as the walk-through (docs/getting-started.md) relies on, over real sockets.
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { get } from 'node:http';

@@ -20,7 +20,7 @@ process.stderr.write(
   `\nDemo legacy API: ${legacy.url} (call it directly to see it misbehave)\n` +
     `agentgate:       ${gateway.proxyUrl} (point agents here)\n` +
     `admin:           ${gateway.adminUrl}/metrics /healthz /readyz\n` +
-    `Try: curl -i ${gateway.proxyUrl}/orders/ord_1   — the README walks through the rest.\n\n`,
+    `Try: curl -i ${gateway.proxyUrl}/orders/ord_1   — docs/getting-started.md walks through the rest.\n\n`,
 );
 const running = gateway;
 const stop = async () => {

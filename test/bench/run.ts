@@ -30,7 +30,7 @@ const HELP = `Usage: npm run bench [-- options]
   --quick               every scenario for ~1 s (0.5 s warm-up)            BENCH_QUICK=1
   --duration SECONDS    measured time per scenario (default 5)              BENCH_DURATION
   --warmup SECONDS      load before each measurement (default 5: a fresh Node process needs about that long at
-                        full load to compile its hot code and size its heap; see the README)   BENCH_WARMUP
+                        full load to compile its hot code and size its heap; see docs/performance.md)   BENCH_WARMUP
   --connections N       concurrent connections (default 32)                 BENCH_CONNECTIONS
   --rounds N            run the whole list N times and report each scenario's fastest round, with the
                         req/s of every round (default 1; use 3-5 on a noisy machine)   BENCH_ROUNDS

@@ -16,7 +16,7 @@
 //               Requests in flight to the replica at the moment it is SIGKILLed cannot be answered by anyone; they are
 //               counted apart (in_flight_at_kill) and, writes, retried on the other replicas like any other failure.
 //               The killed replica is taken out of rotation at the moment of the kill, as a load balancer would.
-// Redis runs with appendonly yes + appendfsync always, the setup the README asks for when idempotency records must
+// Redis runs with appendonly yes + appendfsync always, the setup docs/idempotency.md asks for when idempotency records must
 // survive a Redis restart (a Redis that comes back empty forgets every key, and a retry then executes again).
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -331,7 +331,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const logs: Record<string, Record<string, number>> = {};
     const logExamples: string[] = [];
     let unexpectedErrorLines = 0;
-    /** Requests whose answer went out while the store could not record it (README: "its record cannot be written"). */
+    /** Requests whose answer went out while the store could not record it (docs/idempotency.md: "its record cannot be written"). */
     const notRecorded = new Set<string>();
     for (const gw of gateways) {
       const problems = await logProblems(gw.logFile, {

@@ -69,7 +69,7 @@ export function formatChaos(r: ChaosResult): string {
   const v = r.verification;
   lines.push(
     `${verdict(v.failures === 0)} replays: ${n(v.identical_replays)} of ${n(v.checked)} completed writes sent again came back as byte-identical replays; ` +
-      `${v.not_recorded} answered while Redis was down, so not recorded (README: a retry then gets outcome unknown); ${v.failures} failures`,
+      `${v.not_recorded} answered while Redis was down, so not recorded (docs/idempotency.md: a retry then gets outcome unknown); ${v.failures} failures`,
   );
   for (const e of v.examples.slice(0, 5)) lines.push(`     ${e.slice(0, 300)}`);
   lines.push(
