@@ -128,7 +128,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const policyDeps = { store, keyPrefix: config.store.key_prefix, metrics, logger, requestBodyIdleMs: parseDuration(config.server.timeouts.request_body_idle) };
   let runtime = buildRuntime(loaded, pools, policyDeps);
   let appliedDigest = loaded.digest;
+  /** The content the last reload refused, so that the watcher tries it once; cleared once the file is in force again. */
   let rejectedDigest: string | undefined;
+  /** True from a refused reload until a reload succeeds or the watcher sees the file back at the config in force. */
+  let fileRefused = false;
   const forwarder = new Forwarder();
   const handle = createPipeline({ runtime: () => runtime, forwarder, metrics, logger, accessLog, storeKind: store.kind });
 
@@ -208,20 +211,25 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const next = await loadConfigFile(options.configFile, env);
       const restartOnly = RESTART_ONLY_KEYS.filter((key) => JSON.stringify(next.config[key]) !== JSON.stringify(runtime.config[key]));
       if (restartOnly.length > 0) {
-        throw new ConfigError(
+        const refused = new ConfigError(
           restartOnly.map((key) => ({ file: options.configFile, line: 0, column: 0, keyPath: key, message: 'changes here take effect only after a restart; the running config was kept' })),
         );
+        refused.digest = next.digest;
+        throw refused;
       }
       const previous = runtime;
       runtime = buildRuntime(next, pools, policyDeps);
       appliedDigest = next.digest;
+      rejectedDigest = undefined;
+      fileRefused = false;
       logger.level = next.config.logging.level;
       pools.releaseUnusedPools(runtime, maxTimeoutMs(previous) + 1000);
       metrics.configReloads.inc({ result: 'success' });
       logger.info({ trigger, routes: next.config.routes.length }, 'config reloaded');
       return true;
     } catch (err) {
-      if (err instanceof ConfigError) rejectedDigest = err.digest;
+      rejectedDigest = err instanceof ConfigError ? err.digest : undefined;
+      fileRefused = true;
       metrics.configReloads.inc({ result: 'error' });
       const problems = err instanceof ConfigError ? err.message.split('\n') : [(err as Error).message];
       logger.error({ trigger, problems }, 'config reload failed; the previous config keeps serving');
@@ -229,15 +237,36 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
   }
 
+  /**
+   * Watchers fire for unrelated files in the folder and several times per save: reload only on a real change, and try
+   * content already found invalid only once (it was logged and counted then). A file edited back to the config in force
+   * after a refused edit needs no reload, but is logged, or the last word in the log would still be the refusal. It is
+   * not counted in agentgate_config_reloads_total: nothing was reloaded, so it is neither a success (the config in force
+   * did not change) nor an error; AgentgateConfigReloadFailed clears by itself once its window has passed.
+   */
+  async function onFileChange(trigger: string): Promise<boolean> {
+    const digest = await fileDigest(loaded.file);
+    if (digest === undefined) return false;
+    if (digest === appliedDigest) {
+      if (fileRefused) {
+        fileRefused = false;
+        rejectedDigest = undefined; // the same mistake made again is a new edit, to be tried and logged again
+        logger.info({ trigger }, 'config file is back to the config in force; nothing to reload');
+      }
+      return true;
+    }
+    if (digest === rejectedDigest) return false;
+    return applyReload(trigger);
+  }
+
   let watcher: FSWatcher | undefined;
   if (options.watchConfig !== false) {
     watcher = watchConfigFile(
       loaded.file,
-      async () => {
-        // Watchers fire for unrelated files in the folder and several times per save: reload only on a real change,
-        // and try content already found invalid only once (it was logged and counted then).
-        const digest = await fileDigest(loaded.file);
-        if (digest !== undefined && digest !== appliedDigest && digest !== rejectedDigest) await reload('file change');
+      () => {
+        // In the reload queue, so that the digests compared are those of the reloads before it.
+        reloading = reloading.then(() => onFileChange('file change'));
+        return reloading.then(() => undefined);
       },
       (err) => logger.error({ err: err.message }, 'config file watching stopped; reload with SIGHUP'),
     );
