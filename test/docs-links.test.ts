@@ -1,4 +1,4 @@
-// Every relative link in README.md and docs/*.md points at a file that exists, and its #anchor at a heading of that file.
+// Every relative link in README.md and docs/**/*.md points at a file that exists, and its #anchor at a heading of that file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -7,7 +7,13 @@ import { fileURLToPath } from 'node:url';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DOCS = path.join(REPO, 'docs');
-const pages = [path.join(REPO, 'README.md'), ...readdirSync(DOCS).filter((f) => f.endsWith('.md')).sort().map((f) => path.join(DOCS, f))];
+const pages = [
+  path.join(REPO, 'README.md'),
+  ...readdirSync(DOCS, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => path.join(DOCS, f)),
+];
 
 /** GitHub's heading anchor: lowercase, punctuation other than '-' and '_' dropped, each space a '-'. */
 function slug(heading: string): string {
