@@ -264,7 +264,7 @@ export class RouteRateLimiter {
     return this.policies.map((policy, i) => ({ policy, state: result.buckets[i]!, pk: pks[i]! }));
   }
 
-  /** 429: RATE_LIMITED with the exact wait until the cost fits, or COST_EXCEEDS_BUDGET when it never can. */
+  /** 429 RATE_LIMITED with the exact wait until the cost fits, or 422 COST_EXCEEDS_BUDGET when it never can. */
   private refusal(views: PolicyView[], cost: number, now: number): GatewayError {
     const headers = rateLimitHeaders(views, cost, now, true);
     const blocking = byExhaustion(views, true).filter((v) => v.state.waitMs !== 0);
