@@ -5,6 +5,18 @@ import type { TraceContext } from './identity/request-id.ts';
 import type { Route } from './runtime.ts';
 import type { ErrorCode } from './errors/catalog.ts';
 
+/**
+ * How a request ended, a bounded set (it is a metric label): 'ok', 'replayed', the error code of the envelope in lower
+ * case (an upstream's normalized 4xx/5xx included), 'gateway_endpoint', 'upstream_aborted' (died mid-body),
+ * 'upstream_timeout' (silent mid-body) or 'client_closed'.
+ */
+export type Outcome = 'ok' | 'replayed' | 'gateway_endpoint' | 'upstream_aborted' | 'client_closed' | Lowercase<ErrorCode>;
+
+/** The outcome of an answer with this error code. */
+export function outcomeOf(code: ErrorCode): Outcome {
+  return code.toLowerCase() as Lowercase<ErrorCode>;
+}
+
 export interface RequestContext {
   readonly requestId: string;
   readonly trace: TraceContext;
@@ -44,12 +56,8 @@ export interface RequestContext {
   errorCode: ErrorCode | undefined;
   /** The idempotency record's id (a hash of consumer, method, route and key) when the request carried a key; never the key itself. */
   idempotencyKeyHash?: string;
-  /**
-   * How the request ended, a bounded set: 'ok', 'replayed', the error code of the envelope in lower case (an upstream's
-   * normalized 4xx/5xx included), 'gateway_endpoint', 'upstream_aborted' (died mid-body), 'upstream_timeout' (silent
-   * mid-body) or 'client_closed'.
-   */
-  outcome: string;
+  /** How the request ended: the `outcome` label of its metrics and the field of its log line. */
+  outcome: Outcome;
 }
 
 /** Something a policy opened for one request; the pipeline closes it exactly once, on every path. */

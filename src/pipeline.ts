@@ -2,12 +2,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { AccessLog } from './observability/access-log.ts';
-import type { RequestContext } from './context.ts';
+import { outcomeOf, type RequestContext } from './context.ts';
 import type { Store } from './store/store.ts';
 import type { Route, Runtime } from './runtime.ts';
 import { requestIdFrom, traceContextFrom } from './identity/request-id.ts';
 import { GatewayError, problemAnswer, sendProblem } from './errors/problem.ts';
-import { connectionOptions, Forwarder, streamResponse, writeResponseHead, type UpstreamResult } from './proxy/forwarder.ts';
+import { connectionOptions, Forwarder, streamResponse, writeResponseHead } from './proxy/forwarder.ts';
+import type { UpstreamResult } from './upstream-result.ts';
 import { readRequestTarget } from './routing/request-target.ts';
 import { HTTP_METHODS } from './config/schema.ts';
 import { serveCatalog } from './endpoints/catalog.ts';
@@ -392,7 +393,7 @@ async function answerWithError(ctx: RequestContext, res: ServerResponse, err: un
   await closeResources(ctx);
   if (ctx.upstreamResponse && !ctx.upstreamResponse.complete) ctx.upstreamResponse.destroy();
   ctx.errorCode = error.code;
-  ctx.outcome = error.code.toLowerCase();
+  ctx.outcome = outcomeOf(error.code);
   if (!res.headersSent) setHeaders(res, ctx.responseHeaders);
   // Whatever the upstream echoed into the envelope is redacted of the credentials the gateway injected there.
   sendProblem(res, error, ctx.requestId, ctx.route?.upstream.secrets);

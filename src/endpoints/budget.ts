@@ -1,6 +1,6 @@
 // GET /_agentgate/budget on the proxy port: the caller's budgets without spending any; ?method=&path= also prices that request and says whether it would pass now.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GatewayError } from '../errors/problem.ts';
+import { GatewayError, storeUnavailable } from '../errors/problem.ts';
 import type { Consumer } from '../identity/consumer.ts';
 import type { Runtime } from '../runtime.ts';
 import { StoreError } from '../store/store.ts';
@@ -86,6 +86,6 @@ async function orUnavailable<T>(read: () => Promise<T>): Promise<T> {
     return await read();
   } catch (err) {
     if (!(err instanceof StoreError)) throw err;
-    throw new GatewayError('STORE_UNAVAILABLE', 'The budgets cannot be read: the state store is unreachable.', { retryAfterSeconds: 2, cause: err });
+    throw storeUnavailable('The budgets cannot be read: the state store is unreachable.', err);
   }
 }

@@ -47,6 +47,14 @@ export class GatewayError extends Error {
   }
 }
 
+/** Whole seconds an agent is told to wait when the state store cannot serve a policy. */
+const STORE_RETRY_AFTER_SECONDS = 2;
+
+/** 503 STORE_UNAVAILABLE, the one way every policy and endpoint says the state store failed it: retryable after a short wait. */
+export function storeUnavailable(detail: string, cause: unknown, suggestion?: string): GatewayError {
+  return new GatewayError('STORE_UNAVAILABLE', detail, { retryAfterSeconds: STORE_RETRY_AFTER_SECONDS, cause, ...(suggestion ? { suggestion } : {}) });
+}
+
 export const PROBLEM_TYPE_BASE = '/_agentgate/errors/';
 
 /** Longest string anywhere in an envelope (detail, suggestion, every extension, keys included); longer ones end in '...'. */

@@ -8,7 +8,8 @@ import type { RequestContext } from '../context.ts';
 import { startUpstream, json } from '../../test/helpers/upstream.ts';
 import { compileRuntime } from '../../test/helpers/runtime.ts';
 import { until } from '../../test/helpers/wait.ts';
-import { Forwarder, type UpstreamResult } from './forwarder.ts';
+import { Forwarder } from './forwarder.ts';
+import type { UpstreamResult } from '../upstream-result.ts';
 
 test('a request whose client left before it was sent never reaches the upstream, and says nothing was sent', async (t) => {
   const upstream = await startUpstream({ '/r': (_req, res) => json(res, 200, { ok: true }) });

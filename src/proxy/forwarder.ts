@@ -4,8 +4,9 @@ import type { Socket } from 'node:net';
 import { Stream } from 'node:stream';
 import { createProxyServer, type ProxyServer, type ServerOptions } from 'http-proxy-3';
 import { GatewayError } from '../errors/problem.ts';
-import type { RequestContext } from '../context.ts';
+import type { Outcome, RequestContext } from '../context.ts';
 import type { Route } from '../runtime.ts';
+import type { UpstreamResult } from '../upstream-result.ts';
 import { CLIENT_ADDRESS_HEADERS, FORWARDING_CHAIN_HEADERS, writeForwardedHeaders } from './forwarded.ts';
 import { redactSecrets } from '../errors/redact.ts';
 
@@ -41,18 +42,7 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNR
 /** Seconds an agent is told to wait before retrying an upstream that refused the connection. */
 const UNAVAILABLE_RETRY_AFTER_SECONDS = 2;
 
-export type UpstreamResult =
-  | { kind: 'response'; response: IncomingMessage }
-  /** reachedUpstream: the request may have taken effect (timeout or reset after sending), which idempotency must treat as unknown. */
-  | {
-      kind: 'failed';
-      error: GatewayError;
-      reachedUpstream: boolean;
-      /** The client is to blame (it stopped sending its request): no reason to think less of the upstream. */
-      clientFault?: boolean;
-    }
-  /** reachedUpstream: false when the client left before anything was sent, so nothing can have happened upstream. */
-  | { kind: 'client_closed'; reachedUpstream: boolean };
+export type { UpstreamResult } from '../upstream-result.ts';
 
 interface InFlight {
   readonly req: IncomingMessage;
@@ -467,7 +457,7 @@ export function streamResponse(
   beforeEnd?: () => Promise<void>,
 ): void {
   writeResponseHead(upstream, res, ctx.responseHeaders, undefined, ctx.route?.upstream.secrets);
-  const abort = (outcome: string) => {
+  const abort = (outcome: Outcome) => {
     clearTimeout(idle);
     ctx.outcome = outcome;
     upstream.destroy();

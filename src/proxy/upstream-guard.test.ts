@@ -7,7 +7,7 @@ import pino from 'pino';
 import { GatewayError } from '../errors/problem.ts';
 import { GatewayMetrics } from '../observability/metrics.ts';
 import { UpstreamGuard } from './upstream-guard.ts';
-import type { UpstreamResult } from './forwarder.ts';
+import type { UpstreamResult } from '../upstream-result.ts';
 
 const request = (headers: Record<string, string> = {}) => ({ headers }) as unknown as IncomingMessage;
 const response = (statusCode: number): UpstreamResult => ({ kind: 'response', response: { statusCode } as IncomingMessage });

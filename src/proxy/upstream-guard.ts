@@ -9,7 +9,7 @@ import { AuthFailureHalt } from '../policies/auth-halt/halt.ts';
 import type { AuthHaltSettings } from '../policies/auth-halt/schema.ts';
 import { parseDuration } from '../config/units.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
-import type { UpstreamResult } from './forwarder.ts';
+import type { UpstreamResult } from '../upstream-result.ts';
 
 /** Request headers that carry an agent's own credential to the upstream (unless the gateway injects that header). */
 const CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'cookie'];

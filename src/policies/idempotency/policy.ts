@@ -4,9 +4,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { RequestContext, RequestResource } from '../../context.ts';
-import { GatewayError } from '../../errors/problem.ts';
+import { GatewayError, storeUnavailable } from '../../errors/problem.ts';
 import { parseDuration, parseSize } from '../../config/units.ts';
-import type { UpstreamResult } from '../../proxy/forwarder.ts';
+import type { UpstreamResult } from '../../upstream-result.ts';
 import { readRequestBody } from '../../proxy/body.ts';
 import { storeKey } from '../../store/keys.ts';
 import { StoreError, StoreFullError, type ClaimRequest, type Store } from '../../store/store.ts';
@@ -92,8 +92,6 @@ export const REPLAYED_HEADERS = new Set([
 
 /** Whole seconds a duplicate is told to wait while the first request with its key is in flight. */
 const IN_PROGRESS_RETRY_AFTER_SECONDS = 1;
-/** Whole seconds an agent is told to wait when the store cannot be reached. */
-const STORE_RETRY_AFTER_SECONDS = 2;
 /** Claim attempts in one decision: more than a couple happen only under heavy contention on one key. */
 const MAX_CLAIM_ATTEMPTS = 10;
 
@@ -229,14 +227,10 @@ export class IdempotencyPolicy {
         // outage and fail_open does not apply: forwarded without a record, the request would run again on every retry,
         // unannounced. It is refused, retryable: room comes back as records expire or are released.
         this.logger.warn({ request_id: ctx.requestId, idempotency_key_hash: ctx.idempotencyKeyHash, err: err.message }, 'idempotency store full: request refused (503), not forwarded');
-        throw new GatewayError(
-          'STORE_UNAVAILABLE',
+        throw storeUnavailable(
           "The gateway's idempotency store is full, so it cannot record this request to make sure it runs only once; it was not forwarded.",
-          {
-            retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
-            suggestion: 'Nothing was executed. Wait, then send the same request again: room comes back as older idempotency records expire.',
-            cause: err,
-          },
+          err,
+          'Nothing was executed. Wait, then send the same request again: room comes back as older idempotency records expire.',
         );
       }
       if (this.settings.onStoreError === 'fail_open') {
@@ -245,10 +239,7 @@ export class IdempotencyPolicy {
         return { kind: 'proceed', claim: undefined };
       }
       this.count('fail_closed');
-      throw new GatewayError('STORE_UNAVAILABLE', 'The gateway cannot reach its state store, so it cannot make sure this request runs only once; it was not forwarded.', {
-        retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
-        cause: err,
-      });
+      throw storeUnavailable('The gateway cannot reach its state store, so it cannot make sure this request runs only once; it was not forwarded.', err);
     }
   }
 

@@ -4,7 +4,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config, RouteConfig } from '../../config/schema.ts';
 import { parseDuration } from '../../config/units.ts';
-import { GatewayError } from '../../errors/problem.ts';
+import { GatewayError, storeUnavailable } from '../../errors/problem.ts';
 import type { Consumer } from '../../identity/consumer.ts';
 import { storeKey } from '../../store/keys.ts';
 import { StoreError, type Bucket, type ClaimRequest, type ConsumeResult } from '../../store/store.ts';
@@ -12,9 +12,6 @@ import type { PolicyDeps } from '../deps.ts';
 import { CostRule } from './cost.ts';
 import { byExhaustion, rateLimitHeaders, type HeaderPolicy, type PolicyView } from './headers.ts';
 import type { RateLimitPolicyConfig, RateLimitRef } from './schema.ts';
-
-/** Seconds an agent is told to wait when a fail_closed policy cannot reach the store. */
-const STORE_UNAVAILABLE_RETRY_AFTER_SECONDS = 2;
 
 /** Every bucket shared by all consumers (route and global scope) lives under this one hash tag: one round trip for all of them. */
 const SHARED_TAG = '_shared';
@@ -296,10 +293,7 @@ export class RouteRateLimiter {
     if (!this.failClosed) return { kind: 'continue', headers: {}, body, charge: undefined };
     return {
       kind: 'reject',
-      error: new GatewayError('STORE_UNAVAILABLE', `The rate-limit budgets of route '${this.route}' cannot be checked: the ${this.deps.store.kind} store is unreachable.`, {
-        retryAfterSeconds: STORE_UNAVAILABLE_RETRY_AFTER_SECONDS,
-        cause: err,
-      }),
+      error: storeUnavailable(`The rate-limit budgets of route '${this.route}' cannot be checked: the ${this.deps.store.kind} store is unreachable.`, err),
     };
   }
 
