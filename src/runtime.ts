@@ -146,7 +146,8 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
       // A route's own setting, false included, replaces the inherited one as a whole (settings are not merged).
       idempotency: compileIdempotency(r.idempotency ?? config.defaults.idempotency, r.name, deps, rateLimit !== undefined),
       rateLimit,
-      silentFailure: compileSilentFailure(r.silent_failure ?? config.defaults.silent_failure, path.dirname(loaded.file)),
+      // Response schemas as config load compiled them (it read each file once), for this very load.
+      silentFailure: compileSilentFailure(r.silent_failure ?? config.defaults.silent_failure, path.dirname(loaded.file), loaded.responseSchemas),
       upstreamErrors: new Map(Object.entries(r.upstream_errors ?? {}).map(([status, o]) => [Number(status), o as StatusOverride])),
     };
   });

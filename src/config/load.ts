@@ -5,12 +5,11 @@ import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { CST, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import { ConfigSchema, type Config } from './schema.ts';
-import { isDuration, isSize, parseDuration, parseListenAddress } from './units.ts';
-import { MAX_CAPACITY_TIMES_PER_MS } from '../policies/rate-limit/schema.ts';
-import { idempotencySettingsProblems } from '../policies/idempotency/schema.ts';
-import { compilePathTemplate } from '../routing/router.ts';
-import { parseAddressOrRange } from '../proxy/forwarded.ts';
-import { loadResponseSchema } from '../policies/silent-failure/policy.ts';
+import { isDuration, isSize, parseListenAddress } from './units.ts';
+import { CONFIG_CHECKS } from './checks.ts';
+import { closest, quote, type KeyPath, type ResponseSchemas } from './schema-helpers.ts';
+
+export { headerValueProblem } from './checks.ts';
 
 /**
  * Config files larger than this are refused before parsing. A real config is a few kilobytes; a thousand routes of five
@@ -65,6 +64,12 @@ export interface LoadedConfig {
   file: string;
   /** Hash of the file's bytes, to tell a real change from a watcher's spurious event. */
   digest: string;
+  /**
+   * The response_schema files the config names, compiled while it was checked, by absolute path: the runtime takes
+   * them from here, so a load or reload reads each file once. Absent for a config not loaded from a file (the runtime
+   * then compiles them itself).
+   */
+  responseSchemas?: ResponseSchemas;
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, allowUnionTypes: true });
@@ -89,15 +94,21 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
     throw new ConfigError([{ file, line: 0, column: 0, keyPath: '', message: `cannot read the file: ${(err as Error).message}` }]);
   }
   try {
-    return { config: parseConfig(text, file, env), file: absolute, digest };
+    const { config, responseSchemas } = parse(text, file, env);
+    return { config, file: absolute, digest, responseSchemas };
   } catch (err) {
     if (err instanceof ConfigError) err.digest = digest;
     throw err;
   }
 }
 
-/** Parses and validates config text; `file` is only used in problem reports. */
+/** Parses and validates config text; `file` is only used in problem reports (and to resolve response_schema paths). */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  return parse(text, file, env).config;
+}
+
+/** parseConfig, and the response schemas its checks compiled. */
+function parse(text: string, file: string, env: NodeJS.ProcessEnv): { config: Config; responseSchemas: ResponseSchemas } {
   const tooDeep = tooDeeplyNested(text);
   if (tooDeep !== undefined) {
     const before = text.slice(0, tooDeep);
@@ -150,12 +161,16 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const valid = validateSchema(data);
   const problems = valid ? [] : schemaProblems(validateSchema.errors ?? [], doc, at, redaction);
   const reported = new Set(problems.map((p) => p.keyPath));
-  for (const { keyPath, message } of crossCheck(data as Partial<Config>, path.dirname(path.resolve(file)))) {
-    const formatted = formatKeyPath(keyPath);
-    if (!reported.has(formatted)) problems.push(at(offsetOf(doc, keyPath), formatted, message));
+  // Rules across fields, each section's and each policy's (config/checks.ts lists them), on the data ajv left.
+  const context = { configDir: path.dirname(path.resolve(file)), responseSchemas: new Map() };
+  for (const check of CONFIG_CHECKS) {
+    for (const { keyPath, message } of check(data as Record<string, unknown>, context)) {
+      const formatted = formatKeyPath(keyPath);
+      if (!reported.has(formatted)) problems.push(at(offsetOf(doc, keyPath), formatted, message));
+    }
   }
   if (problems.length > 0) fail(problems);
-  return data as Config;
+  return { config: data as Config, responseSchemas: context.responseSchemas };
 }
 
 /**
@@ -244,7 +259,6 @@ function duplicateKeyProblems(doc: Document, at: At): ConfigProblem[] {
 }
 
 type At = (offset: number | undefined, keyPath: string, message: string) => ConfigProblem;
-type KeyPath = (string | number)[];
 
 /**
  * Replaces ${NAME} in every string value; `$${` stands for a literal `${`. A missing variable is an error, never ''.
@@ -419,205 +433,6 @@ function schemaProblems(errors: ErrorObject[], doc: Document, at: At, redaction:
   return problems;
 }
 
-/**
- * Rules JSON Schema cannot express: references between sections and uniqueness of names.
- * Runs on data that may have failed the schema, so it only looks at the parts that have the right shape.
- */
-function crossCheck(config: Partial<Config>, configDir: string): { keyPath: KeyPath; message: string }[] {
-  const problems: { keyPath: KeyPath; message: string }[] = [];
-  const upstreams = isRecord(config.upstreams) ? config.upstreams : {};
-  const upstreamNames = Object.keys(upstreams);
-  const routeNames = new Map<string, number>();
-  (Array.isArray(config.routes) ? config.routes : []).forEach((route: unknown, i) => {
-    if (!isRecord(route)) return;
-    if (typeof route.name === 'string') {
-      const first = routeNames.get(route.name);
-      if (first !== undefined) problems.push({ keyPath: ['routes', i, 'name'], message: `duplicate route name ${quote(route.name)} (first used by routes[${first}])` });
-      else routeNames.set(route.name, i);
-    }
-    if (typeof route.upstream === 'string' && !Object.hasOwn(upstreams, route.upstream)) {
-      const near = closest(route.upstream, upstreamNames);
-      problems.push({
-        keyPath: ['routes', i, 'upstream'],
-        message: `unknown upstream ${quote(route.upstream)}` + (near ? ` (did you mean '${near}'?)` : ` (defined: ${upstreamNames.join(', ') || 'none'})`),
-      });
-    }
-    const path = isRecord(route.match) ? route.match.path : undefined;
-    if (typeof path === 'string' && path.startsWith('/')) {
-      try {
-        compilePathTemplate(path);
-      } catch (err) {
-        problems.push({ keyPath: ['routes', i, 'match', 'path'], message: (err as Error).message });
-      }
-    }
-  });
-  problems.push(...rateLimitProblems(config), ...responseSchemaProblems(config, configDir), ...idempotencyProblems(config), ...upstreamProblems(upstreams));
-  const store = isRecord(config.store) ? (config.store as Partial<Config['store']>) : undefined;
-  const workers = isRecord(config.server) ? (config.server as Partial<Config['server']>).workers : undefined;
-  const trusted = isRecord(config.server) ? (config.server as Partial<Config['server']>).trusted_proxies : undefined;
-  (Array.isArray(trusted) ? trusted : []).forEach((entry: unknown, i) => {
-    if (typeof entry === 'string' && parseAddressOrRange(entry) === undefined) {
-      problems.push({ keyPath: ['server', 'trusted_proxies', i], message: `${quote(entry)} is not an IP address or a CIDR range such as 10.0.0.0/8 or fd00::/8` });
-    }
-  });
-  if (workers !== undefined && workers !== 1 && store?.type !== 'redis') {
-    problems.push({
-      keyPath: ['server', 'workers'],
-      message: 'more than one worker needs store type redis: the memory store lives in one process, so workers would share neither budgets nor idempotency records',
-    });
-  }
-  if (!store) return problems;
-  if (store.type === 'redis' && !store.url && !store.cluster) {
-    problems.push({ keyPath: ['store'], message: "type redis needs either 'url' (standalone) or 'cluster.nodes'" });
-  }
-  if (store.type === 'redis' && store.url && store.cluster) {
-    problems.push({ keyPath: ['store', 'cluster'], message: "give either 'url' or 'cluster', not both" });
-  }
-  if (store.type === 'memory' && (store.url || store.cluster)) {
-    problems.push({ keyPath: ['store', 'type'], message: "'url' and 'cluster' are for type redis; set type: redis or remove them" });
-  }
-  if (typeof store.url === 'string' && !isUrl(store.url)) problems.push({ keyPath: ['store', 'url'], message: NOT_A_URL });
-  if (isRecord(store.cluster) && Array.isArray(store.cluster.nodes)) {
-    store.cluster.nodes.forEach((node: unknown, i) => {
-      if (typeof node === 'string' && !isUrl(node)) problems.push({ keyPath: ['store', 'cluster', 'nodes', i], message: NOT_A_URL });
-    });
-  }
-  return problems;
-}
-
-/** Each idempotency mapping (every route's own, and defaults.idempotency, which routes without one take whole) obeys the policy's own rules. */
-function idempotencyProblems(config: Partial<Config>): { keyPath: KeyPath; message: string }[] {
-  const problems: { keyPath: KeyPath; message: string }[] = [];
-  const check = (settings: unknown, keyPath: KeyPath) => {
-    for (const p of idempotencySettingsProblems(settings)) problems.push({ keyPath: [...keyPath, p.key], message: p.message });
-  };
-  if (isRecord(config.defaults)) check(config.defaults.idempotency, ['defaults', 'idempotency']);
-  (Array.isArray(config.routes) ? config.routes : []).forEach((route: unknown, i) => {
-    if (isRecord(route)) check(route.idempotency, ['routes', i, 'idempotency']);
-  });
-  return problems;
-}
-
-/**
- * Headers the gateway sets itself, per request or per connection: injected from the config they would contradict the
- * body's framing or the connection's state (request smuggling, hung connections) or send the request to another host.
- */
-const GATEWAY_CONTROLLED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'te', 'upgrade', 'trailer', 'expect', 'proxy-connection']);
-
-const NOT_A_URL = 'is not a URL that can be parsed (check the host, and that a port is at most 65535); the value is not shown';
-
-function isUrl(text: string): boolean {
-  try {
-    new URL(text);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Why `value` cannot be sent as an HTTP header value, or undefined when it can. The test is Node's own (its http
- * module refuses anything but tab, space, visible ASCII and bytes 0x80-0xFF, so every request would fail), but the
- * answer never quotes the value: injected headers carry secrets.
- */
-export function headerValueProblem(value: string): string | undefined {
-  const bad = /[^\t\x20-\x7e\x80-\xff]/.exec(value);
-  if (!bad) return undefined;
-  const char = bad[0];
-  if (char === '\n' || char === '\r') {
-    return 'contains a line break, which a header value cannot carry; a secret read from a file often ends with one: strip it (the value is not shown)';
-  }
-  const code = char.codePointAt(0)!;
-  if (code < 0x20 || code === 0x7f) {
-    return `contains a control character (U+${code.toString(16).toUpperCase().padStart(4, '0')}), which a header value cannot carry (the value is not shown)`;
-  }
-  return 'contains a character beyond U+00FF, which a header value cannot carry: encode it as the upstream expects (the value is not shown)';
-}
-
-/** An upstream's URL must parse, and its injected headers must be sendable and must not be ones the gateway controls. */
-function upstreamProblems(upstreams: Record<string, unknown>): { keyPath: KeyPath; message: string }[] {
-  const problems: { keyPath: KeyPath; message: string }[] = [];
-  for (const [name, upstream] of Object.entries(upstreams)) {
-    if (!isRecord(upstream)) continue;
-    if (typeof upstream.url === 'string' && !isUrl(upstream.url)) problems.push({ keyPath: ['upstreams', name, 'url'], message: NOT_A_URL });
-    if (!isRecord(upstream.headers)) continue;
-    const seen = new Map<string, string>();
-    for (const [header, value] of Object.entries(upstream.headers)) {
-      const keyPath = ['upstreams', name, 'headers', header];
-      const lower = header.toLowerCase();
-      if (GATEWAY_CONTROLLED_HEADERS.has(lower)) {
-        problems.push({
-          keyPath,
-          message: `${lower} cannot be injected: the gateway itself controls the host, the framing (content-length, transfer-encoding, trailer, te, expect) and the connection (connection, keep-alive, upgrade, proxy-connection) of each request`,
-        });
-      }
-      const first = seen.get(lower);
-      if (first !== undefined) problems.push({ keyPath, message: `the same header as '${first}' (header names are case-insensitive): give it once` });
-      else seen.set(lower, header);
-      const problem = typeof value === 'string' ? headerValueProblem(value) : undefined;
-      if (problem) problems.push({ keyPath, message: problem });
-    }
-  }
-  return problems;
-}
-
-/** Rate-limit policies named by routes and defaults must exist, and each policy must be countable exactly. */
-/** A response_schema file that cannot be read or is no JSON Schema is a config error, named at its key, not a runtime surprise. */
-function responseSchemaProblems(config: Partial<Config>, configDir: string): { keyPath: KeyPath; message: string }[] {
-  const problems: { keyPath: KeyPath; message: string }[] = [];
-  const check = (settings: unknown, keyPath: KeyPath) => {
-    if (!isRecord(settings) || typeof settings.response_schema !== 'string') return;
-    try {
-      loadResponseSchema(path.resolve(configDir, settings.response_schema));
-    } catch (err) {
-      problems.push({ keyPath: [...keyPath, 'response_schema'], message: (err as Error).message });
-    }
-  };
-  if (isRecord(config.defaults)) check(config.defaults.silent_failure, ['defaults', 'silent_failure']);
-  (Array.isArray(config.routes) ? config.routes : []).forEach((route: unknown, i) => {
-    if (isRecord(route)) check(route.silent_failure, ['routes', i, 'silent_failure']);
-  });
-  return problems;
-}
-
-function rateLimitProblems(config: Partial<Config>): { keyPath: KeyPath; message: string }[] {
-  const problems: { keyPath: KeyPath; message: string }[] = [];
-  const policies = isRecord(config.rate_limits) ? config.rate_limits : {};
-  const names = Object.keys(policies);
-  const checkRef = (ref: unknown, keyPath: KeyPath) => {
-    const refs: [unknown, KeyPath][] = Array.isArray(ref) ? ref.map((r, i) => [r, [...keyPath, i]]) : [[ref, keyPath]];
-    for (const [name, at] of refs) {
-      if (typeof name !== 'string' || Object.hasOwn(policies, name)) continue;
-      const near = closest(name, names);
-      problems.push({
-        keyPath: at,
-        message: `unknown rate-limit policy ${quote(name)}` + (near ? ` (did you mean '${near}'?)` : ` (defined under rate_limits: ${names.join(', ') || 'none'})`),
-      });
-    }
-  };
-  if (isRecord(config.defaults)) checkRef(config.defaults.rate_limit, ['defaults', 'rate_limit']);
-  (Array.isArray(config.routes) ? config.routes : []).forEach((route: unknown, i) => {
-    if (!isRecord(route)) return;
-    checkRef(route.rate_limit, ['routes', i, 'rate_limit']);
-  });
-  for (const [name, policy] of Object.entries(policies)) {
-    if (!isRecord(policy) || typeof policy.per !== 'string' || !isDuration(policy.per) || typeof policy.capacity !== 'number') continue;
-    const perMs = parseDuration(policy.per);
-    if (perMs < 1) problems.push({ keyPath: ['rate_limits', name, 'per'], message: 'must be at least 1ms' });
-    else if (policy.capacity * perMs > MAX_CAPACITY_TIMES_PER_MS) {
-      problems.push({
-        keyPath: ['rate_limits', name, 'capacity'],
-        message: `capacity ${policy.capacity} per ${policy.per} is too fine to count exactly (capacity × per in ms must stay below 2^52): use a coarser cost unit`,
-      });
-    }
-  }
-  return problems;
-}
-
-function isRecord(value: unknown): value is Record<string, any> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function pointerToKeyPath(pointer: string): KeyPath {
   if (pointer === '') return [];
   return pointer
@@ -664,11 +479,6 @@ function formatHelp(format: string): string {
   }
 }
 
-/** A string in quotes, JSON-escaped so a control character cannot split the message; never shortened, so it can be scrubbed whole. */
-function quote(value: string): string {
-  return `'${JSON.stringify(value).slice(1, -1)}'`;
-}
-
 function describe(value: unknown): string {
   if (value === null || value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'a list';
@@ -685,30 +495,4 @@ function article(type: string): string {
 
 function firstLine(text: string): string {
   return text.split('\n')[0] ?? text;
-}
-
-/** The known name closest to a misspelt one, if it is close enough to be a likely typo. */
-function closest(word: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) {
-      best = c;
-      bestDistance = d;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
 }

@@ -7,23 +7,12 @@ import { silentFailureSchema } from '../policies/silent-failure/schema.ts';
 import { circuitBreakerSchema } from '../policies/circuit-breaker/schema.ts';
 import { authHaltSchema } from '../policies/auth-halt/schema.ts';
 import { ERROR_CATALOG } from '../errors/catalog.ts';
+import { Duration, HEADER_NAME_PATTERN, HTTP_METHODS, Method, Name, NAME_PATTERN, Size } from './schema-helpers.ts';
 
-const DURATION_HELP = 'a duration with a unit: 250ms, 10s, 5m, 24h';
-const SIZE_HELP = 'a size with a unit: 512b, 64kb, 1mb';
-
-const Duration = (description: string, defaultValue?: string) =>
-  Type.String({ format: 'duration', description: `${description} (${DURATION_HELP})`, ...(defaultValue ? { default: defaultValue } : {}) });
-
-const Size = (description: string, defaultValue: string) =>
-  Type.String({ format: 'size', description: `${description} (${SIZE_HELP})`, default: defaultValue });
-
-/** Route and policy names end up as metric labels and log fields, so they are kept to a safe alphabet. */
-const Name = (description: string) => Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description });
+export { HTTP_METHODS };
 
 /** The most server.workers may ask for; `auto` is capped at it too. */
 export const MAX_WORKERS = 64;
-
-export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 const ServerSchema = Type.Object(
   {
@@ -135,7 +124,7 @@ const StoreSchema = Type.Object(
 
 const IdentifySource = Type.Object(
   {
-    header: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', description: 'request header whose value identifies the caller (hashed, never stored raw)' })),
+    header: Type.Optional(Type.String({ pattern: HEADER_NAME_PATTERN, description: 'request header whose value identifies the caller (hashed, never stored raw)' })),
     ip: Type.Optional(Type.Literal(true, { description: 'the address of the connecting peer' })),
   },
   { additionalProperties: false, minProperties: 1, maxProperties: 1, description: 'one source of caller identity: {header: NAME} or {ip: true}' },
@@ -159,19 +148,16 @@ const UpstreamSchema = Type.Object(
     connect_timeout: Duration('longest a TCP connect to the upstream may take', '5s'),
     max_sockets: Type.Integer({ minimum: 1, default: 256, description: 'size of the keep-alive connection pool to this upstream' }),
     headers: Type.Optional(
-      Type.Record(Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$" }), Type.String(), {
+      Type.Record(Type.String({ pattern: HEADER_NAME_PATTERN }), Type.String(), {
         description:
           "headers added to (or replacing) every request to this upstream, e.g. Authorization: 'Bearer ${LEGACY_TOKEN}', so agents never hold the legacy API's secret; never logged. A value must be a valid HTTP field value (no line break or other control character but tab; a secret read from a file must not end with a newline); names are case-insensitive and given once; host, content-length, transfer-encoding, connection, keep-alive, te, upgrade, trailer, expect and proxy-connection are the gateway's own and cannot be injected",
       }),
     ),
-    circuit_breaker: Type.Optional(circuitBreakerSchema({ Duration })),
-    auth_halt: Type.Optional(authHaltSchema({ Duration })),
+    circuit_breaker: Type.Optional(circuitBreakerSchema()),
+    auth_halt: Type.Optional(authHaltSchema()),
   },
   { additionalProperties: false },
 );
-
-/** `false` or silent-failure rules; the same schema on a route and under defaults. */
-const SilentFailure = () => silentFailureSchema({ Size });
 
 const UpstreamErrors = Type.Record(
   Type.String({ pattern: '^[1-5][0-9][0-9]$' }),
@@ -186,16 +172,13 @@ const UpstreamErrors = Type.Record(
   { description: "how to read this upstream's error statuses when they mean something else, e.g. '400': {code: UPSTREAM_UNAVAILABLE, retryable: true}" },
 );
 
-/** `false` or idempotency settings; the same schema on a route and under defaults. */
-const Idempotency = () => idempotencySchema({ Duration, Size, Method: () => Type.Union(HTTP_METHODS.map((m) => Type.Literal(m))) });
-
 const RouteSchema = Type.Object(
   {
     name: Name('unique name of the route; used in metrics and logs'),
     match: Type.Object(
       {
         methods: Type.Optional(
-          Type.Array(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m))), {
+          Type.Array(Method(), {
             minItems: 1,
             uniqueItems: true,
             description: 'methods this route takes; all when left out',
@@ -210,10 +193,10 @@ const RouteSchema = Type.Object(
     ),
     upstream: Type.String({ description: 'name of an entry under upstreams' }),
     timeout: Type.Optional(Duration("overrides the upstream's timeout for this route")),
-    cost: Type.Optional(costSchema({ Duration, Size, Name })),
-    rate_limit: Type.Optional(rateLimitRefSchema({ Duration, Size, Name })),
-    idempotency: Type.Optional(Idempotency()),
-    silent_failure: Type.Optional(SilentFailure()),
+    cost: Type.Optional(costSchema()),
+    rate_limit: Type.Optional(rateLimitRefSchema()),
+    idempotency: Type.Optional(idempotencySchema()),
+    silent_failure: Type.Optional(silentFailureSchema()),
     upstream_errors: Type.Optional(UpstreamErrors),
   },
   { additionalProperties: false },
@@ -229,13 +212,13 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {}, description: 'log output (JSON lines on stdout)' },
     ),
     consumers: ConsumersSchema,
-    upstreams: Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }), UpstreamSchema, {
+    upstreams: Type.Record(Type.String({ pattern: NAME_PATTERN }), UpstreamSchema, {
       minProperties: 1,
       description: 'the legacy APIs behind the gateway, by name',
     }),
-    rate_limits: rateLimitsSchema({ Duration, Size, Name }),
+    rate_limits: rateLimitsSchema(),
     defaults: Type.Object(
-      { ...rateLimitDefaultsProperties({ Duration, Size, Name }), idempotency: Type.Optional(Idempotency()), silent_failure: Type.Optional(SilentFailure()) },
+      { ...rateLimitDefaultsProperties(), idempotency: Type.Optional(idempotencySchema()), silent_failure: Type.Optional(silentFailureSchema()) },
       { additionalProperties: false, default: {}, description: 'what every route inherits unless it sets its own' },
     ),
     routing: Type.Object(

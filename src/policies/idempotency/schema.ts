@@ -1,32 +1,25 @@
 // The `idempotency:` config of a route: `false`, or its settings with every default (the one place they are written).
-import { Type, type Static, type TLiteral, type TString, type TUnion } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { falseOr } from '../../config/false-or.ts';
+import { Duration, forEachRouteSetting, Method, Size, type CheckProblem, type ConfigCheck } from '../../config/schema-helpers.ts';
 import { formatDuration, isDuration, parseDuration } from '../../config/units.ts';
 
-/** The building blocks config/schema.ts defines for every section, passed in so this fragment does not import it back. */
-export interface SchemaHelpers {
-  Duration: (description: string, defaultValue?: string) => TString;
-  Size: (description: string, defaultValue: string) => TString;
-  /** One HTTP method, as the route's match.methods takes it. */
-  Method: () => TUnion<TLiteral<string>[]>;
-}
-
 /** The settings object; its Static type is what the policy is compiled from (ajv has filled in every default). */
-export function idempotencySettingsSchema(t: SchemaHelpers) {
+export function idempotencySettingsSchema() {
   return Type.Object(
     {
       required: Type.Boolean({
         default: false,
         description: 'true: a request of one of `methods` without an Idempotency-Key header gets 400 IDEMPOTENCY_KEY_REQUIRED; false: it is forwarded unprotected',
       }),
-      ttl: t.Duration('how long a finished request is remembered: retries within it get the stored answer (or its refusal)', '24h'),
-      methods: Type.Array(t.Method(), {
+      ttl: Duration('how long a finished request is remembered: retries within it get the stored answer (or its refusal)', '24h'),
+      methods: Type.Array(Method(), {
         minItems: 1,
         uniqueItems: true,
         default: ['POST', 'PATCH'],
         description: 'methods the Idempotency-Key is honoured on; other methods pass through untouched',
       }),
-      lease: t.Duration(
+      lease: Duration(
         'lock lease of a request in flight, renewed while its upstream call is open; a claim whose gateway died is resolved by on_outcome_unknown once it lapses',
         '10s',
       ),
@@ -34,7 +27,7 @@ export function idempotencySettingsSchema(t: SchemaHelpers) {
         default: 'reject',
         description: 'a duplicate arriving while the first request is in flight: reject (409 IDEMPOTENCY_IN_PROGRESS with Retry-After) or wait up to in_flight_wait for the first to finish, then replay it',
       }),
-      in_flight_wait: t.Duration('in_flight: wait: longest a duplicate waits before getting 409 IDEMPOTENCY_IN_PROGRESS', '5s'),
+      in_flight_wait: Duration('in_flight: wait: longest a duplicate waits before getting 409 IDEMPOTENCY_IN_PROGRESS', '5s'),
       on_outcome_unknown: Type.Union([Type.Literal('block'), Type.Literal('release')], {
         default: 'block',
         description: 'the request reached the upstream but no complete answer came back (timeout, reset, client gone, gateway died): block (retries get 409 IDEMPOTENCY_OUTCOME_UNKNOWN until ttl ends) or release (the key is freed and a retry executes again)',
@@ -47,8 +40,8 @@ export function idempotencySettingsSchema(t: SchemaHelpers) {
         default: 'fail_closed',
         description: 'the store cannot be reached: fail_closed (503 STORE_UNAVAILABLE) or fail_open (forward without protection; counted and logged)',
       }),
-      max_body_bytes: t.Size('largest request body accepted (it is read whole to fingerprint the request); larger ones get 413 PAYLOAD_TOO_LARGE', '1mb'),
-      max_response_bytes: t.Size(
+      max_body_bytes: Size('largest request body accepted (it is read whole to fingerprint the request); larger ones get 413 PAYLOAD_TOO_LARGE', '1mb'),
+      max_response_bytes: Size(
         'largest response body stored for replay; a larger one is still delivered, but retries get 409 IDEMPOTENCY_OUTCOME_UNKNOWN instead of a replay',
         '1mb',
       ),
@@ -60,8 +53,8 @@ export function idempotencySettingsSchema(t: SchemaHelpers) {
 export type IdempotencySettings = Static<ReturnType<typeof idempotencySettingsSchema>>;
 
 /** `false` or the settings. */
-export function idempotencySchema(t: SchemaHelpers) {
-  return falseOr(idempotencySettingsSchema(t), 'false to turn it off, or a mapping of settings such as {required: true, ttl: 24h}');
+export function idempotencySchema() {
+  return falseOr(idempotencySettingsSchema(), 'false to turn it off, or a mapping of settings such as {required: true, ttl: 24h}');
 }
 
 /** A problem with one idempotency mapping: the key it concerns (inside the mapping) and what is wrong, in words. */
@@ -70,14 +63,14 @@ export interface IdempotencySettingsProblem {
   message: string;
 }
 
-/**
- * The rules between settings that the schema cannot express; the policy owns them, as Kong's entity_checks do.
- * config/load.ts reports each at its key, with file and line, for every route's mapping and for defaults.idempotency.
- * Runs on data that may have failed the schema (defaults filled in), so it only looks at well-formed values.
- */
 /** The shortest lease accepted (see idempotencySettingsProblems). */
 export const MIN_LEASE_MS = 100;
 
+/**
+ * The rules between the settings of one mapping that the schema cannot express; the policy owns them, as Kong's
+ * entity_checks do. Runs on data that may have failed the schema (defaults filled in), so it only looks at
+ * well-formed values.
+ */
 export function idempotencySettingsProblems(settings: unknown): IdempotencySettingsProblem[] {
   if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) return [];
   const { ttl, lease } = settings as Record<string, unknown>;
@@ -99,3 +92,15 @@ export function idempotencySettingsProblems(settings: unknown): IdempotencySetti
   }
   return problems;
 }
+
+/**
+ * Each idempotency mapping obeys the rules above: every route's own and defaults.idempotency (which routes without
+ * one take whole), each problem reported at its key.
+ */
+export const check: ConfigCheck = (config) => {
+  const problems: CheckProblem[] = [];
+  forEachRouteSetting(config, 'idempotency', (settings, keyPath) => {
+    for (const p of idempotencySettingsProblems(settings)) problems.push({ keyPath: [...keyPath, p.key], message: p.message });
+  });
+  return problems;
+};

@@ -1,13 +1,21 @@
 // The rate-limit config: named budgets under `rate_limits:`, a route's `cost` and `rate_limit`, and their `defaults:` (the one place their defaults are written).
-import { Type, type Static, type TString } from '@sinclair/typebox';
-
-/** The building blocks config/schema.ts defines for every section, passed in so this fragment does not import it back. */
-export interface RateLimitSchemaHelpers {
-  Duration: (description: string, defaultValue?: string) => TString;
-  Size: (description: string, defaultValue: string) => TString;
-  /** A route or policy name: it becomes a metric label and a log field. */
-  Name: (description: string) => TString;
-}
+import { Type, type Static } from '@sinclair/typebox';
+import {
+  closest,
+  Duration,
+  forEachRouteSetting,
+  HEADER_NAME_PATTERN,
+  isRecord,
+  JSON_POINTER_PATTERN,
+  Name,
+  NAME_PATTERN,
+  quote,
+  Size,
+  type CheckProblem,
+  type ConfigCheck,
+  type KeyPath,
+} from '../../config/schema-helpers.ts';
+import { isDuration, parseDuration } from '../../config/units.ts';
 
 /** Most policies one route may name: each is one more key in the request's single store round trip. */
 export const MAX_POLICIES_PER_ROUTE = 8;
@@ -18,11 +26,11 @@ export const MAX_POLICIES_PER_ROUTE = 8;
  */
 export const MAX_CAPACITY_TIMES_PER_MS = 2 ** 52;
 
-export function rateLimitPolicySchema(t: RateLimitSchemaHelpers) {
+export function rateLimitPolicySchema() {
   return Type.Object(
     {
       capacity: Type.Integer({ minimum: 1, description: 'units that may be spent per `per`; each request spends its route\'s cost' }),
-      per: t.Duration('time in which an empty budget refills completely; it refills continuously (capacity/per at a time), not in steps'),
+      per: Duration('time in which an empty budget refills completely; it refills continuously (capacity/per at a time), not in steps'),
       scope: Type.Union([Type.Literal('consumer'), Type.Literal('route'), Type.Literal('global')], {
         default: 'consumer',
         description:
@@ -46,30 +54,30 @@ export function rateLimitPolicySchema(t: RateLimitSchemaHelpers) {
 
 export type RateLimitPolicyConfig = Static<ReturnType<typeof rateLimitPolicySchema>>;
 
-export function rateLimitsSchema(t: RateLimitSchemaHelpers) {
-  return Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }), rateLimitPolicySchema(t), {
+export function rateLimitsSchema() {
+  return Type.Record(Type.String({ pattern: NAME_PATTERN }), rateLimitPolicySchema(), {
     default: {},
     description: 'named budgets (cost units per period) that routes and defaults.rate_limit refer to',
   });
 }
 
-export function costRuleSchema(t: RateLimitSchemaHelpers) {
+export function costRuleSchema() {
   return Type.Object(
     {
       base: Type.Integer({ minimum: 0, default: 1, description: 'units every request of the route costs' }),
       items: Type.Optional(
         Type.String({
-          pattern: '^(/([^~]|~[01])*)*$',
+          pattern: JSON_POINTER_PATTERN,
           description: 'JSON Pointer to an array in the JSON request body, e.g. /orders: each item adds per_item units (the body is read, up to max_body)',
         }),
       ),
       per_item: Type.Integer({ minimum: 0, default: 1, description: 'units per item of the `items` array' }),
-      max_body: t.Size('largest request body read to count `items`; a larger one gets 413 PAYLOAD_TOO_LARGE', '1mb'),
+      max_body: Size('largest request body read to count `items`; a larger one gets 413 PAYLOAD_TOO_LARGE', '1mb'),
       settle: Type.Optional(
         Type.Object(
           {
             header: Type.String({
-              pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+              pattern: HEADER_NAME_PATTERN,
               description: "response header in which the upstream reports the request's actual cost (a non-negative integer)",
             }),
           },
@@ -91,8 +99,8 @@ export type CostConfig = number | CostRuleConfig;
  * An integer, or the rule. Written as one schema typed integer-or-object rather than an anyOf of the two, because ajv
  * neither fills in defaults inside an anyOf (strict mode refuses them there) nor reports a typo inside one precisely.
  */
-export function costSchema(t: RateLimitSchemaHelpers, defaultValue?: number) {
-  const rule = costRuleSchema(t);
+export function costSchema(defaultValue?: number) {
+  const rule = costRuleSchema();
   return Type.Unsafe<CostConfig>({
     type: ['integer', 'object'],
     minimum: 0,
@@ -105,8 +113,8 @@ export function costSchema(t: RateLimitSchemaHelpers, defaultValue?: number) {
 
 export type RateLimitRef = string | string[] | false;
 
-export function rateLimitRefSchema(t: RateLimitSchemaHelpers, defaultValue?: false) {
-  const name = () => t.Name('name of a policy under rate_limits');
+export function rateLimitRefSchema(defaultValue?: false) {
+  const name = () => Name('name of a policy under rate_limits');
   return Type.Unsafe<RateLimitRef>(
     Type.Union([name(), Type.Array(name(), { minItems: 1, maxItems: MAX_POLICIES_PER_ROUTE, uniqueItems: true }), Type.Literal(false)], {
       description: 'a policy name under rate_limits, a list of them (a request must fit all of them), or false for no limit',
@@ -116,9 +124,39 @@ export function rateLimitRefSchema(t: RateLimitSchemaHelpers, defaultValue?: fal
 }
 
 /** The properties of `defaults:` that belong to rate limiting. */
-export function rateLimitDefaultsProperties(t: RateLimitSchemaHelpers) {
+export function rateLimitDefaultsProperties() {
   return {
-    rate_limit: rateLimitRefSchema(t, false),
-    cost: costSchema(t, 1),
+    rate_limit: rateLimitRefSchema(false),
+    cost: costSchema(1),
   };
 }
+
+/** Rate-limit policies named by routes and defaults must exist, and each policy must be countable exactly. */
+export const check: ConfigCheck = (config) => {
+  const problems: CheckProblem[] = [];
+  const policies = isRecord(config.rate_limits) ? config.rate_limits : {};
+  const names = Object.keys(policies);
+  forEachRouteSetting(config, 'rate_limit', (ref, keyPath) => {
+    const refs: [unknown, KeyPath][] = Array.isArray(ref) ? ref.map((r, i) => [r, [...keyPath, i]]) : [[ref, keyPath]];
+    for (const [name, at] of refs) {
+      if (typeof name !== 'string' || Object.hasOwn(policies, name)) continue;
+      const near = closest(name, names);
+      problems.push({
+        keyPath: at,
+        message: `unknown rate-limit policy ${quote(name)}` + (near ? ` (did you mean '${near}'?)` : ` (defined under rate_limits: ${names.join(', ') || 'none'})`),
+      });
+    }
+  });
+  for (const [name, policy] of Object.entries(policies)) {
+    if (!isRecord(policy) || typeof policy.per !== 'string' || !isDuration(policy.per) || typeof policy.capacity !== 'number') continue;
+    const perMs = parseDuration(policy.per);
+    if (perMs < 1) problems.push({ keyPath: ['rate_limits', name, 'per'], message: 'must be at least 1ms' });
+    else if (policy.capacity * perMs > MAX_CAPACITY_TIMES_PER_MS) {
+      problems.push({
+        keyPath: ['rate_limits', name, 'capacity'],
+        message: `capacity ${policy.capacity} per ${policy.per} is too fine to count exactly (capacity × per in ms must stay below 2^52): use a coarser cost unit`,
+      });
+    }
+  }
+  return problems;
+};

@@ -1,49 +1,31 @@
 // Compiles a route's silent-failure rules at config load and applies them to a 2xx before any of it reaches the agent.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage } from 'node:http';
-import { Ajv, type ValidateFunction } from 'ajv';
-import addFormats from 'ajv-formats';
+import type { ResponseSchemas } from '../../config/schema-helpers.ts';
 import { parseSize } from '../../config/units.ts';
 import { awaitFirstByte, decodeBody, readBounded } from '../../proxy/body.ts';
-import type { SilentFailureSettings } from './schema.ts';
+import { loadResponseSchema, type SilentFailureSettings } from './schema.ts';
 import { bodyExpected, checkBody, checkContentType, EMPTY_BODY, needsWholeBody, parsePointer, type SilentFailure, type SilentFailureRules } from './rules.ts';
-
-/** Response schemas are the user's own: lenient about unknown keywords, strict about what they say. */
-const responseAjv = new Ajv({ allErrors: true, strict: false });
-addFormats.default(responseAjv);
-
-/** Reads and compiles a response JSON Schema file; throws an Error whose message says what is wrong with it. */
-export function loadResponseSchema(file: string): ValidateFunction {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read response schema ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  let schema: unknown;
-  try {
-    schema = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`response schema ${file} is not valid JSON: ${(err as Error).message}`);
-  }
-  try {
-    return responseAjv.compile(schema as object);
-  } catch (err) {
-    throw new Error(`response schema ${file} is not a valid JSON Schema: ${(err as Error).message}`);
-  }
-}
 
 export interface SilentFailureCheck {
   readonly rules: SilentFailureRules;
   readonly maxBodyBytes: number;
 }
 
-export function compileSilentFailure(settings: false | SilentFailureSettings | undefined, configDir: string): SilentFailureCheck | undefined {
+/**
+ * `compiled` holds the response schemas config load already compiled, by absolute path (LoadedConfig.responseSchemas);
+ * a file not among them (a config built in code, not loaded) is read and compiled here.
+ */
+export function compileSilentFailure(
+  settings: false | SilentFailureSettings | undefined,
+  configDir: string,
+  compiled: ResponseSchemas = new Map(),
+): SilentFailureCheck | undefined {
   if (!settings) return undefined;
+  const schemaFile = settings.response_schema === undefined ? undefined : path.resolve(configDir, settings.response_schema);
   const rules: SilentFailureRules = {
     emptyBody: settings.empty_body,
-    schema: settings.response_schema === undefined ? undefined : loadResponseSchema(path.resolve(configDir, settings.response_schema)),
+    schema: schemaFile === undefined ? undefined : (compiled.get(schemaFile) ?? loadResponseSchema(schemaFile)),
     errorFields: settings.error_fields.map((f) =>
       typeof f === 'string' ? { pointer: f, tokens: parsePointer(f) } : { pointer: f.pointer, tokens: parsePointer(f.pointer), equals: f.equals },
     ),

@@ -1,10 +1,15 @@
 // The `silent_failure:` config of a route: `false`, or the rules that turn a 2xx that is no success into a loud error.
-import { Type, type Static, type TString } from '@sinclair/typebox';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { Ajv, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
 import { falseOr } from '../../config/false-or.ts';
+import { forEachRouteSetting, isRecord, JSON_POINTER_PATTERN, Size, type CheckProblem, type ConfigCheck } from '../../config/schema-helpers.ts';
 
-const Pointer = Type.String({ pattern: '^(/([^~]|~[01])*)*$', description: 'a JSON Pointer (RFC 6901), e.g. /errors or /data/0/error' });
+const Pointer = Type.String({ pattern: JSON_POINTER_PATTERN, description: 'a JSON Pointer (RFC 6901), e.g. /errors or /data/0/error' });
 
-export function silentFailureSettingsSchema(t: { Size: (description: string, defaultValue: string) => TString }) {
+export function silentFailureSettingsSchema() {
   return Type.Object(
     {
       empty_body: Type.Boolean({
@@ -31,7 +36,7 @@ export function silentFailureSettingsSchema(t: { Size: (description: string, def
         default: [],
         description: 'media types a 2xx may have, e.g. [application/json]; anything else (an HTML login page) is a failure',
       }),
-      max_body_bytes: t.Size(
+      max_body_bytes: Size(
         'largest 2xx body buffered to check response_schema and error_fields; a larger one is delivered unchecked (and logged)',
         '1mb',
       ),
@@ -42,6 +47,55 @@ export function silentFailureSettingsSchema(t: { Size: (description: string, def
 
 export type SilentFailureSettings = Static<ReturnType<typeof silentFailureSettingsSchema>>;
 
-export function silentFailureSchema(t: { Size: (description: string, defaultValue: string) => TString }) {
-  return falseOr(silentFailureSettingsSchema(t), 'false to turn it off, or the rules, e.g. {empty_body: true, error_fields: [/error]}');
+export function silentFailureSchema() {
+  return falseOr(silentFailureSettingsSchema(), 'false to turn it off, or the rules, e.g. {empty_body: true, error_fields: [/error]}');
 }
+
+/** Response schemas are the user's own: lenient about unknown keywords, strict about what they say. */
+const responseAjv = new Ajv({ allErrors: true, strict: false });
+addFormats.default(responseAjv);
+
+/** Reads and compiles a response JSON Schema file; throws an Error whose message says what is wrong with it. */
+export function loadResponseSchema(file: string): ValidateFunction {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read response schema ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let schema: unknown;
+  try {
+    schema = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`response schema ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  try {
+    return responseAjv.compile(schema as object);
+  } catch (err) {
+    throw new Error(`response schema ${file} is not a valid JSON Schema: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A response_schema file that cannot be read or is no JSON Schema is a config error, named at its key, not a runtime
+ * surprise. Each file is read and compiled once, however many routes name it, and kept in context.responseSchemas
+ * for the runtime.
+ */
+export const check: ConfigCheck = (config, { configDir, responseSchemas }) => {
+  const problems: CheckProblem[] = [];
+  const unusable = new Map<string, string>();
+  forEachRouteSetting(config, 'silent_failure', (settings, keyPath) => {
+    if (!isRecord(settings) || typeof settings.response_schema !== 'string') return;
+    const file = path.resolve(configDir, settings.response_schema);
+    if (!responseSchemas.has(file) && !unusable.has(file)) {
+      try {
+        responseSchemas.set(file, loadResponseSchema(file));
+      } catch (err) {
+        unusable.set(file, (err as Error).message);
+      }
+    }
+    const message = unusable.get(file);
+    if (message !== undefined) problems.push({ keyPath: [...keyPath, 'response_schema'], message });
+  });
+  return problems;
+};
