@@ -15,6 +15,9 @@ const USAGE = `Usage:
   agentgate validate --config FILE     check a config: prints 'config OK' or each problem with file, line and key path
   agentgate --version | --help
 
+In a clone, whatever the machine's node, 'agentgate' is: sh scripts/node.sh dist/cli.js
+(in the container image: node dist/cli.js). See docs/operations.md.
+
 Signals: SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP reloads the config.`;
 
 interface Args {

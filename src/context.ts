@@ -2,7 +2,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Consumer } from './identity/consumer.ts';
 import type { TraceContext } from './identity/request-id.ts';
-import type { Route } from './runtime.ts';
 import type { ErrorCode } from './errors/catalog.ts';
 
 /**
@@ -15,6 +14,15 @@ export type Outcome = 'ok' | 'replayed' | 'gateway_endpoint' | 'upstream_aborted
 /** The outcome of an answer with this error code. */
 export function outcomeOf(code: ErrorCode): Outcome {
   return code.toLowerCase() as Lowercase<ErrorCode>;
+}
+
+/**
+ * What a request's record and its error answers need of the route it matched. Route (src/runtime.ts) has it; naming
+ * only this keeps context.ts, which every policy imports, from importing the runtime that compiles the policies.
+ */
+export interface MatchedRoute {
+  readonly name: string;
+  readonly upstream: { readonly name: string; readonly secrets: readonly string[] };
 }
 
 export interface RequestContext {
@@ -43,7 +51,7 @@ export interface RequestContext {
    * policy opened for this request and must not outlive it, such as an idempotency claim. Allocated on first use.
    */
   resources: RequestResource[] | undefined;
-  route: Route | undefined;
+  route: MatchedRoute | undefined;
   consumer: Consumer | undefined;
   upstreamStatus: number | undefined;
   /** The upstream's answer once its head arrived: an answer the gateway abandons (an exception) is destroyed, never left holding a pooled socket. */

@@ -11,7 +11,8 @@ import { GatewayError } from '../../errors/problem.ts';
 import type { RequestContext } from '../../context.ts';
 import { fingerprint, headerValues, parseIdempotencyKey, recordId } from './key.ts';
 import { decodeRecord, encodeRecord } from './record.ts';
-import { Claim, compileIdempotency, type ClaimIntent, type IdempotencyDecision } from './policy.ts';
+import { compileIdempotency, type ClaimIntent, type IdempotencyDecision } from './policy.ts';
+import { Claim } from './claim.ts';
 import type { IdempotencySettings } from './schema.ts';
 import { compileRuntime } from '../../../test/helpers/runtime.ts';
 
