@@ -5,7 +5,16 @@ import { Stream } from 'node:stream';
 import { createProxyServer, type ProxyServer, type ServerOptions } from 'http-proxy-3';
 import { GatewayError } from '../errors/problem.ts';
 import type { Outcome, RequestContext } from '../context.ts';
-import type { Route } from '../runtime.ts';
+import type { Upstream } from '../runtime.ts';
+
+/**
+ * What the forwarder needs of a route: where to send and how long the upstream may stay silent. A Route is one; the
+ * forwarder's per-route options are cached by this object.
+ */
+export interface ForwardTarget {
+  readonly upstream: Upstream;
+  readonly timeoutMs: number;
+}
 import type { UpstreamResult } from '../upstream-result.ts';
 import { CLIENT_ADDRESS_HEADERS, FORWARDING_CHAIN_HEADERS, writeForwardedHeaders } from './forwarded.ts';
 import { redactSecrets } from '../errors/redact.ts';
@@ -47,7 +56,7 @@ export type { UpstreamResult } from '../upstream-result.ts';
 interface InFlight {
   readonly req: IncomingMessage;
   readonly ctx: RequestContext;
-  readonly route: Route;
+  readonly route: ForwardTarget;
   resolve: (result: UpstreamResult) => void;
   proxyReq: ClientRequest | undefined;
   timedOut: boolean;
@@ -91,7 +100,7 @@ class BufferedBody extends Stream {
 export class Forwarder {
   private readonly proxy: ProxyServer;
   /** Each route's proxy options, built once rather than on every request. */
-  private readonly optionsByRoute = new WeakMap<Route, ServerOptions>();
+  private readonly optionsByRoute = new WeakMap<ForwardTarget, ServerOptions>();
   /**
    * Requests ready to go upstream, sent together once per turn of the event loop (its check phase). Node writes a
    * request to its socket on the next tick after it is set up, so setting up a whole batch in one callback puts all
@@ -177,7 +186,7 @@ export class Forwarder {
    * request stream when a policy has already read it. `inBatch`: the caller is one of a batch already (resumed with
    * others by one store reply), so the request goes out at once instead of waiting for the end of this turn of the loop.
    */
-  send(req: ForwardedRequest, res: ServerResponse, ctx: RequestContext, route: Route, body: Buffer | undefined, inBatch: boolean, bodyIdleMs: number): Promise<UpstreamResult> {
+  send(req: ForwardedRequest, res: ServerResponse, ctx: RequestContext, route: ForwardTarget, body: Buffer | undefined, inBatch: boolean, bodyIdleMs: number): Promise<UpstreamResult> {
     const singleUse = prepareUpstreamHeaders(req, ctx, body, route.upstream.headers);
     return new Promise((resolve, reject) => {
       const flight: InFlight = {
@@ -233,7 +242,7 @@ export class Forwarder {
     if (this.queue.push(send) === 1) setImmediate(this.sendQueue);
   }
 
-  private optionsOf(route: Route): ServerOptions {
+  private optionsOf(route: ForwardTarget): ServerOptions {
     let options = this.optionsByRoute.get(route);
     if (!options) {
       const { target, agent, connectTimeoutMs, headers } = route.upstream;
