@@ -1,5 +1,5 @@
 // Summarises a V8 .cpuprofile (node --cpu-prof, or `npm run bench -- --cpu-prof DIR`): where the process spent its
-// time, by function (self and inclusive) and by module. Usage: node test/bench/cpuprofile-top.ts FILE [--top N]
+// time, by function (self and inclusive) and by module. Usage: sh scripts/node.sh test/bench/cpuprofile-top.ts FILE [--top N]
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { table } from './report.ts';
@@ -28,7 +28,7 @@ const file = args.find((a) => !a.startsWith('--'));
 const topIndex = args.indexOf('--top');
 const top = topIndex === -1 ? 25 : Number(args[topIndex + 1]);
 if (!file) {
-  process.stderr.write('usage: node test/bench/cpuprofile-top.ts FILE.cpuprofile [--top N]\n');
+  process.stderr.write('usage: sh scripts/node.sh test/bench/cpuprofile-top.ts FILE.cpuprofile [--top N]\n');
   process.exit(2);
 }
 

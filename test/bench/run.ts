@@ -37,7 +37,7 @@ const HELP = `Usage: npm run bench [-- options]
   --only REGEX          run only scenarios whose id matches, e.g. 'B|D'     BENCH_ONLY
   --out FILE            JSON results (default bench-results/latest.json)    BENCH_OUT
   --cpu-prof DIR        run agentgate and the bare proxy under node --cpu-prof, profiles into DIR
-                        (summarise one with: node test/bench/cpuprofile-top.ts FILE)   BENCH_CPU_PROF
+                        (summarise one: sh scripts/node.sh test/bench/cpuprofile-top.ts FILE)   BENCH_CPU_PROF
   --log-level LEVEL     agentgate's logging.level (default info, as issue 7 asks; silent isolates the cost of logs)  BENCH_LOG_LEVEL
   --interleave N        issue 7's targets only: the two scenarios of each target run side by side and are measured
                         in N alternating slices of --duration/N seconds (over, of, of, over, ...), so the machine's
@@ -714,7 +714,7 @@ async function main(): Promise<number> {
     return 2;
   }
   if (!existsSync(CLI)) {
-    process.stderr.write(`bench: ${CLI} is missing: run 'npm run build' first (npm run bench does it)\n`);
+    process.stderr.write(`bench: ${CLI} is missing: run 'sh scripts/setup.sh' first (npm run bench does it)\n`);
     return 2;
   }
   const scenarios = SCENARIOS.filter((s) => !options.only || options.only.test(s.id));

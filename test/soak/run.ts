@@ -129,7 +129,7 @@ async function main(): Promise<number> {
     return 2;
   }
   if (!existsSync(CLI)) {
-    process.stderr.write(`soak: ${CLI} is missing: run 'npm run build' first (npm run soak does it)\n`);
+    process.stderr.write(`soak: ${CLI} is missing: run 'sh scripts/setup.sh' first (npm run soak does it)\n`);
     return 2;
   }
   const redis = redisServerVersion();
