@@ -131,14 +131,9 @@ function exchange(payload: string): Promise<string> {
  * ASP.NET, by upper case), trailing slash ignored (Express's non-strict routing), blanks and trailing dots trimmed (IIS).
  */
 function lenientPath(url: string): string {
-  let path = url.split('?')[0]!.split('#')[0]!;
-  try {
-    path = decodeURIComponent(path);
-  } catch {
-    // leave undecodable escapes
-  }
+  const path = url.split('?')[0]!.split('#')[0]!;
   const out: string[] = [];
-  for (const raw of path.replaceAll('\\', '/').split('/')) {
+  for (const raw of path.replaceAll('\\', '/').split('/').map(decodeLeniently)) {
     const segment = raw.split(';')[0]!.trim();
     if (segment === '' || segment === '.') continue;
     if (segment === '..') out.pop();
@@ -146,6 +141,21 @@ function lenientPath(url: string): string {
     else out.push(segment.replace(/[\s.]+$/, '').toUpperCase().toLowerCase());
   }
   return `/${out.join('/')}`;
+}
+
+/** One segment's escapes decoded; one that is not UTF-8 left as it is, the others still decoded (as WHATWG decoders do). */
+function decodeLeniently(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment.replace(/(%[0-9A-Fa-f]{2})+/g, (run) => {
+      try {
+        return decodeURIComponent(run);
+      } catch {
+        return run;
+      }
+    });
+  }
 }
 
 /** The route a lenient upstream would take the request for, by the same table as the config. */

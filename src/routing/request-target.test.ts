@@ -25,6 +25,7 @@ const read: [string, string, string][] = [
   ['/bad/%ff/%61', '/bad/%FF/a', '/bad/%ff/a'],
   ['/100%25', '/100%25', '/100%'],
   ['/100%25zz', '/100%25zz', '/100%zz'],
+  ['/100%25-', '/100%25-', '/100%-'],
   ['/q?a=1#', '', ''],
 ];
 
@@ -70,6 +71,9 @@ const refused: [string, RegExp][] = [
   ['/a%g0', /malformed percent-escape/],
   ['/%2561dmin/x', /double-encoded/],
   ['/a/%252e%252e/b', /double-encoded/],
+  ['/a/%25%32%65%25%32%65/b', /double-encoded/],
+  ['/x/%25%435%BF', /double-encoded/],
+  ['/100%25a', /double-encoded/],
   ['/a%4', /malformed percent-escape/],
 ];
 for (const [target, reason] of refused) {

@@ -82,7 +82,9 @@ export function readRequestTarget(url: string, caseSensitive: boolean): TargetRe
       // and '.' (%c0%af) for decoders that accept it.
       if (byte === 0xc0 || byte === 0xc1) return refuse('The path has an overlong UTF-8 escape (%C0, %C1); it is not accepted.');
       // %252e is %2e to an upstream, or a proxy before it, that decodes twice: the dot segment again, one layer down.
-      if (byte === PERCENT && hexValue(rawPath.charCodeAt(i + 3)) >= 0 && hexValue(rawPath.charCodeAt(i + 4)) >= 0) {
+      // A %25 followed by an escape is refused too: decoding that escape (%25%32%65 -> %252e) would build the same.
+      const next = rawPath.charCodeAt(i + 3);
+      if (byte === PERCENT && (hexValue(next) >= 0 || next === PERCENT)) {
         return refuse('The path has a double-encoded escape (%25 followed by two hex digits); it is not accepted. Send the character encoded once.');
       }
       decoded = true;
