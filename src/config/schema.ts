@@ -189,7 +189,7 @@ const RouteSchema = Type.Object(
           description: 'path template: literal segments, {param} for one segment, and a trailing /* for any rest',
         }),
       },
-      { additionalProperties: false },
+      { additionalProperties: false, description: 'which requests the route takes: its methods and path template (see docs/routing.md for how a path is read)' },
     ),
     upstream: Type.String({ description: 'name of an entry under upstreams' }),
     timeout: Type.Optional(Duration("overrides the upstream's timeout for this route")),
@@ -208,7 +208,12 @@ export const ConfigSchema = Type.Object(
     server: ServerSchema,
     store: StoreSchema,
     logging: Type.Object(
-      { level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }) },
+      {
+        level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
+          default: 'info',
+          description: 'the least severe level logged; info includes one access line per request',
+        }),
+      },
       { additionalProperties: false, default: {}, description: 'log output (JSON lines on stdout)' },
     ),
     consumers: ConsumersSchema,
