@@ -63,18 +63,8 @@ export async function startPrimary(options: PrimaryOptions): Promise<Primary> {
   // as pino drops them on EPIPE in a single process.
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
   const registry = new Registry();
-  const restarts = new Counter({
-    name: 'agentgate_worker_restarts_total',
-    help: 'Workers that exited unexpectedly and were replaced.',
-    registers: [registry],
-  });
+  const { restarts, workerCount } = primaryMetrics(registry);
   restarts.inc(0);
-  const workerCount = new Gauge({
-    name: 'agentgate_workers',
-    help: 'Gateway workers: configured, and reporting (those whose metrics are in this scrape; the sums cover only them).',
-    labelNames: ['state'] as const,
-    registers: [registry],
-  });
   workerCount.set({ state: 'configured' }, options.workers);
 
   // The workers accept from the one listening socket themselves. In node's default round-robin mode the primary
@@ -259,4 +249,21 @@ export function relayLines(from: Readable, to: Writable): void {
   from.once('end', () => {
     if (partial) to.write(Buffer.concat([partial, Buffer.from('\n')]));
   });
+}
+
+/** The primary's own metrics, beside the workers' it aggregates (also read by scripts/write-reference.ts). */
+export function primaryMetrics(registry: Registry) {
+  return {
+    restarts: new Counter({
+      name: 'agentgate_worker_restarts_total',
+      help: 'Workers that exited unexpectedly and were replaced.',
+      registers: [registry],
+    }),
+    workerCount: new Gauge({
+      name: 'agentgate_workers',
+      help: 'Gateway workers: configured, and reporting (those whose metrics are in this scrape; the sums cover only them).',
+      labelNames: ['state'] as const,
+      registers: [registry],
+    }),
+  };
 }
