@@ -32,6 +32,7 @@ export class UpstreamGuard {
   /** The agent's own credential headers that reach the upstream, i.e. those the gateway does not replace. */
   private readonly agentCredentialHeaders: readonly string[];
   private readonly metrics: GatewayMetrics;
+  /** The auth-failure halt's own logger (the breaker's is its state-change callback's). */
   private readonly logger: Logger;
   /** The request whose admit or record is running (both synchronous), so a state change it causes is logged with its id. */
   private activeRequestId: string | undefined;
@@ -43,7 +44,9 @@ export class UpstreamGuard {
   ) {
     this.name = name;
     this.metrics = deps.metrics;
-    this.logger = deps.logger;
+    // A child logger per policy, as every policy has: each line says whether the breaker or the halt wrote it.
+    const breakerLogger = deps.logger.child({ policy: 'circuit-breaker' });
+    this.logger = deps.logger.child({ policy: 'auth-halt' });
     const cb = settings.circuitBreaker;
     const state = deps.metrics.circuitBreakerState.labels({ upstream: name });
     state.set(CIRCUIT_STATE_VALUE.closed);
@@ -54,7 +57,7 @@ export class UpstreamGuard {
           openMs: parseDuration(cb.open_for),
           onStateChange: (s) => {
             state.set(CIRCUIT_STATE_VALUE[s]);
-            this.logger[s === 'open' ? 'error' : 'info']({ request_id: this.activeRequestId, upstream: name, state: s }, `circuit ${s.replace('_', '-')} for upstream '${name}'`);
+            breakerLogger[s === 'open' ? 'error' : 'info']({ request_id: this.activeRequestId, upstream: name, state: s }, `circuit ${s.replace('_', '-')} for upstream '${name}'`);
           },
         })
       : undefined;
