@@ -55,6 +55,17 @@ export function storeUnavailable(detail: string, cause: unknown, suggestion?: st
   return new GatewayError('STORE_UNAVAILABLE', detail, { retryAfterSeconds: STORE_RETRY_AFTER_SECONDS, cause, ...(suggestion ? { suggestion } : {}) });
 }
 
+/** Why a request gets 408 REQUEST_TIMEOUT once its body went silent (server.timeouts.request_body_idle), whoever was reading it. */
+export const REQUEST_BODY_STALLED = 'The request body stopped arriving before it was complete, so the request was not completed.';
+
+/**
+ * 408 REQUEST_TIMEOUT for a body that stopped arriving, the one way the forwarder and the policies that read bodies say
+ * it. The rest of the body is unread, so the connection cannot carry another request.
+ */
+export function requestBodyStalled(): GatewayError {
+  return new GatewayError('REQUEST_TIMEOUT', REQUEST_BODY_STALLED, { headers: { connection: 'close' } });
+}
+
 export const PROBLEM_TYPE_BASE = '/_agentgate/errors/';
 
 /** Longest string anywhere in an envelope (detail, suggestion, every extension, keys included); longer ones end in '...'. */

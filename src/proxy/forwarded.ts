@@ -99,7 +99,8 @@ export function writeForwardedHeaders(headers: IncomingHttpHeaders, req: Incomin
   if (!trusted || headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = proto;
   if (host !== undefined && (!trusted || headers['x-forwarded-host'] === undefined)) headers['x-forwarded-host'] = host;
   headers['x-real-ip'] = client;
-  const element = `for=${forwardedNode(peer)};proto=${proto}${host !== undefined ? `;host="${host.replace(/["\\]/g, '')}"` : ''}`;
+  // The Host was checked to be host[:port] (pipeline checkRequestHead), so it needs no escaping inside the quotes.
+  const element = `for=${forwardedNode(peer)};proto=${proto}${host !== undefined ? `;host="${host}"` : ''}`;
   headers['forwarded'] = trusted && headers['forwarded'] ? `${String(headers['forwarded'])}, ${element}` : element;
 }
 

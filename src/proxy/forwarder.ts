@@ -3,9 +3,12 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse, ClientReques
 import type { Socket } from 'node:net';
 import { Stream } from 'node:stream';
 import { createProxyServer, type ProxyServer, type ServerOptions } from 'http-proxy-3';
-import { GatewayError } from '../errors/problem.ts';
+import { GatewayError, requestBodyStalled } from '../errors/problem.ts';
+import { redactSecrets } from '../errors/redact.ts';
 import type { Outcome, RequestContext } from '../context.ts';
 import type { Upstream } from '../runtime.ts';
+import type { UpstreamResult } from '../upstream-result.ts';
+import { CLIENT_ADDRESS_HEADERS, FORWARDING_CHAIN_HEADERS, writeForwardedHeaders } from './forwarded.ts';
 
 /**
  * What the forwarder needs of a route: where to send and how long the upstream may stay silent. A Route is one; the
@@ -15,9 +18,6 @@ export interface ForwardTarget {
   readonly upstream: Upstream;
   readonly timeoutMs: number;
 }
-import type { UpstreamResult } from '../upstream-result.ts';
-import { CLIENT_ADDRESS_HEADERS, FORWARDING_CHAIN_HEADERS, writeForwardedHeaders } from './forwarded.ts';
-import { redactSecrets } from '../errors/redact.ts';
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message, so they are never passed on.
@@ -51,7 +51,6 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNR
 /** Seconds an agent is told to wait before retrying an upstream that refused the connection. */
 const UNAVAILABLE_RETRY_AFTER_SECONDS = 2;
 
-export type { UpstreamResult } from '../upstream-result.ts';
 
 interface InFlight {
   readonly req: IncomingMessage;
@@ -310,9 +309,7 @@ function clientTooSlow(): UpstreamResult {
     kind: 'failed',
     reachedUpstream: true,
     clientFault: true,
-    error: new GatewayError('REQUEST_TIMEOUT', 'The request body stopped arriving before it was complete, so the request was abandoned.', {
-      headers: { connection: 'close' },
-    }),
+    error: requestBodyStalled(),
   };
 }
 

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { RequestContext } from '../../context.ts';
-import { GatewayError, storeUnavailable } from '../../errors/problem.ts';
+import { GatewayError, requestBodyStalled, storeUnavailable } from '../../errors/problem.ts';
 import { parseDuration, parseSize } from '../../config/units.ts';
 import { readRequestBody } from '../../proxy/body.ts';
 import { storeKey } from '../../store/keys.ts';
@@ -148,7 +148,8 @@ export class IdempotencyPolicy {
 
     const body = await readRequestBody(req, this.settings.maxBodyBytes, this.requestBodyIdleMs);
     if (body === undefined) return { kind: 'client_closed' };
-    if (body === 'timeout') return { kind: 'refuse', error: requestTimeout() };
+    // The client's fault, answered before anything is charged or claimed.
+    if (body === 'timeout') return { kind: 'refuse', error: requestBodyStalled() };
     if (body === 'too_large') return { kind: 'refuse', error: payloadTooLarge(this.settings.maxBodyBytes) };
     const print = fingerprint(method, req.url ?? '/', body);
     const key = storeKey(this.keyPrefix, 'idem', id);
@@ -319,14 +320,6 @@ export function writeReplay(res: ServerResponse, record: CompletedRecord): void 
 
 function refuse(code: 'IDEMPOTENCY_KEY_REQUIRED' | 'IDEMPOTENCY_KEY_INVALID', detail: string): IdempotencyOpening {
   return { kind: 'refuse', error: new GatewayError(code, detail) };
-}
-
-/** The client stopped sending the body this policy must read: its fault, answered before anything is charged or claimed. */
-export function requestTimeout(): GatewayError {
-  return new GatewayError('REQUEST_TIMEOUT', 'The request body stopped arriving before it was complete, so the request was not forwarded.', {
-    // The rest of the body is unread, so this connection cannot carry another request.
-    headers: { connection: 'close' },
-  });
 }
 
 function payloadTooLarge(max: number): GatewayError {

@@ -2,6 +2,7 @@
 import type { IncomingMessage } from 'node:http';
 import { parseSize } from '../../config/units.ts';
 import { readRequestBody } from '../../proxy/body.ts';
+import { REQUEST_BODY_STALLED } from '../../errors/problem.ts';
 import type { CostConfig } from './schema.ts';
 
 export type CostResult =
@@ -57,7 +58,7 @@ export class CostRule {
     if (read !== undefined && read.length > this.maxBodyBytes) return this.tooLarge(expects, false);
     const body = read ?? (await readRequestBody(req, this.maxBodyBytes, bodyIdleMs));
     if (body === 'too_large') return this.tooLarge(expects, true);
-    if (body === 'timeout') return { kind: 'invalid', code: 'REQUEST_TIMEOUT', detail: 'The request body stopped arriving before it was complete, so the request was not forwarded.', connectionClose: true };
+    if (body === 'timeout') return { kind: 'invalid', code: 'REQUEST_TIMEOUT', detail: REQUEST_BODY_STALLED, connectionClose: true };
     if (body === undefined) return { kind: 'client_closed' };
     let document: unknown;
     try {
