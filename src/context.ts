@@ -47,10 +47,10 @@ export interface RequestContext {
   /** The client's address: the peer's, or behind trusted proxies the one they name. */
   clientAddress: string;
   /**
-   * Closed when the request ends, however it ends (an answer, an error, an exception, the client leaving): what a
-   * policy opened for this request and must not outlive it, such as an idempotency claim. Allocated on first use.
+   * A retry of this request is answered from a record, never executed twice (an idempotency claim holds its key), so a
+   * lost answer to it may be retried even when its method is not idempotent.
    */
-  resources: RequestResource[] | undefined;
+  retryReplays: boolean;
   route: MatchedRoute | undefined;
   consumer: Consumer | undefined;
   upstreamStatus: number | undefined;
@@ -66,13 +66,4 @@ export interface RequestContext {
   idempotencyKeyHash?: string;
   /** How the request ended: the `outcome` label of its metrics and the field of its log line. */
   outcome: Outcome;
-}
-
-/** Something a policy opened for one request; the pipeline closes it exactly once, on every path. */
-export interface RequestResource {
-  /**
-   * Ends it if it is still open. `forwarded`: the request may have reached the upstream, so an open claim cannot be
-   * released as if nothing happened. Resolves once its final state is stored (or failed to be).
-   */
-  close(forwarded: boolean): Promise<void>;
 }

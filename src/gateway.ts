@@ -133,7 +133,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   /** True from a refused reload until a reload succeeds or the watcher sees the file back at the config in force. */
   let fileRefused = false;
   const forwarder = new Forwarder();
-  const handle = createPipeline({ runtime: () => runtime, forwarder, metrics, logger, accessLog, storeKind: store.kind });
+  const handle = createPipeline({ runtime: () => runtime, forwarder, metrics, logger, accessLog, store });
 
   let inFlight = 0;
   let draining = false;

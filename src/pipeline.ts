@@ -1,4 +1,6 @@
-// The request pipeline, top to bottom. Every request passes these steps in this order; each step says why it stands where it does.
+// The request pipeline, top to bottom. Every request passes these steps in this order; each step says why it stands where
+// it does. The route's policies answer it in one vocabulary (src/policies/contract.ts), asked in the order of
+// src/policies/index.ts.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { AccessLog } from './observability/access-log.ts';
@@ -8,14 +10,11 @@ import type { Route, Runtime } from './runtime.ts';
 import { requestIdFrom, traceContextFrom } from './identity/request-id.ts';
 import { GatewayError, problemAnswer, sendProblem } from './errors/problem.ts';
 import { connectionOptions, Forwarder, streamResponse, writeResponseHead } from './proxy/forwarder.ts';
-import type { UpstreamResult } from './upstream-result.ts';
 import { readRequestTarget } from './routing/request-target.ts';
 import { HTTP_METHODS } from './config/schema.ts';
 import { serveCatalog } from './endpoints/catalog.ts';
 import { methodLabel, type GatewayMetrics } from './observability/metrics.ts';
-import { writeReplay } from './policies/idempotency/policy.ts';
-import { RATE_LIMIT_HEADER_NAMES } from './policies/rate-limit/headers.ts';
-import { inspectSuccess, type Inspection } from './policies/silent-failure/policy.ts';
+import { CONTINUE, Exchange, type Verdict } from './policies/contract.ts';
 import { normalizeUpstreamError } from './errors/normalize.ts';
 import { decodeBody, readBounded } from './proxy/body.ts';
 import { serveBudget } from './endpoints/budget.ts';
@@ -28,8 +27,8 @@ export interface PipelineDeps {
   logger: Logger;
   /** Writes the one line per request. */
   accessLog: AccessLog;
-  /** Which store the policies decide with: Redis replies resume requests in batches (step 9). */
-  storeKind: Store['kind'];
+  /** The shared state store the policies' batched operations are made in (step 7). */
+  store: Store;
 }
 
 const GATEWAY_PREFIX = '/_agentgate/';
@@ -57,20 +56,23 @@ const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?$/;
 const UNDROPPABLE = new Set(['content-length', 'transfer-encoding', 'host']);
 
 export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const closeFailed = (err: unknown) => deps.logger.error({ err }, 'a policy failed to close what it opened for a request');
   return (req, res) => {
     // 1. Identify the request: a request id and trace context first, so every answer below, error or not, carries them.
     const ctx = beginRequest(req);
-    // 12. Record: exactly one log line and one set of metrics per request, however it ended; and whatever a policy
-    //     opened for the request (an idempotency claim) is closed, on every path.
+    const ex = new Exchange(req, res, ctx);
+    // 13. Record: exactly one log line and one set of metrics per request, however it ended; and whatever a policy
+    //     opened for the request (an idempotency claim, a breaker's probe slot) is closed, on every path.
     res.once('close', () => {
       record(ctx, req, res, deps);
-      void closeResources(ctx);
+      void ex.close(closeFailed);
     });
-    handle(ctx, req, res, deps.runtime(), deps).catch((err: unknown) => answerWithError(ctx, res, err, deps.logger));
+    handle(ex, deps.runtime(), deps).catch((err: unknown) => answerWithError(ex, err, deps.logger, closeFailed));
   };
 }
 
-async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, runtime: Runtime, deps: PipelineDeps): Promise<void> {
+async function handle(ex: Exchange, runtime: Runtime, deps: PipelineDeps): Promise<void> {
+  const { req, res, ctx } = ex;
   // 2. Read the request target once, for the router and the forwarder alike (normalised where RFC 3986 says spellings
   //    are equal, refused where upstreams disagree), and refuse what would let the upstream execute another request
   //    than the one the policies see: framing tricks, Host, method and path overrides.
@@ -88,8 +90,7 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
 
   // 4. Identify the consumer (hashed): the identity budgets and idempotency records are scoped by, and that
   //    every log line names, including those of requests no route takes.
-  const consumer = runtime.identifyConsumer(req, ctx.clientAddress);
-  ctx.consumer = consumer;
+  ctx.consumer = runtime.identifyConsumer(req, ctx.clientAddress);
 
   // 5. Match a route: the route decides upstream, timeout and which policies apply.
   const route = runtime.router.match(req.method ?? 'GET', ctx.matchPath);
@@ -97,121 +98,99 @@ async function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResp
     throw new GatewayError('ROUTE_NOT_FOUND', `No route matches ${req.method} ${truncate(ctx.path)}.`);
   }
   ctx.route = route;
+  const policies = route.policies;
 
-  // 6. Idempotency, first half: check the Idempotency-Key and read the body it is fingerprinted with, so that the claim
-  //    can go to the store with the charge. A request refused here (no key where one is required, a malformed key, a
-  //    body too large to keep) is malformed: like one whose cost cannot be read, it is not charged, and its answer still
-  //    says where the budgets stand.
-  const opening = route.idempotency ? await route.idempotency.open(req, ctx) : undefined;
-  if (opening?.kind === 'client_closed') return;
-  if (opening?.kind === 'refuse') {
-    if (route.rateLimit) Object.assign(ctx.responseHeaders, await route.rateLimit.unchargedHeaders(consumer));
-    throw opening.error;
+  // 6. Request phase: each policy looks at the request (the idempotency key, the cost), reads its body if it must, and
+  //    adds what it needs of the store to the request's batch. A request refused here is malformed: it is charged
+  //    nothing, and the policies that never saw it may still describe themselves on the answer (the budget headers).
+  for (let i = 0; i < policies.length; i++) {
+    const verdict = policies[i]!.onRequest ? await policies[i]!.onRequest!(ex) : CONTINUE;
+    if (verdict.kind === 'continue') continue;
+    if (verdict.kind === 'refuse') for (const later of policies.slice(i + 1)) await later.onSkipped?.(ex);
+    return answerWith(ex, verdict);
   }
-  const intent = opening?.kind === 'claim' ? opening.intent : undefined;
 
-  // 7. Rate limit: before the idempotency key is claimed (Stripe's order), so a 429 is never stored as a replay; before
-  //    forwarding, so a request over budget never reaches the legacy API. One store round trip charges every policy of
-  //    the route, all or nothing, and claims the key in the same step when the charge is allowed. From here on every
-  //    answer, errors included, carries the budget headers.
-  const admission = route.rateLimit ? await route.rateLimit.admit(req, consumer, ctx.requestId, intent?.body, intent?.withCharge?.request) : undefined;
-  if (admission?.kind === 'client_closed') return;
-  if (admission?.kind === 'reject') throw admission.error;
-  if (admission) Object.assign(ctx.responseHeaders, admission.headers);
-  // A step that read the body whole (to fingerprint it, or a cost rule counting items) leaves it to be forwarded from memory.
-  ctx.requestBody = admission?.body ?? intent?.body;
+  // 7. One store round trip for the whole batch, right before forwarding: the charge first, and the idempotency claim
+  //    with it only when the charge is allowed. The policies decide on its replies: over budget, a stored answer to
+  //    replay, a key in use; from here on every answer, errors included, carries the budget headers.
+  const decided = await ex.batch.commit(deps.store);
+  if (decided.kind !== 'continue') return answerWith(ex, decided);
 
-  // 8. Idempotency, second half: right before forwarding, because the key must be held before the upstream can execute
-  //    anything. The claim decides: forward as its holder, replay the stored answer, or refuse.
-  const idempotency = intent ? await route.idempotency!.decide(intent, res, ctx, admission?.kind === 'continue' ? admission.claimed : undefined) : undefined;
-  if (idempotency?.kind === 'replay') {
-    ctx.outcome = 'replayed';
-    setHeaders(res, ctx.responseHeaders);
-    writeReplay(res, idempotency.record);
-    return;
+  // 8. Last checks before forwarding, which fail fast without reaching the upstream: a credential it keeps refusing
+  //    (auth halt), an upstream known to be failing (open circuit).
+  for (const policy of policies) {
+    const verdict = policy.beforeForward?.(ex);
+    if (verdict && verdict.kind !== 'continue') return answerWith(ex, verdict);
   }
-  const claim = idempotency?.kind === 'proceed' ? idempotency.claim : undefined;
 
-  // 9. Forward, unless the upstream is known to be failing (open circuit) or this credential known to be refused (auth
-  //    halt): those fail fast without reaching it. Upstream failures come back as typed errors, never as exceptions.
-  //    A request that a Redis reply resumed is one of a batch already (one reply resumes many) and is sent at once; any
-  //    other is sent with the rest of this turn of the event loop, so one wake-up of the upstream serves them all.
-  const resumedByRedis = deps.storeKind === 'redis' && (admission !== undefined || claim !== undefined);
-  const ticket = route.upstream.guard.admit(req, ctx.requestId);
-  const result: UpstreamResult = ticket.refusal
-    ? { kind: 'failed', error: ticket.refusal, reachedUpstream: false }
-    : await deps.forwarder.send(req, res, ctx, route, ctx.requestBody, resumedByRedis, runtime.requestBodyIdleMs);
-  route.upstream.guard.record(ticket, result);
+  // 9. Forward. Upstream failures come back as typed results, never as exceptions. A request that a Redis reply resumed
+  //    is one of a batch already (one reply resumes many) and is sent at once; any other is sent with the rest of this
+  //    turn of the event loop, so one wake-up of the upstream serves them all. Every policy hears how it ended.
+  const resumedByRedis = deps.store.kind === 'redis' && ex.batch.waitedOnStore;
+  const result = await deps.forwarder.send(req, res, ctx, route, ctx.requestBody, resumedByRedis, runtime.requestBodyIdleMs);
+  await ex.upstreamResult(result);
   if (result.kind !== 'response') {
-    // The claim settles first, so a retry sent the moment this answer arrives finds the key released or marked
-    // unknown, never still "in progress".
-    claim?.settle(result);
-    await claim?.recorded();
+    // Recorded first (a claim released or marked unknown), so a retry sent the moment this answer arrives never finds
+    // the key still "in progress".
+    await ex.recorded();
     if (result.kind === 'client_closed') return;
-    if (!ticket.refusal && !result.clientFault) deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: result.error.code });
+    if (!result.clientFault) deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: result.error.code });
     // A write that may have executed, with no key to make a second attempt safe: an SDK that obeys X-Should-Retry must
     // not send it again blind.
-    if (result.reachedUpstream && !claim && !IDEMPOTENT_METHODS.has(req.method ?? 'GET')) throw outcomeUnknownWithoutKey(result.error, req.method ?? 'POST');
+    if (result.reachedUpstream && !ctx.retryReplays && !IDEMPOTENT_METHODS.has(req.method ?? 'GET')) throw outcomeUnknownWithoutKey(result.error, req.method ?? 'POST');
     throw result.error;
   }
   const response = result.response;
   const status = response.statusCode ?? 502;
 
-  // A cost the upstream reports is settled as soon as its head arrives, so the budget headers of the answer show it.
-  if (admission?.kind === 'continue' && admission.charge && route.rateLimit?.cost.settleHeader) {
-    const settled = await route.rateLimit.settle(admission.charge, response.headers, consumer, ctx.requestId);
-    if (settled) Object.assign(ctx.responseHeaders, settled);
-  }
-  // On a limited route the gateway's budget headers are the ones the agent must plan with: the upstream's copies are dropped.
-  if (admission?.kind === 'continue' && Object.keys(admission.headers).length > 0) {
-    for (const name of RATE_LIMIT_HEADER_NAMES) delete response.headers[name];
-  }
-
-  // 10. Inspect the response before any of it reaches the agent: an upstream 4xx/5xx becomes one envelope (its 4xx
-  //    explanation kept, 5xx internals dropped), and a 2xx that is no success (empty, off-schema, an error field, the
-  //    wrong media type, cut short) becomes a loud SILENT_FAILURE.
+  // 10. An upstream 4xx/5xx becomes one envelope before any of it reaches the agent: its 4xx explanation kept, 5xx
+  //     internals dropped.
   if (status >= 400) {
     const error = await normalizedUpstreamError(response, route, ctx);
     deps.metrics.upstreamErrors.inc({ upstream: route.upstream.name, code: error.code });
-    claim?.settleAnswer(status, answerOf(error, ctx));
-    await claim?.recorded();
+    ex.answer({ kind: 'upstream_error', upstreamStatus: status, ...answerOf(error, ctx) });
+    await ex.recorded();
     throw error;
   }
-  const inspection: Inspection = route.silentFailure
-    ? await inspectSuccess(route.silentFailure, req.method ?? 'GET', response, route.timeoutMs)
-    : { kind: 'stream' };
-  if (inspection.kind === 'failed') {
-    response.destroy();
-    ctx.upstreamEndedAt = process.hrtime.bigint();
-    const { rule, extensions } = inspection.failure;
-    // An error field's value is quoted in the detail; the envelope is redacted as a whole when it is written (answerWithError).
-    const detail = inspection.failure.detail;
-    deps.metrics.silentFailures.inc({ route: route.name, rule });
-    deps.logger.warn({ request_id: ctx.requestId, route: route.name, rule, upstream_status: status }, 'silent failure: the upstream answered success without succeeding');
-    claim?.abandon(`silent failure (${rule})`);
-    await claim?.recorded();
-    throw new GatewayError('SILENT_FAILURE', detail, { upstreamStatus: status, extensions: { rule, ...extensions } });
+
+  // 11. Response phase: each policy may refuse a success that is none (silent failure), reading its body whole to
+  //     check it if it must.
+  for (const policy of policies) {
+    const verdict = policy.onResponse ? await policy.onResponse(ex, response) : CONTINUE;
+    if (verdict.kind === 'continue') continue;
+    ex.answer({ kind: 'discarded', why: `refused by ${policy.name}` });
+    await ex.recorded();
+    return answerWith(ex, verdict);
   }
 
-  // 11. Deliver: a checked body from memory, anything else as a stream. The idempotency claim keeps a copy of what the
-  //     agent gets, and the response ends only once it is recorded, so an immediate retry is answered by the replay.
-  if (inspection.kind === 'buffered') {
+  // 12. Deliver: a checked body from memory, anything else as a stream. The policies see the answer first (an
+  //     idempotency claim keeps a copy of what the agent gets), and it ends only once they have recorded it, so an
+  //     immediate retry is answered by the replay.
+  const body = ex.responseBody;
+  if (body !== undefined) {
     ctx.upstreamEndedAt = process.hrtime.bigint();
-    if (inspection.unchecked) {
-      deps.logger.info({ request_id: ctx.requestId, route: route.name, reason: inspection.unchecked }, 'response body cannot be checked: delivered unchecked');
-    }
-    writeResponseHead(response, res, ctx.responseHeaders, inspection.body.length, route.upstream.secrets);
-    claim?.settleAnswer(status, { status, headers: response.headers as Record<string, string | string[]>, body: inspection.body });
-    await claim?.recorded();
-    res.end(req.method === 'HEAD' ? undefined : inspection.body);
+    writeResponseHead(response, res, ctx.responseHeaders, body.length, route.upstream.secrets);
+    ex.answer({ kind: 'buffered', status, headers: response.headers as Record<string, string | string[]>, body });
+    await ex.recorded();
+    res.end(req.method === 'HEAD' ? undefined : body);
     return;
   }
-  if (inspection.kind === 'unchecked') {
-    deps.logger.info({ request_id: ctx.requestId, route: route.name }, 'response larger than silent_failure.max_body_bytes: delivered unchecked');
-    response.unshift(inspection.prefix);
+  ex.answer({ kind: 'stream', response });
+  streamResponse(response, res, ctx, route.timeoutMs, ex.awaitsRecording ? () => ex.recorded() : undefined);
+}
+
+/** Answers a verdict that stopped the pipeline. */
+function answerWith(ex: Exchange, verdict: Exclude<Verdict, { kind: 'continue' }>): void {
+  switch (verdict.kind) {
+    case 'client_closed':
+      return;
+    case 'refuse':
+      throw verdict.error;
+    case 'respond':
+      ex.ctx.outcome = verdict.outcome;
+      setHeaders(ex.res, ex.ctx.responseHeaders);
+      verdict.write(ex.res);
   }
-  claim?.captureStream(response);
-  streamResponse(response, res, ctx, route.timeoutMs, claim && (() => claim.recorded()));
 }
 
 /** Reads a bounded part of an upstream error's body (4xx only: 5xx bodies are never shown) and makes the envelope. */
@@ -258,7 +237,7 @@ function beginRequest(req: IncomingMessage): RequestContext {
     matchPath: '',
     peerTrusted: false,
     clientAddress: '',
-    resources: undefined,
+    retryReplays: false,
     route: undefined,
     consumer: undefined,
     upstreamStatus: undefined,
@@ -386,27 +365,18 @@ function setHeaders(res: ServerResponse, headers: Record<string, string>): void 
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
 }
 
-async function answerWithError(ctx: RequestContext, res: ServerResponse, err: unknown, logger: Logger): Promise<void> {
+async function answerWithError(ex: Exchange, err: unknown, logger: Logger, closeFailed: (err: unknown) => void): Promise<void> {
+  const { ctx, res } = ex;
   const error = err instanceof GatewayError ? err : new GatewayError('GATEWAY_ERROR', 'The gateway failed while handling this request.', { cause: err });
   if (!(err instanceof GatewayError)) logger.error({ request_id: ctx.requestId, err }, 'unexpected error in the request pipeline');
   // Before the answer goes out, so that a retry sent the moment it arrives finds the claim ended, not "in progress".
-  await closeResources(ctx);
+  await ex.close(closeFailed);
   if (ctx.upstreamResponse && !ctx.upstreamResponse.complete) ctx.upstreamResponse.destroy();
   ctx.errorCode = error.code;
   ctx.outcome = outcomeOf(error.code);
   if (!res.headersSent) setHeaders(res, ctx.responseHeaders);
   // Whatever the upstream echoed into the envelope is redacted of the credentials the gateway injected there.
   sendProblem(res, error, ctx.requestId, ctx.route?.upstream.secrets);
-}
-
-/** Closes what the request's policies opened and left open (normally nothing: each settles its own on its paths). */
-async function closeResources(ctx: RequestContext): Promise<void> {
-  const resources = ctx.resources;
-  if (resources === undefined) return;
-  ctx.resources = undefined;
-  const forwarded = ctx.upstreamStartedAt !== undefined;
-  // A resource's close never throws (it logs its own store failures); allSettled keeps one from hiding another.
-  await Promise.allSettled(resources.map((resource) => resource.close(forwarded)));
 }
 
 function record(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, deps: PipelineDeps): void {

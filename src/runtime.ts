@@ -7,10 +7,9 @@ import type { LoadedConfig } from './config/load.ts';
 import { compilePathTemplate, Router, type PathTemplate, type Routable } from './routing/router.ts';
 import { createConsumerIdentifier, type ConsumerIdentifier } from './identity/consumer.ts';
 import type { PolicyDeps } from './policies/deps.ts';
-import { compileIdempotency, type IdempotencyPolicy } from './policies/idempotency/policy.ts';
-import { RateLimits, type RouteRateLimiter } from './policies/rate-limit/policy.ts';
-import { compileSilentFailure, type SilentFailureCheck } from './policies/silent-failure/policy.ts';
-import { UpstreamGuard } from './proxy/upstream-guard.ts';
+import type { CompileScope, Policy } from './policies/contract.ts';
+import { POLICIES } from './policies/index.ts';
+import { rateLimitsOf, type RateLimits } from './policies/rate-limit/policy.ts';
 import { TrustedProxies } from './proxy/forwarded.ts';
 import type { StatusOverride } from './errors/normalize.ts';
 import { secretSet } from './errors/redact.ts';
@@ -27,8 +26,6 @@ export interface Upstream {
   readonly headers: Record<string, string> | undefined;
   /** The injected values (and their words, e.g. the token of 'Bearer <token>'), longest first: redacted wherever an upstream echoes them to an agent. */
   readonly secrets: readonly string[];
-  /** Circuit breaker and auth-failure halt; their state starts afresh on a config reload. */
-  readonly guard: UpstreamGuard;
 }
 
 export interface Route extends Routable {
@@ -38,14 +35,19 @@ export interface Route extends Routable {
   readonly upstream: Upstream;
   readonly timeoutMs: number;
   readonly config: RouteConfig;
-  /** Idempotency replay for writes; undefined when the route has none. */
-  readonly idempotency: IdempotencyPolicy | undefined;
-  /** Cost-based rate limiting; undefined when no policy applies to the route. */
-  readonly rateLimit: RouteRateLimiter | undefined;
-  /** Silent-failure rules for 2xx answers; undefined when the route has none. */
-  readonly silentFailure: SilentFailureCheck | undefined;
+  /**
+   * The policies that apply to the route, in the pipeline's order (src/policies/index.ts). Their state starts afresh on
+   * a config reload (a breaker, an auth halt), except what lives in the store (budgets, idempotency records).
+   */
+  readonly policies: readonly Policy[];
   /** How this route reads the upstream's error statuses, where they mean something else than usual. */
   readonly upstreamErrors: ReadonlyMap<number, StatusOverride>;
+}
+
+/** The route's policy of this class, if it has one (for what reads a policy from outside the pipeline: the budget endpoint, tests). */
+export function policyOf<P extends Policy>(route: Route, kind: abstract new (...args: never[]) => P): P | undefined {
+  for (const policy of route.policies) if (policy instanceof kind) return policy;
+  return undefined;
 }
 
 export interface Runtime {
@@ -129,25 +131,35 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
       connectTimeoutMs: parseDuration(u.connect_timeout),
       headers,
       secrets: secretsOf(headers),
-      guard: new UpstreamGuard(name, { circuitBreaker: u.circuit_breaker ?? false, authHalt: u.auth_halt ?? false, injectedHeaders: headers ?? {} }, deps),
     });
   }
-  const rateLimits = new RateLimits(config, deps);
+  // What policies share across the routes of this load (an upstream's breaker, the named budgets); a reload starts anew.
+  const shared = new Map<string, unknown>();
+  const share = <T>(key: string, make: () => T): T => {
+    if (!shared.has(key)) shared.set(key, make());
+    return shared.get(key) as T;
+  };
   const routes = config.routes.map((r): Route => {
     const upstream = upstreams.get(r.upstream)!;
-    const rateLimit = rateLimits.forRoute(r);
+    const timeoutMs = r.timeout ? parseDuration(r.timeout) : upstream.timeoutMs;
+    const scope: CompileScope = {
+      config,
+      route: r,
+      upstream,
+      timeoutMs,
+      deps,
+      configDir: path.dirname(loaded.file),
+      responseSchemas: loaded.responseSchemas ?? new Map(),
+      shared: share,
+    };
     return {
       name: r.name,
       methods: r.match.methods ? new Set(r.match.methods) : undefined,
       template: compilePathTemplate(r.match.path, config.routing.case_sensitive),
       upstream,
-      timeoutMs: r.timeout ? parseDuration(r.timeout) : upstream.timeoutMs,
+      timeoutMs,
       config: r,
-      // A route's own setting, false included, replaces the inherited one as a whole (settings are not merged).
-      idempotency: compileIdempotency(r.idempotency ?? config.defaults.idempotency, r.name, deps, rateLimit !== undefined),
-      rateLimit,
-      // Response schemas as config load compiled them (it read each file once), for this very load.
-      silentFailure: compileSilentFailure(r.silent_failure ?? config.defaults.silent_failure, path.dirname(loaded.file), loaded.responseSchemas),
+      policies: POLICIES.map((p) => p.compile(scope)).filter((p) => p !== undefined),
       upstreamErrors: new Map(Object.entries(r.upstream_errors ?? {}).map(([status, o]) => [Number(status), o as StatusOverride])),
     };
   });
@@ -158,7 +170,7 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
     identifyConsumer: createConsumerIdentifier(config.consumers.identify),
     upstreams,
     maxUrlBytes: parseSize(config.server.limits.max_url_bytes),
-    rateLimits,
+    rateLimits: rateLimitsOf({ config, deps, shared: share }),
     caseSensitivePaths: config.routing.case_sensitive,
     trustedProxies: new TrustedProxies(config.server.trusted_proxies),
     requestBodyIdleMs: parseDuration(config.server.timeouts.request_body_idle),

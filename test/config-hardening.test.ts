@@ -56,9 +56,9 @@ test('the rule is the policy\'s own, and the policy then uses ttl exactly as con
   assert.deepEqual(idempotencySettingsProblems({ ttl: '250ms', lease: '200ms' }).map((p) => p.key), ['ttl']);
   const settings = parseConfig(withRouteKey('idempotency: {required: true, ttl: 25s}'), 'f.yaml', {}).routes[0]!.idempotency as IdempotencySettings;
   const deps = { store: new MemoryStore({ maxEntries: 10, maxBytes: 1 << 20 }), keyPrefix: 't', metrics: new GatewayMetrics(), logger: pino({ level: 'silent' }), requestBodyIdleMs: 10_000 };
-  assert.equal(compileIdempotency(settings, 'r', deps, false)!.settings.ttlMs, 25_000);
+  assert.equal(compileIdempotency(settings, 'r', deps)!.settings.ttlMs, 25_000);
   // No silent stretching (it used to become 2 × lease): what the operator wrote is what runs.
-  assert.equal(compileIdempotency({ ...settings, ttl: '3s' }, 'r', deps, false)!.settings.ttlMs, 3_000);
+  assert.equal(compileIdempotency({ ...settings, ttl: '3s' }, 'r', deps)!.settings.ttlMs, 3_000);
 });
 
 // ---------- injected upstream headers ----------

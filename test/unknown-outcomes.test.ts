@@ -7,6 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { startUpstream, json, type TestUpstream } from './helpers/upstream.ts';
 import { startTestGateway, configYaml, type TestGateway } from './helpers/gateway.ts';
 import { send, envelopeOf } from './helpers/http.ts';
+import { Exchange } from '../src/policies/contract.ts';
+import { Forwarder } from '../src/proxy/forwarder.ts';
 
 describe('a lost answer to a write that no key protects is not retryable', () => {
   let upstream: TestUpstream;
@@ -165,9 +167,8 @@ routes:
   const post = (key: string) => send(`${gw.url}/orders`, { method: 'POST', body: '{}', headers: { 'idempotency-key': key, 'content-type': 'application/json' } });
 
   test('a step that throws after forwarding: 500, and the retry learns the outcome is unknown (not "in progress")', async (t) => {
-    const guard = gw.gateway.runtime().router.routes[0]!.upstream.guard;
-    const original = guard.record.bind(guard);
-    t.mock.method(guard, 'record', () => {
+    // The first step after forwarding: telling the policies how it ended.
+    const planted = t.mock.method(Exchange.prototype, 'upstreamResult', () => {
       throw new Error('planted failure after forwarding');
     });
     const before = executed;
@@ -175,7 +176,7 @@ routes:
     assert.equal(first.status, 500);
     assert.equal(envelopeOf(first).code, 'GATEWAY_ERROR');
     assert.equal(executed - before, 1);
-    guard.record = original;
+    planted.mock.restore();
     const retry = await post('throws-after');
     assert.equal(retry.status, 409);
     assert.equal(envelopeOf(retry).code, 'IDEMPOTENCY_OUTCOME_UNKNOWN', 'the claim was left pending');
@@ -183,18 +184,18 @@ routes:
   });
 
   test('a step that throws before forwarding: 500, the key is released, and the retry executes once', async (t) => {
-    const guard = gw.gateway.runtime().router.routes[0]!.upstream.guard;
-    const original = guard.admit.bind(guard);
-    t.mock.method(guard, 'admit', () => {
+    // The last step before forwarding: the forwarder itself, before it sends anything.
+    const planted = t.mock.method(Forwarder.prototype, 'send', () => {
       throw new Error('planted failure before forwarding');
     });
     const before = executed;
     const first = await post('throws-before');
     assert.equal(first.status, 500);
     assert.equal(executed, before);
-    guard.admit = original;
+    planted.mock.restore();
     const retry = await post('throws-before');
     assert.equal(retry.status, 201, `retry got ${retry.status} ${retry.text}`);
     assert.equal(executed - before, 1);
   });
+
 });

@@ -2,7 +2,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError, storeUnavailable } from '../errors/problem.ts';
 import type { Consumer } from '../identity/consumer.ts';
-import type { Runtime } from '../runtime.ts';
+import { policyOf, type Runtime } from '../runtime.ts';
+import { RouteRateLimiter } from '../policies/rate-limit/policy.ts';
 import { StoreError } from '../store/store.ts';
 import { sendJson } from './json.ts';
 import { readRequestTarget } from '../routing/request-target.ts';
@@ -26,7 +27,7 @@ export async function serveBudget(req: IncomingMessage, res: ServerResponse, run
     if (!route) {
       throw new GatewayError('ROUTE_NOT_FOUND', `No route matches ${probe.method} ${probe.path.slice(0, 256)}, so it has no cost; check the method and path.`);
     }
-    const limiter = route.rateLimit;
+    const limiter = policyOf(route, RouteRateLimiter);
     const request: Record<string, unknown> = { method: probe.method, path: probe.path, route: route.name };
     if (!limiter) {
       Object.assign(request, { rate_limited: false, cost: 0, allowed: true, retry_after_seconds: null, limited_by: [], exceeds_capacity: false });

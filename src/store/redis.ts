@@ -4,7 +4,7 @@ import { Cluster, Redis } from 'ioredis';
 import type { RedisOptions } from 'ioredis';
 import { StoreError } from './store.ts';
 import type { Bucket, BucketState, ChargeAndClaimResult, ClaimRequest, ConsumeMode, ConsumeResult, Store, StoreErrorListener } from './store.ts';
-import { CONSUME_FUNCTION_LUA, CONSUME_LUA, hashTagOf, parseConsumeReply } from './token-bucket.ts';
+import { CONSUME_FUNCTION_LUA, CONSUME_LUA, consumeReplyLength, hashTagOf, parseConsumeReply } from './token-bucket.ts';
 
 export interface RedisStoreOptions {
   /** Standalone Redis; exactly one of url and clusterNodes. */
@@ -49,6 +49,13 @@ if reply[1] == 1 then
 end
 return reply
 `;
+
+/** Decodes CHARGE_AND_CLAIM_LUA's reply: what it appends follows consume(n)'s reply. */
+function parseChargeAndClaimReply(reply: readonly (number | string | null)[], count: number): ChargeAndClaimResult {
+  const consumed = parseConsumeReply(reply, count);
+  const after = consumeReplyLength(count);
+  return { consumed, claim: !consumed.allowed ? undefined : reply[after] === 0 ? null : (reply[after + 1] as string) };
+}
 
 /** What this store uses of a Redis or Cluster client, plus the commands SCRIPTS defines on it. */
 interface Client extends EventEmitter {
@@ -231,9 +238,7 @@ export class RedisStore implements Store {
     for (const b of buckets) args.push(b.capacity, b.perMs);
     args.push(claim.value, pxTtl(claim.ttlMs));
     const reply = await this.removingOnFailure(claim, this.run('chargeAndClaim', () => this.client.agentgateChargeAndClaim(...args)));
-    const consumed = parseConsumeReply(reply, buckets.length);
-    const after = 2 + 3 * buckets.length;
-    return { consumed, claim: !consumed.allowed ? undefined : reply[after] === 0 ? null : (reply[after + 1] as string) };
+    return parseChargeAndClaimReply(reply, buckets.length);
   }
 
   /**

@@ -135,7 +135,12 @@ export const CONSUME_LUA = `${CONSUME_FUNCTION_LUA}
 return consume(#KEYS)
 `;
 
-/** Decodes the Lua reply (its first 2 + 3 * count elements). */
+/** How many elements consume(n)'s reply has: allowed and now, then three per bucket. A script that appends to it starts there. */
+export function consumeReplyLength(count: number): number {
+  return 2 + 3 * count;
+}
+
+/** Decodes the Lua reply (its first consumeReplyLength(count) elements). */
 export function parseConsumeReply(reply: readonly unknown[], count: number): ConsumeResult {
   const buckets: BucketState[] = [];
   for (let i = 0; i < count; i++) buckets.push({ remaining: reply[2 + 3 * i] as number, resetMs: reply[3 + 3 * i] as number, waitMs: reply[4 + 3 * i] as number });

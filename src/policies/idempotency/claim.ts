@@ -1,7 +1,8 @@
 // One request's hold on its idempotency key, from the claim to the answer it settles on; and what a replay carries.
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
-import type { RequestContext, RequestResource } from '../../context.ts';
+import type { RequestContext } from '../../context.ts';
+import type { Answer, RequestHooks } from '../contract.ts';
 import type { UpstreamResult } from '../../upstream-result.ts';
 import { StoreFullError, type Store } from '../../store/store.ts';
 import { encodeRecord, type CompletedRecord, type NotReplayableRecord, type PendingRecord, type UnknownReason, type UnknownRecord } from './record.ts';
@@ -63,9 +64,10 @@ export interface ClaimOwner {
 
 /**
  * One request's hold on its key, from the claim until the upstream's answer is settled: renews the lease while the
- * upstream call is open, then stores the answer, marks the outcome unknown, or releases the key.
+ * upstream call is open, then stores the answer, marks the outcome unknown, or releases the key. It is the policy's
+ * hooks for the request (registered by the policy, closed by the pipeline on every path): it never outlives its request.
  */
-export class Claim implements RequestResource {
+export class Claim implements RequestHooks {
   private value: string;
   private record: PendingRecord;
   private readonly renewal: NodeJS.Timeout;
@@ -86,8 +88,23 @@ export class Claim implements RequestResource {
     this.record = record;
     this.renewal = setInterval(() => this.renew(), Math.max(10, Math.floor(policy.settings.leaseMs / 3)));
     this.renewal.unref();
-    // The pipeline closes it when the request ends, whatever path it took: a claim never outlives its request.
-    (ctx.resources ??= []).push(this);
+  }
+
+  onUpstreamResult(result: UpstreamResult): void {
+    if (result.kind !== 'response') this.settle(result);
+  }
+
+  onAnswer(answer: Answer): void {
+    switch (answer.kind) {
+      case 'upstream_error':
+        return this.settleAnswer(answer.upstreamStatus, answer);
+      case 'discarded':
+        return this.abandon(answer.why);
+      case 'buffered':
+        return this.settleAnswer(answer.status, answer);
+      case 'stream':
+        return this.captureStream(answer.response);
+    }
   }
 
   /**

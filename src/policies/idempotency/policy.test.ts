@@ -11,10 +11,12 @@ import { GatewayError } from '../../errors/problem.ts';
 import type { RequestContext } from '../../context.ts';
 import { fingerprint, headerValues, parseIdempotencyKey, recordId } from './key.ts';
 import { decodeRecord, encodeRecord } from './record.ts';
-import { compileIdempotency, type ClaimIntent, type IdempotencyDecision } from './policy.ts';
+import { compileIdempotency, IdempotencyPolicy } from './policy.ts';
 import { Claim } from './claim.ts';
 import type { IdempotencySettings } from './schema.ts';
 import { compileRuntime } from '../../../test/helpers/runtime.ts';
+import { policyOf } from '../../runtime.ts';
+import { CONTINUE, Exchange, refuse, type RequestHooks } from '../contract.ts';
 
 test('keys: bare tokens and structured-field strings are accepted and name the same key', () => {
   assert.deepEqual(parseIdempotencyKey(['8e03978e-40d5-43e8-bc93-6894a57f9324']), { kind: 'valid', key: '8e03978e-40d5-43e8-bc93-6894a57f9324' });
@@ -133,7 +135,7 @@ routes:
   - {name: off, match: {path: /b}, upstream: u, idempotency: false}
   - {name: own, match: {path: /c}, upstream: u, idempotency: {ttl: 5m}}
 `);
-  const route = (name: string) => runtime.router.routes.find((r) => r.name === name)!;
+  const route = (name: string) => ({ idempotency: policyOf(runtime.router.routes.find((r) => r.name === name)!, IdempotencyPolicy) });
   assert.equal(route('inherits').idempotency?.settings.required, true);
   assert.equal(route('inherits').idempotency?.settings.ttlMs, 3_600_000);
   assert.equal(route('off').idempotency, undefined);
@@ -145,14 +147,17 @@ routes:
 // ---------- claim decisions, on a memory store whose clock the test moves ----------
 
 /** `budget`: the route is rate limited, with this many units, and the first claim is made with the charge, as the pipeline does. */
+type Decision = { kind: 'proceed'; claim: Claim } | { kind: 'replay'; record: { body: string } } | { kind: 'refused' };
+
 function harness(overrides: Partial<IdempotencySettings> = {}, budget?: number) {
   let time = 1_000_000;
   const store = new MemoryStore({ maxEntries: 1000, maxBytes: 1024 * 1024, clock: () => time });
   const metrics = new GatewayMetrics();
   const settings = parseConfig(CONFIG('{required: true, ttl: 1h, lease: 1s}'), 'f.yaml', {}).routes[0]!.idempotency as IdempotencySettings;
-  const policy = compileIdempotency({ ...settings, ...overrides }, 'r', { store, keyPrefix: 'unit', metrics, logger: pino({ level: 'silent' }), requestBodyIdleMs: 10_000 }, budget !== undefined)!;
+  const policy = compileIdempotency({ ...settings, ...overrides }, 'r', { store, keyPrefix: 'unit', metrics, logger: pino({ level: 'silent' }), requestBodyIdleMs: 10_000 })!;
   const bucket = { key: 'unit:{c}:rl:b', capacity: budget ?? 0, perMs: 3_600_000 };
-  const begin = async (key: string, body = '{}'): Promise<IdempotencyDecision> => {
+  /** One request through the policy's steps as the pipeline takes it: onRequest, then the store batch (with a charge on a rate-limited route). */
+  const begin = async (key: string, body = '{}'): Promise<Decision> => {
     const req = Object.assign(new PassThrough(), {
       method: 'POST',
       url: '/r',
@@ -160,21 +165,37 @@ function harness(overrides: Partial<IdempotencySettings> = {}, budget?: number) 
       rawHeaders: ['Content-Length', String(Buffer.byteLength(body)), 'Idempotency-Key', key],
     });
     req.end(body);
-    const ctx = { requestId: 'req', consumer: { id: 'c', source: 'test' }, outcome: 'ok' } as unknown as RequestContext;
-    const opening = await policy.open(req as unknown as IncomingMessage, ctx);
-    if (opening.kind === 'refuse') throw opening.error;
-    assert.equal(opening.kind, 'claim');
-    const { intent } = opening as { intent: ClaimIntent };
-    let answered: string | null | undefined;
+    const ctx = { requestId: 'req', consumer: { id: 'c', source: 'test' }, outcome: 'ok', responseHeaders: {} } as unknown as RequestContext;
+    const ex = new Exchange(req as unknown as IncomingMessage, { destroyed: false } as ServerResponse, ctx);
+    let claim: Claim | undefined;
+    const use = ex.use.bind(ex);
+    ex.use = (hooks: RequestHooks) => {
+      if (hooks instanceof Claim) claim = hooks;
+      use(hooks);
+    };
+    const opened = await policy.onRequest(ex);
+    if (opened.kind === 'refuse') throw opened.error;
+    assert.equal(opened.kind, 'continue');
+    let overBudget = false;
     if (budget !== undefined) {
-      assert.ok(intent.withCharge, 'a rate-limited route claims with the charge');
-      const charged = await store.chargeAndClaim([bucket], 1, intent.withCharge.request);
-      if (!charged.consumed.allowed) return { kind: 'refused' } as unknown as IdempotencyDecision;
-      answered = charged.claim;
+      ex.batch.addCharge([bucket], 1, (reply) => {
+        overBudget = reply.kind === 'charged' && !reply.result.allowed;
+        return overBudget ? refuse(new GatewayError('RATE_LIMITED', 'over budget')) : CONTINUE;
+      });
     }
-    return policy.decide(intent, { destroyed: false } as ServerResponse, ctx, answered);
+    const verdict = await ex.batch.commit(store);
+    if (overBudget) return { kind: 'refused' };
+    if (verdict.kind === 'refuse') throw verdict.error;
+    if (verdict.kind === 'respond') {
+      let sent: Buffer | undefined;
+      verdict.write({ req: { method: 'POST' }, setHeader() {}, end: (b: Buffer) => (sent = b) } as unknown as ServerResponse);
+      return { kind: 'replay', record: { body: sent!.toString('base64') } };
+    }
+    assert.equal(verdict.kind, 'continue');
+    assert.ok(claim, 'a request that proceeds holds a claim');
+    return { kind: 'proceed', claim };
   };
-  const code = async (decision: Promise<IdempotencyDecision>) => {
+  const code = async (decision: Promise<Decision>) => {
     try {
       return (await decision).kind;
     } catch (err) {

@@ -11,6 +11,7 @@ import { storeKey } from '../../store/keys.ts';
 import { StoreError, StoreFullError, type ClaimRequest, type Store } from '../../store/store.ts';
 import type { GatewayMetrics } from '../../observability/metrics.ts';
 import type { PolicyDeps } from '../deps.ts';
+import { CLIENT_CLOSED, CONTINUE, refuse, type ClaimReply, type Exchange, type Policy, type PolicyFactory, type Verdict } from '../contract.ts';
 import type { IdempotencySettings } from './schema.ts';
 import { fingerprint, headerValues, parseIdempotencyKey, recordId } from './key.ts';
 import { Claim, type ClaimSettings, type IdempotencyEvent } from './claim.ts';
@@ -23,6 +24,12 @@ import {
   type UnknownReason,
   type UnknownRecord,
 } from './record.ts';
+
+export const idempotency: PolicyFactory = {
+  name: 'idempotency',
+  // A route's own setting, false included, replaces the inherited one as a whole (settings are not merged).
+  compile: ({ route, config, deps }) => compileIdempotency(route.idempotency ?? config.defaults.idempotency, route.name, deps),
+};
 
 /** The first half's result: whether the request takes part, and what it claims. */
 export type IdempotencyOpening =
@@ -39,18 +46,11 @@ export interface ClaimIntent {
   readonly key: string;
   readonly fingerprint: string;
   readonly body: Buffer;
-  /** On a rate-limited route, the claim for the rate limiter to make together with its charge (one store round trip), with the record it writes. */
-  readonly withCharge: { readonly request: ClaimRequest; readonly pending: PendingRecord } | undefined;
+  /** The claim as prepared for the store (made with the rate limiter's charge when there is one), with the record it writes. */
+  readonly prepared: { readonly request: ClaimRequest; readonly pending: PendingRecord } | undefined;
   /** The store failed while the claim was prepared (its clock could not be read): decide() applies on_store_error without asking it again. */
   readonly storeError: StoreError | undefined;
 }
-
-/** What the pipeline does next, decided before anything is forwarded. */
-export type IdempotencyDecision =
-  /** Forward the request (its body already read, in the intent). `claim` is settled with the forwarding result; it is absent when the store failed and the route fails open. */
-  | { kind: 'proceed'; claim: Claim | undefined }
-  /** Answer with the stored response (writeReplay). */
-  | { kind: 'replay'; record: CompletedRecord };
 
 /** Whole seconds a duplicate is told to wait while the first request with its key is in flight. */
 const IN_PROGRESS_RETRY_AFTER_SECONDS = 1;
@@ -72,8 +72,6 @@ export function compileIdempotency(
   config: false | IdempotencySettings | undefined,
   routeName: string,
   deps: PolicyDeps,
-  /** The route is rate limited: its first claim is made together with the charge. */
-  claimWithCharge: boolean,
 ): IdempotencyPolicy | undefined {
   if (!config) return undefined;
   const leaseMs = parseDuration(config.lease);
@@ -91,10 +89,11 @@ export function compileIdempotency(
     maxBodyBytes: parseSize(config.max_body_bytes),
     maxResponseBytes: parseSize(config.max_response_bytes),
   };
-  return new IdempotencyPolicy(routeName, settings, deps, claimWithCharge);
+  return new IdempotencyPolicy(routeName, settings, deps);
 }
 
-export class IdempotencyPolicy {
+export class IdempotencyPolicy implements Policy {
+  readonly name = 'idempotency';
   readonly routeName: string;
   readonly settings: Settings;
   readonly store: Store;
@@ -104,13 +103,11 @@ export class IdempotencyPolicy {
   private readonly metrics: GatewayMetrics;
   /** agentgate_idempotency_events_total's children for this route, looked up once per event rather than on every request. */
   private readonly eventCounters = new Map<IdempotencyEvent, { inc(): void }>();
-  private readonly claimWithCharge: boolean;
   private readonly requestBodyIdleMs: number;
 
-  constructor(routeName: string, settings: Settings, deps: PolicyDeps, claimWithCharge: boolean) {
+  constructor(routeName: string, settings: Settings, deps: PolicyDeps) {
     this.routeName = routeName;
     this.settings = settings;
-    this.claimWithCharge = claimWithCharge;
     this.requestBodyIdleMs = deps.requestBodyIdleMs;
     this.store = deps.store;
     this.keyPrefix = deps.keyPrefix;
@@ -128,6 +125,27 @@ export class IdempotencyPolicy {
   }
 
   /**
+   * Checks the Idempotency-Key and reads the body it is fingerprinted with, before the rate limit, so that a request
+   * refused here (no key where one is required, a malformed key, a body too large to keep) is not charged; then adds
+   * its claim to the request's store batch, to be made with the charge.
+   */
+  async onRequest(ex: Exchange): Promise<Verdict> {
+    const opening = await this.open(ex.req, ex.ctx);
+    switch (opening.kind) {
+      case 'pass':
+        return CONTINUE;
+      case 'client_closed':
+        return CLIENT_CLOSED;
+      case 'refuse':
+        return refuse(opening.error);
+    }
+    const { intent } = opening;
+    ex.ctx.requestBody = intent.body;
+    ex.batch.addClaim(intent.prepared?.request, (answered) => this.decide(intent, ex, answered));
+    return CONTINUE;
+  }
+
+  /**
    * The first half, before the rate limit: validates the key, reads and fingerprints the body. Nothing is stored yet.
    */
   async open(req: IncomingMessage, ctx: RequestContext): Promise<IdempotencyOpening> {
@@ -137,11 +155,11 @@ export class IdempotencyPolicy {
     if (parsed.kind === 'absent') {
       this.count('missing_key');
       if (!this.settings.required) return { kind: 'pass' };
-      return refuse('IDEMPOTENCY_KEY_REQUIRED', `${method} on this route needs an Idempotency-Key header, so that a retry cannot run it twice.`);
+      return refused('IDEMPOTENCY_KEY_REQUIRED', `${method} on this route needs an Idempotency-Key header, so that a retry cannot run it twice.`);
     }
     if (parsed.kind === 'invalid') {
       this.count('invalid_key');
-      return refuse('IDEMPOTENCY_KEY_INVALID', `The Idempotency-Key header is malformed: ${parsed.reason}.`);
+      return refused('IDEMPOTENCY_KEY_INVALID', `The Idempotency-Key header is malformed: ${parsed.reason}.`);
     }
     const id = recordId(ctx.consumer?.id ?? 'anonymous', this.routeName, parsed.key);
     ctx.idempotencyKeyHash = id;
@@ -153,51 +171,56 @@ export class IdempotencyPolicy {
     if (body === 'too_large') return { kind: 'refuse', error: payloadTooLarge(this.settings.maxBodyBytes) };
     const print = fingerprint(method, req.url ?? '/', body);
     const key = storeKey(this.keyPrefix, 'idem', id);
-    let withCharge: ClaimIntent['withCharge'];
+    let prepared: ClaimIntent['prepared'];
     let storeError: StoreError | undefined;
-    if (this.claimWithCharge) {
-      try {
-        const pending = this.pending(print, await this.store.now());
-        withCharge = { request: { key, value: encodeRecord(pending), ttlMs: this.settings.ttlMs }, pending };
-      } catch (err) {
-        if (!(err instanceof StoreError)) throw err;
-        storeError = err;
-      }
+    try {
+      const pending = this.pending(print, await this.store.now());
+      prepared = { request: { key, value: encodeRecord(pending), ttlMs: this.settings.ttlMs }, pending };
+    } catch (err) {
+      if (!(err instanceof StoreError)) throw err;
+      storeError = err;
     }
-    return { kind: 'claim', intent: { key, fingerprint: print, body, withCharge, storeError } };
+    return { kind: 'claim', intent: { key, fingerprint: print, body, prepared, storeError } };
   }
 
   /**
-   * The second half, after the rate limit: claims the record atomically (SET NX), or reads what the rate limiter's
-   * claim answered (`answered`: null when it claimed the key, else the value there; undefined when it made none). Of any
-   * number of concurrent identical requests exactly one proceeds; the others get the stored answer or a refusal.
+   * The second half, with the store's answer, right before forwarding (the key must be held before the upstream can
+   * execute anything): claims the record atomically (SET NX), or reads what the batch's claim answered (`answered`:
+   * null when it claimed the key, else the value there; undefined when it made none). Of any number of concurrent
+   * identical requests exactly one proceeds, holding the claim; the others get the stored answer or a refusal.
    */
-  async decide(intent: ClaimIntent, res: ServerResponse, ctx: RequestContext, answered: string | null | undefined): Promise<IdempotencyDecision> {
+  async decide(intent: ClaimIntent, ex: Exchange, answered: ClaimReply): Promise<Verdict> {
+    const { ctx } = ex;
     try {
       if (intent.storeError) throw intent.storeError;
-      const claim = await this.claimOrRead(intent, ctx, res, answered);
-      if (claim instanceof Claim) return { kind: 'proceed', claim };
-      return { kind: 'replay', record: claim };
+      const claim = await this.claimOrRead(intent, ctx, ex.res, answered);
+      if (claim instanceof Claim) {
+        ex.use(claim);
+        ctx.retryReplays = true;
+        return CONTINUE;
+      }
+      return { kind: 'respond', outcome: 'replayed', write: (res) => writeReplay(res, claim) };
     } catch (err) {
+      if (err instanceof GatewayError) return refuse(err);
       if (!(err instanceof StoreError)) throw err;
       if (err instanceof StoreFullError) {
         // No room for this key's record (the memory store's records part is full). The store answers, so this is no
         // outage and fail_open does not apply: forwarded without a record, the request would run again on every retry,
         // unannounced. It is refused, retryable: room comes back as records expire or are released.
         this.logger.warn({ request_id: ctx.requestId, idempotency_key_hash: ctx.idempotencyKeyHash, err: err.message }, 'idempotency store full: request refused (503), not forwarded');
-        throw storeUnavailable(
+        return refuse(storeUnavailable(
           "The gateway's idempotency store is full, so it cannot record this request to make sure it runs only once; it was not forwarded.",
           err,
           'Nothing was executed. Wait, then send the same request again: room comes back as older idempotency records expire.',
-        );
+        ));
       }
       if (this.settings.onStoreError === 'fail_open') {
         this.count('fail_open');
         this.logger.warn({ request_id: ctx.requestId, idempotency_key_hash: ctx.idempotencyKeyHash, err: err.message }, 'store unreachable: forwarding without idempotency protection (fail_open)');
-        return { kind: 'proceed', claim: undefined };
+        return CONTINUE;
       }
       this.count('fail_closed');
-      throw storeUnavailable('The gateway cannot reach its state store, so it cannot make sure this request runs only once; it was not forwarded.', err);
+      return refuse(storeUnavailable('The gateway cannot reach its state store, so it cannot make sure this request runs only once; it was not forwarded.', err));
     }
   }
 
@@ -205,8 +228,8 @@ export class IdempotencyPolicy {
     return { state: 'pending', fingerprint: print, owner: randomUUID(), lease: now + this.settings.leaseMs, started: now };
   }
 
-  /** Claims the record (or takes the rate limiter's claim), or finds out what the existing one means for this request. */
-  private async claimOrRead(intent: ClaimIntent, ctx: RequestContext, res: ServerResponse, answered: string | null | undefined): Promise<Claim | CompletedRecord> {
+  /** Claims the record (or takes the batch's claim), or finds out what the existing one means for this request. */
+  private async claimOrRead(intent: ClaimIntent, ctx: RequestContext, res: ServerResponse, answered: ClaimReply): Promise<Claim | CompletedRecord> {
     const { key, fingerprint: print } = intent;
     const waitUntil = this.settings.inFlight === 'wait' ? Date.now() + this.settings.inFlightWaitMs : 0;
     let pollMs = 25;
@@ -214,10 +237,11 @@ export class IdempotencyPolicy {
       let pending: PendingRecord;
       let value: string;
       let existing: string | null;
-      if (attempt === 0 && answered !== undefined && intent.withCharge) {
-        pending = intent.withCharge.pending;
-        value = intent.withCharge.request.value;
-        existing = answered;
+      if (attempt === 0 && intent.prepared) {
+        // The claim prepared before the batch: made with the charge (answered), or now, by this policy itself.
+        pending = intent.prepared.pending;
+        value = intent.prepared.request.value;
+        existing = answered !== undefined ? answered : await this.store.claim(key, value, this.settings.ttlMs);
       } else {
         pending = this.pending(print, await this.store.now());
         value = encodeRecord(pending);
@@ -318,7 +342,7 @@ export function writeReplay(res: ServerResponse, record: CompletedRecord): void 
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-function refuse(code: 'IDEMPOTENCY_KEY_REQUIRED' | 'IDEMPOTENCY_KEY_INVALID', detail: string): IdempotencyOpening {
+function refused(code: 'IDEMPOTENCY_KEY_REQUIRED' | 'IDEMPOTENCY_KEY_INVALID', detail: string): IdempotencyOpening {
   return { kind: 'refuse', error: new GatewayError(code, detail) };
 }
 

@@ -1,17 +1,29 @@
 // Cost-based rate limiting: each route's request is charged its cost on every policy it names, all or nothing, in one store round trip.
 import { createHash } from 'node:crypto';
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config, RouteConfig } from '../../config/schema.ts';
 import { parseDuration } from '../../config/units.ts';
 import { GatewayError, storeUnavailable } from '../../errors/problem.ts';
 import type { Consumer } from '../../identity/consumer.ts';
 import { storeKey } from '../../store/keys.ts';
-import { StoreError, type Bucket, type ClaimRequest, type ConsumeResult } from '../../store/store.ts';
+import { StoreError, type Bucket, type ConsumeResult } from '../../store/store.ts';
+import type { UpstreamResult } from '../../upstream-result.ts';
 import type { PolicyDeps } from '../deps.ts';
+import { CLIENT_CLOSED, CONTINUE, refuse, type ChargeReply, type CompileScope, type Exchange, type Policy, type PolicyFactory, type Verdict } from '../contract.ts';
 import { CostRule } from './cost.ts';
-import { byExhaustion, rateLimitHeaders, type HeaderPolicy, type PolicyView } from './headers.ts';
+import { byExhaustion, RATE_LIMIT_HEADER_NAMES, rateLimitHeaders, type HeaderPolicy, type PolicyView } from './headers.ts';
 import type { RateLimitPolicyConfig, RateLimitRef } from './schema.ts';
+
+export const rateLimit: PolicyFactory = {
+  name: 'rate-limit',
+  compile: (scope) => rateLimitsOf(scope).forRoute(scope.route),
+};
+
+/** The named policies of the config being compiled: one instance per load, shared by its routes and the budget endpoint. */
+export function rateLimitsOf(scope: Pick<CompileScope, 'config' | 'deps' | 'shared'>): RateLimits {
+  return scope.shared('rate-limit', () => new RateLimits(scope.config, scope.deps));
+}
 
 /** Every bucket shared by all consumers (route and global scope) lives under this one hash tag: one round trip for all of them. */
 const SHARED_TAG = '_shared';
@@ -27,16 +39,6 @@ export interface Charge {
   readonly buckets: readonly Bucket[];
   readonly views: readonly PolicyView[];
 }
-
-export type Admission =
-  /**
-   * Forward. `headers` go on the response, whatever it turns out to be; `body` is the request body when a step read it.
-   * `claimed` is the answer to the claim made with the charge (null: claimed; else the value there), when one was asked
-   * for and the store gave it.
-   */
-  | { kind: 'continue'; headers: Record<string, string>; body: Buffer | undefined; charge: Charge | undefined; claimed?: string | null }
-  | { kind: 'reject'; error: GatewayError }
-  | { kind: 'client_closed' };
 
 /** One budget as the budget endpoint reports it. */
 export interface BudgetEntry {
@@ -120,7 +122,8 @@ export class RateLimits {
 }
 
 /** The limiter of one route: its policies (in the order the route names them) and its cost rule. */
-export class RouteRateLimiter {
+export class RouteRateLimiter implements Policy {
+  readonly name = 'rate-limit';
   readonly route: string;
   readonly policies: readonly RateLimitPolicy[];
   readonly cost: CostRule;
@@ -184,37 +187,64 @@ export class RouteRateLimiter {
   }
 
   /**
-   * Prices the request and charges it on every policy, or refuses it; headers and errors describe the policies as they
-   * stand. `body`: the request body when an earlier step read it. `claim`: an idempotency claim to make in the same
-   * store round trip when the charge is allowed (Store.chargeAndClaim).
+   * Prices the request and adds its charge on every policy of the route to the request's store batch: before the
+   * idempotency key is claimed (Stripe's order: the batch makes charges first), so a 429 is never stored as a replay;
+   * before forwarding, so a request over budget never reaches the legacy API. A request whose cost cannot be read is
+   * refused uncharged.
    */
-  async admit(req: IncomingMessage, consumer: Consumer, requestId: string, body?: Buffer, claim?: ClaimRequest): Promise<Admission> {
-    const priced = await this.cost.evaluate(req, this.route, body, this.deps.requestBodyIdleMs);
-    if (priced.kind === 'client_closed') return priced;
-    const buckets = this.bucketsFor(consumer);
+  async onRequest(ex: Exchange): Promise<Verdict> {
+    const consumer = ex.ctx.consumer!;
+    const priced = await this.cost.evaluate(ex.req, this.route, ex.ctx.requestBody, this.deps.requestBodyIdleMs);
+    if (priced.kind === 'client_closed') return CLIENT_CLOSED;
     if (priced.kind === 'invalid') {
       const headers = await this.unchargedHeaders(consumer);
       if (priced.connectionClose) headers.connection = 'close';
-      return { kind: 'reject', error: new GatewayError(priced.code, priced.detail, { headers }) };
+      return refuse(new GatewayError(priced.code, priced.detail, { headers }));
     }
-    const { cost } = priced;
-    let result: ConsumeResult;
-    let claimed: string | null | undefined;
-    try {
-      if (claim) ({ consumed: result, claim: claimed } = await this.deps.store.chargeAndClaim(buckets, cost, claim));
-      else result = await this.deps.store.consume(buckets, cost);
-    } catch (err) {
-      if (!(err instanceof StoreError)) throw err;
-      return this.storeUnavailable(err, consumer, requestId, priced.body);
-    }
-    const views = this.views(result, consumer);
-    if (!result.allowed) return { kind: 'reject', error: this.refusal(views, cost, result.now) };
+    // A body read whole to count its items is forwarded from memory.
+    ex.ctx.requestBody = priced.body;
+    const buckets = this.bucketsFor(consumer);
+    ex.batch.addCharge(buckets, priced.cost, (reply) => this.decide(ex, reply, buckets, priced.cost));
+    return CONTINUE;
+  }
+
+  /** A request refused before its charge was made (a malformed one) still says where its budgets stand. */
+  async onSkipped(ex: Exchange): Promise<void> {
+    Object.assign(ex.ctx.responseHeaders, await this.unchargedHeaders(ex.ctx.consumer!));
+  }
+
+  /** With the store's answer to the charge: refuse, or admit with the budget headers every answer then carries. */
+  private decide(ex: Exchange, reply: ChargeReply, buckets: readonly Bucket[], cost: number): Verdict {
+    const { ctx } = ex;
+    const consumer = ctx.consumer!;
+    if (reply.kind === 'failed') return this.storeUnavailable(reply.error, consumer, ctx.requestId);
+    const views = this.views(reply.result, consumer);
+    if (!reply.result.allowed) return refuse(this.refusal(views, cost, reply.result.now));
     for (const counters of this.admittedCounters) {
       counters.decisions.inc();
       if (cost > 0) counters.costUnits.inc(cost);
     }
-    this.noteWarnings(views, cost, consumer, requestId);
-    return { kind: 'continue', headers: rateLimitHeaders(views, cost, result.now, false), body: priced.body, charge: { cost, buckets, views }, claimed };
+    this.noteWarnings(views, cost, consumer, ctx.requestId);
+    const headers = rateLimitHeaders(views, cost, reply.result.now, false);
+    Object.assign(ctx.responseHeaders, headers);
+    const charge: Charge = { cost, buckets, views };
+    const announced = Object.keys(headers).length > 0;
+    ex.use({ onUpstreamResult: (result) => this.afterUpstream(ex, charge, announced, result) });
+    return CONTINUE;
+  }
+
+  /**
+   * A cost the upstream reports is settled as soon as its answer's head arrives, so the budget headers of the answer
+   * show it; and the gateway's budget headers are the ones the agent must plan with, so the upstream's copies are dropped.
+   */
+  private async afterUpstream(ex: Exchange, charge: Charge, announced: boolean, result: UpstreamResult): Promise<void> {
+    if (result.kind !== 'response') return;
+    const { response } = result;
+    if (this.cost.settleHeader) {
+      const settled = await this.settle(charge, response.headers, ex.ctx.consumer!, ex.ctx.requestId);
+      if (settled) Object.assign(ex.ctx.responseHeaders, settled);
+    }
+    if (announced) for (const name of RATE_LIMIT_HEADER_NAMES) delete response.headers[name];
   }
 
   /**
@@ -283,18 +313,15 @@ export class RouteRateLimiter {
     });
   }
 
-  private storeUnavailable(err: StoreError, consumer: Consumer, requestId: string, body: Buffer | undefined): Admission {
+  private storeUnavailable(err: StoreError, consumer: Consumer, requestId: string): Verdict {
     const decision = this.failClosed ? 'fail_closed' : 'fail_open';
     for (const p of this.policies) this.deps.metrics.rateLimitDecisions.inc({ route: this.route, policy: p.name, decision });
     this.logger.warn(
       { request_id: requestId, consumer: consumer.id, rate_limits: this.policies.map((p) => p.name), err: err.message },
       this.failClosed ? 'store unreachable: refusing the request (fail_closed)' : 'store unreachable: forwarding without a rate limit (fail_open)',
     );
-    if (!this.failClosed) return { kind: 'continue', headers: {}, body, charge: undefined };
-    return {
-      kind: 'reject',
-      error: storeUnavailable(`The rate-limit budgets of route '${this.route}' cannot be checked: the ${this.deps.store.kind} store is unreachable.`, err),
-    };
+    if (!this.failClosed) return CONTINUE;
+    return refuse(storeUnavailable(`The rate-limit budgets of route '${this.route}' cannot be checked: the ${this.deps.store.kind} store is unreachable.`, err));
   }
 
   /** Counts and logs each budget this request took below its warning threshold (a crossing, not every response below it). */

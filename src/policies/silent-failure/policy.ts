@@ -1,11 +1,72 @@
 // Compiles a route's silent-failure rules at config load and applies them to a 2xx before any of it reaches the agent.
 import path from 'node:path';
 import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
 import type { ResponseSchemas } from '../../config/schema-helpers.ts';
 import { parseSize } from '../../config/units.ts';
+import { GatewayError } from '../../errors/problem.ts';
+import type { GatewayMetrics } from '../../observability/metrics.ts';
 import { awaitFirstByte, decodeBody, readBounded } from '../../proxy/body.ts';
+import { CONTINUE, refuse, type Exchange, type Policy, type PolicyFactory, type Verdict } from '../contract.ts';
 import { loadResponseSchema, type SilentFailureSettings } from './schema.ts';
 import { bodyExpected, checkBody, checkContentType, EMPTY_BODY, needsWholeBody, parsePointer, type SilentFailure, type SilentFailureRules } from './rules.ts';
+
+export const silentFailure: PolicyFactory = {
+  name: 'silent-failure',
+  compile: ({ route, config, configDir, responseSchemas, timeoutMs, deps }) => {
+    // Response schemas as config load compiled them (it read each file once), for this very load.
+    const check = compileSilentFailure(route.silent_failure ?? config.defaults.silent_failure, configDir, responseSchemas);
+    return check && new SilentFailurePolicy(route.name, check, timeoutMs, deps);
+  },
+};
+
+/**
+ * Inspects a 2xx before any of it reaches the agent: one that is no success (empty, off-schema, an error field, the
+ * wrong media type, cut short) is refused as a loud SILENT_FAILURE; one read whole to check it is delivered from memory.
+ */
+export class SilentFailurePolicy implements Policy {
+  readonly name = 'silent-failure';
+  readonly check: SilentFailureCheck;
+  private readonly route: string;
+  private readonly timeoutMs: number;
+  private readonly metrics: GatewayMetrics;
+  private readonly logger: Logger;
+
+  constructor(route: string, check: SilentFailureCheck, timeoutMs: number, deps: { metrics: GatewayMetrics; logger: Logger }) {
+    this.route = route;
+    this.check = check;
+    this.timeoutMs = timeoutMs;
+    this.metrics = deps.metrics;
+    this.logger = deps.logger.child({ policy: 'silent-failure', route });
+  }
+
+  async onResponse(ex: Exchange, response: IncomingMessage): Promise<Verdict> {
+    const requestId = ex.ctx.requestId;
+    const inspection = await inspectSuccess(this.check, ex.req.method ?? 'GET', response, this.timeoutMs);
+    switch (inspection.kind) {
+      case 'stream':
+        return CONTINUE;
+      case 'unchecked':
+        this.logger.info({ request_id: requestId }, 'response larger than silent_failure.max_body_bytes: delivered unchecked');
+        response.unshift(inspection.prefix);
+        return CONTINUE;
+      case 'buffered':
+        if (inspection.unchecked) this.logger.info({ request_id: requestId, reason: inspection.unchecked }, 'response body cannot be checked: delivered unchecked');
+        ex.responseBody = inspection.body;
+        return CONTINUE;
+      case 'failed': {
+        response.destroy();
+        ex.ctx.upstreamEndedAt = process.hrtime.bigint();
+        const status = response.statusCode ?? 200;
+        const { rule, extensions, detail } = inspection.failure;
+        this.metrics.silentFailures.inc({ route: this.route, rule });
+        this.logger.warn({ request_id: requestId, rule, upstream_status: status }, 'silent failure: the upstream answered success without succeeding');
+        // An error field's value is quoted in the detail; the envelope is redacted as a whole when it is written.
+        return refuse(new GatewayError('SILENT_FAILURE', detail, { upstreamStatus: status, extensions: { rule, ...extensions } }));
+      }
+    }
+  }
+}
 
 export interface SilentFailureCheck {
   readonly rules: SilentFailureRules;

@@ -1,0 +1,26 @@
+// The pipeline's order list: every policy, in the order each phase of a request asks them (src/pipeline.ts), and why
+// each stands where it does. A fixed, named order, as Caddy's directive order, not a priority number in each policy.
+import type { PolicyFactory } from './contract.ts';
+import { idempotency } from './idempotency/policy.ts';
+import { rateLimit } from './rate-limit/policy.ts';
+import { authHalt } from './auth-halt/policy.ts';
+import { circuitBreaker } from './circuit-breaker/policy.ts';
+import { silentFailure } from './silent-failure/policy.ts';
+
+export const POLICIES: readonly PolicyFactory[] = [
+  // Checks the Idempotency-Key and reads the body it fingerprints first: a request malformed there is refused before
+  // it is charged. Its claim goes into the store batch, which makes charges first, so a refused charge claims nothing
+  // and a 429 is never stored as a replay (Stripe's order); the claim is held before anything can reach the upstream.
+  idempotency,
+  // Prices the request (reading the body for a per-item cost, unless idempotency already did) and charges every budget
+  // of the route in the batch, with the claim: a request over budget never reaches the legacy API.
+  rateLimit,
+  // Right before forwarding, after the store decided (a replayed or refused request never counts): a credential the
+  // upstream keeps refusing is not sent. Before the breaker, because a halted credential says nothing about the upstream.
+  authHalt,
+  // Fails fast while the upstream is failing; learns from every call's result. Last before forwarding, so that only a
+  // request that will really be sent takes the half-open probe's slot.
+  circuitBreaker,
+  // Inspects a 2xx answer before any of it reaches the agent (after the upstream's errors became envelopes).
+  silentFailure,
+];
