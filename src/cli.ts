@@ -9,10 +9,14 @@ import { MAX_WORKERS } from './config/schema.ts';
 import { restartOnlyDigest, startGateway, StartError } from './gateway.ts';
 import { startPrimary, WORKER_SLOT_ENV, WORKER_STARTED_WITH_ENV } from './workers/primary.ts';
 import { serveAsWorker } from './workers/worker.ts';
+import { keyHash, newKey } from './agents/keys.ts';
+import { AGENT_ID_PATTERN } from './agents/schema.ts';
 
 const USAGE = `Usage:
   agentgate [serve] --config FILE      serve (AGENTGATE_CONFIG is the fallback for --config)
-  agentgate validate --config FILE     check a config: prints 'config OK' or each problem with file, line and key path
+  agentgate validate --config FILE     check a config (and the agents file it names): prints 'config OK' or each
+                                       problem with file, line and key path
+  agentgate keys new --agent ID        print a new agent key, once, and the line that lists it in agents.yaml
   agentgate --version | --help
 
 In a clone, whatever the machine's node, 'agentgate' is: sh scripts/node.sh dist/cli.js
@@ -21,12 +25,25 @@ In a clone, whatever the machine's node, 'agentgate' is: sh scripts/node.sh dist
 Signals: SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP reloads the config.`;
 
 interface Args {
-  command: 'serve' | 'validate' | 'help' | 'version';
+  command: 'serve' | 'validate' | 'keys-new' | 'help' | 'version';
   config: string | undefined;
+  agent: string | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { command: 'serve', config: undefined };
+  const args: Args = { command: 'serve', config: undefined, agent: undefined };
+  if (argv[0] === 'keys') {
+    if (argv[1] !== 'new') throw new Error(`unknown keys command '${argv[1] ?? ''}' (there is: keys new --agent ID)`);
+    args.command = 'keys-new';
+    for (let i = 2; i < argv.length; i++) {
+      const arg = argv[i]!;
+      if (arg === '--agent') args.agent = argv[++i];
+      else if (arg.startsWith('--agent=')) args.agent = arg.slice('--agent='.length);
+      else throw new Error(`unknown argument '${arg}'`);
+    }
+    if (!args.agent || !new RegExp(AGENT_ID_PATTERN).test(args.agent)) throw new Error('keys new needs --agent ID (letters, digits and . _ : @ -, at most 128)');
+    return args;
+  }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--config' || arg === '-c') {
@@ -58,6 +75,10 @@ async function main(): Promise<number> {
   if (args.command === 'version') {
     const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
     process.stdout.write(`agentgate ${pkg.version}\n`);
+    return 0;
+  }
+  if (args.command === 'keys-new') {
+    process.stdout.write(issueKey(args.agent!));
     return 0;
   }
   if (!args.config) {
@@ -107,6 +128,23 @@ async function main(): Promise<number> {
     if (earlySignal) stopRequested(earlySignal);
   });
   return 0;
+}
+
+/** A new key, shown this once, and how agents.yaml lists it: by its hash alone. */
+function issueKey(agent: string): string {
+  const key = newKey();
+  return [
+    `New key for agent '${agent}' (shown only now; give it to the agent, which sends it as Authorization: Bearer <key>):`,
+    '',
+    `  ${key}`,
+    '',
+    'Add its hash to the agents file (a new agent, or one more key of an existing one; remove the old key once the',
+    'agent has moved over). The file is reloaded when it changes:',
+    '',
+    `  - id: ${agent}`,
+    `    keys: ['${keyHash(key)}']`,
+    '',
+  ].join('\n');
 }
 
 /** What the signal handlers act on: one gateway, or the primary of several workers. */

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Consumer } from './identity/consumer.ts';
 import type { TraceContext } from './identity/request-id.ts';
 import type { ErrorCode } from './errors/catalog.ts';
+import type { VerifiedAgent } from './agents/registry.ts';
 
 /**
  * How a request ended, a bounded set (it is a metric label): 'ok', 'replayed', the error code of the envelope in lower
@@ -53,6 +54,10 @@ export interface RequestContext {
   retryReplays: boolean;
   route: MatchedRoute | undefined;
   consumer: Consumer | undefined;
+  /** The verified agent (consumers.authenticate); undefined for a self-asserted caller. */
+  agent: VerifiedAgent | undefined;
+  /** Request headers that carried a credential meant for the gateway: never forwarded, however they are spelled. */
+  credentialHeaders: readonly string[] | undefined;
   upstreamStatus: number | undefined;
   /** The upstream's answer once its head arrived: an answer the gateway abandons (an exception) is destroyed, never left holding a pooled socket. */
   upstreamResponse: IncomingMessage | undefined;

@@ -2,7 +2,7 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { readFileSync, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -13,6 +13,9 @@ import { loadConfigFile, ConfigError } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import { parseDuration, parseListenAddress, parseSize } from './config/units.ts';
 import { buildRuntime, UpstreamPools, type Runtime } from './runtime.ts';
+import { fileDigest, watchFile } from './config/watch.ts';
+import { JwtVerifiers } from './agents/authenticate.ts';
+import { AgentsFileWatch } from './agents/watch.ts';
 import { createStore } from './store/index.ts';
 import type { Store, StoreError } from './store/store.ts';
 import { Forwarder } from './proxy/forwarder.ts';
@@ -73,8 +76,6 @@ export class StartError extends Error {}
 /** During a store outage every request fails an operation; one log line per interval (with a count) says it all. */
 const STORE_ERROR_LOG_INTERVAL_MS = 5000;
 
-/** How long a file-change burst (editors write, rename and chmod in quick succession) is left to settle before reloading. */
-const RELOAD_DEBOUNCE_MS = 150;
 
 /** A flood of connections (or of failing accepts) is logged once per interval, with a count of what was skipped. */
 const CONNECTION_LOG_INTERVAL_MS = 5000;
@@ -126,7 +127,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   );
   const pools = new UpstreamPools();
   const policyDeps = { store, keyPrefix: config.store.key_prefix, metrics, logger, requestBodyIdleMs: parseDuration(config.server.timeouts.request_body_idle) };
-  let runtime = buildRuntime(loaded, pools, policyDeps);
+  const jwtVerifiers = new JwtVerifiers();
+  let runtime = buildRuntime(loaded, pools, policyDeps, jwtVerifiers);
+  const agentsFile = new AgentsFileWatch({ logger, metrics }, () => ({ config: runtime.config, authenticator: runtime.callers.authenticator }), options.watchConfig !== false);
+  agentsFile.follow(loaded.agents);
   let appliedDigest = loaded.digest;
   /** The content the last reload refused, so that the watcher tries it once; cleared once the file is in force again. */
   let rejectedDigest: string | undefined;
@@ -192,6 +196,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     admin?.close();
     forwarder.close();
     pools.destroyAll();
+    agentsFile.close();
+    jwtVerifiers.closeAll();
     await store.close();
     throw new StartError(`cannot listen: ${(err as Error).message}`, { cause: err });
   }
@@ -218,7 +224,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         throw refused;
       }
       const previous = runtime;
-      runtime = buildRuntime(next, pools, policyDeps);
+      runtime = buildRuntime(next, pools, policyDeps, jwtVerifiers);
+      agentsFile.follow(next.agents);
+      jwtVerifiers.releaseUnused(new Set(runtime.callers.authenticator?.jwt ? [runtime.callers.authenticator.jwt] : []));
       appliedDigest = next.digest;
       rejectedDigest = undefined;
       fileRefused = false;
@@ -261,7 +269,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   let watcher: FSWatcher | undefined;
   if (options.watchConfig !== false) {
-    watcher = watchConfigFile(
+    watcher = watchFile(
       loaded.file,
       () => {
         // In the reload queue, so that the digests compared are those of the reloads before it.
@@ -277,6 +285,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     shuttingDown ??= (async () => {
       draining = true;
       watcher?.close();
+      agentsFile.close();
       logger.info({ in_flight: inFlight }, 'shutting down: draining in-flight requests');
       server.close();
       server.closeIdleConnections();
@@ -297,6 +306,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
       forwarder.close();
       pools.destroyAll();
+      jwtVerifiers.closeAll();
       await store.close();
       accessLog.flush();
       logger.info('stopped');
@@ -351,31 +361,6 @@ export async function listen(server: Server, address: string): Promise<string> {
   const boundPort = typeof bound === 'object' && bound ? bound.port : port;
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   return `http://${shownHost}:${boundPort}`;
-}
-
-/**
- * Watches the config's folder rather than the file: editors replace files by rename, and Kubernetes swaps
- * a ConfigMap through a `..data` symlink, neither of which a watch on the file itself would see.
- */
-function watchConfigFile(file: string, onChange: () => Promise<void>, onError: (err: Error) => void): FSWatcher {
-  let timer: NodeJS.Timeout | undefined;
-  const watcher = watch(path.dirname(file), { persistent: false }, () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => void onChange(), RELOAD_DEBOUNCE_MS);
-  });
-  watcher.on('error', (err) => {
-    watcher.close();
-    onError(err);
-  });
-  return watcher;
-}
-
-async function fileDigest(file: string): Promise<string | undefined> {
-  try {
-    return createHash('sha256').update(await readFile(file)).digest('hex');
-  } catch {
-    return undefined; // mid-swap: the next event will catch the final state
-  }
 }
 
 // ---------- client connections of the proxy port: timeouts, limits, refusals ----------

@@ -18,6 +18,7 @@ import { CONTINUE, Exchange, type Verdict } from './policies/contract.ts';
 import { normalizeUpstreamError } from './errors/normalize.ts';
 import { decodeBody, readBounded } from './proxy/body.ts';
 import { serveBudget } from './endpoints/budget.ts';
+import { serveWhoami } from './endpoints/whoami.ts';
 
 export interface PipelineDeps {
   /** The config in force; read once per request, so a reload never mixes two configs within one request. */
@@ -88,9 +89,11 @@ async function handle(ex: Exchange, runtime: Runtime, deps: PipelineDeps): Promi
     return;
   }
 
-  // 4. Identify the consumer (hashed): the identity budgets and idempotency records are scoped by, and that
-  //    every log line names, including those of requests no route takes.
-  ctx.consumer = runtime.identifyConsumer(req, ctx.clientAddress);
+  // 4. Who is calling, before anything is read, charged or forwarded: a verified agent (consumers.authenticate; a
+  //    request without a valid key or token is refused here), or a self-asserted identity (hashed). Budgets,
+  //    idempotency records and every log line are scoped by it, including those of requests no route takes.
+  const resolving = runtime.callers.resolve(req, ctx);
+  if (resolving) await resolving;
 
   // 5. Match a route: the route decides upstream, timeout and which policies apply.
   const route = runtime.router.match(req.method ?? 'GET', ctx.matchPath);
@@ -240,6 +243,8 @@ function beginRequest(req: IncomingMessage): RequestContext {
     retryReplays: false,
     route: undefined,
     consumer: undefined,
+    agent: undefined,
+    credentialHeaders: undefined,
     upstreamStatus: undefined,
     upstreamResponse: undefined,
     upstreamStartedAt: undefined,
@@ -339,11 +344,13 @@ function outcomeUnknownWithoutKey(error: GatewayError, method: string): GatewayE
 async function serveGatewayEndpoint(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, runtime: Runtime): Promise<void> {
   setHeaders(res, ctx.responseHeaders);
   const rest = ctx.matchPath.slice(GATEWAY_PREFIX.length);
-  if (rest === 'budget') {
+  if (rest === 'budget' || rest === 'whoami') {
     onlyGet(req);
-    // The caller's own budgets: identified the same way a forwarded request would be.
-    ctx.consumer = runtime.identifyConsumer(req, ctx.clientAddress);
-    await serveBudget(req, res, runtime, ctx.consumer);
+    // The caller's own budgets and identity: settled the same way a forwarded request's would be.
+    const resolving = runtime.callers.resolve(req, ctx);
+    if (resolving) await resolving;
+    if (rest === 'budget') await serveBudget(req, res, runtime, ctx.consumer!);
+    else serveWhoami(res, ctx);
     return;
   }
   if (rest === 'errors' || rest.startsWith('errors/')) {

@@ -5,7 +5,10 @@ import type { Config, RouteConfig } from './config/schema.ts';
 import { parseDuration, parseSize } from './config/units.ts';
 import type { LoadedConfig } from './config/load.ts';
 import { compilePathTemplate, Router, type PathTemplate, type Routable } from './routing/router.ts';
-import { createConsumerIdentifier, type ConsumerIdentifier } from './identity/consumer.ts';
+import { createConsumerIdentifier } from './identity/consumer.ts';
+import { Authenticator, Callers, JwtVerifiers, jwtSettings } from './agents/authenticate.ts';
+import { AgentRegistry } from './agents/registry.ts';
+import type { JwtConfig } from './agents/schema.ts';
 import type { PolicyDeps } from './policies/deps.ts';
 import type { CompileScope, Policy } from './policies/contract.ts';
 import { POLICIES } from './policies/index.ts';
@@ -44,6 +47,23 @@ export interface Route extends Routable {
   readonly upstreamErrors: ReadonlyMap<number, StatusOverride>;
 }
 
+function callersOf(loaded: LoadedConfig, deps: PolicyDeps, jwtVerifiers: JwtVerifiers): Callers {
+  const { consumers } = loaded.config;
+  const authenticate = consumers.authenticate;
+  const authenticator = authenticate
+    ? new Authenticator(
+        authenticate.api_keys ? new AgentRegistry(loaded.agents?.agents ?? []) : undefined,
+        authenticate.jwt ? jwtVerifierOf(authenticate.jwt, path.dirname(loaded.file), deps, jwtVerifiers) : undefined,
+      )
+    : undefined;
+  return new Callers(createConsumerIdentifier(consumers.identify), authenticator, consumers.anonymous, deps.metrics);
+}
+
+function jwtVerifierOf(config: JwtConfig, configDir: string, deps: PolicyDeps, jwtVerifiers: JwtVerifiers) {
+  const { settings, limits } = jwtSettings(config, configDir);
+  return jwtVerifiers.get(settings, limits, deps.logger);
+}
+
 /** The route's policy of this class, if it has one (for what reads a policy from outside the pipeline: the budget endpoint, tests). */
 export function policyOf<P extends Policy>(route: Route, kind: abstract new (...args: never[]) => P): P | undefined {
   for (const policy of route.policies) if (policy instanceof kind) return policy;
@@ -54,7 +74,8 @@ export interface Runtime {
   readonly config: Config;
   readonly file: string;
   readonly router: Router<Route>;
-  readonly identifyConsumer: ConsumerIdentifier;
+  /** Who is calling: a verified agent, or a self-asserted identity (pipeline step 4). */
+  readonly callers: Callers;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly maxUrlBytes: number;
   /** The named rate-limit policies, for GET /_agentgate/budget. */
@@ -116,7 +137,8 @@ function secretsOf(headers: Record<string, string> | undefined): readonly string
   return secretSet([...new Set(candidates.filter((c) => c.length >= MIN_SECRET_CHARS))].sort((a, b) => b.length - a.length), MIN_SECRET_CHARS);
 }
 
-export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: PolicyDeps): Runtime {
+/** `jwtVerifiers`: kept across reloads by the gateway, so a reload keeps the identity provider's keys it already has. */
+export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: PolicyDeps, jwtVerifiers = new JwtVerifiers()): Runtime {
   const { config } = loaded;
   const upstreams = new Map<string, Upstream>();
   for (const [name, u] of Object.entries(config.upstreams)) {
@@ -167,7 +189,7 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
     config,
     file: loaded.file,
     router: new Router(routes),
-    identifyConsumer: createConsumerIdentifier(config.consumers.identify),
+    callers: callersOf(loaded, deps, jwtVerifiers),
     upstreams,
     maxUrlBytes: parseSize(config.server.limits.max_url_bytes),
     rateLimits: rateLimitsOf({ config, deps, shared: share }),

@@ -4,6 +4,8 @@ import { compilePathTemplate } from '../routing/router.ts';
 import { check as rateLimitCheck } from '../policies/rate-limit/schema.ts';
 import { check as silentFailureCheck } from '../policies/silent-failure/schema.ts';
 import { check as idempotencyCheck } from '../policies/idempotency/schema.ts';
+import { check as scopesCheck } from '../policies/scopes/schema.ts';
+import { authenticateCheck } from '../agents/schema.ts';
 import { closest, isRecord, quote, type CheckProblem, type ConfigCheck } from './schema-helpers.ts';
 
 /** Routes: unique names, known upstreams, path templates that compile. */
@@ -155,6 +157,8 @@ export const CONFIG_CHECKS: readonly ConfigCheck[] = [
   rateLimitCheck, // rate_limits, and the policies routes and defaults name
   silentFailureCheck, // response_schema files: read and compiled once, kept for the runtime
   idempotencyCheck, // ttl and lease of every idempotency mapping
+  scopesCheck, // routes[].scopes only with consumers.authenticate
+  authenticateCheck, // consumers.authenticate: one JWKS source, over https
   upstreamsCheck,
   serverCheck,
   storeCheck,

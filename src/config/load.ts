@@ -2,12 +2,13 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { CST, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import { ConfigSchema, type Config } from './schema.ts';
 import { isDuration, isSize, parseListenAddress } from './units.ts';
 import { CONFIG_CHECKS } from './checks.ts';
-import { closest, quote, type KeyPath, type ResponseSchemas } from './schema-helpers.ts';
+import { closest, quote, type CheckProblem, type KeyPath, type ResponseSchemas } from './schema-helpers.ts';
+import { agentsFileProblems, AgentsFileSchema, type AgentEntry, type AgentsCheckContext, type AgentsFile } from '../agents/schema.ts';
 
 export { headerValueProblem } from './checks.ts';
 
@@ -70,6 +71,8 @@ export interface LoadedConfig {
    * then compiles them itself).
    */
   responseSchemas?: ResponseSchemas;
+  /** The agents file consumers.authenticate.api_keys names, loaded and checked with the config. */
+  agents?: LoadedAgents;
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, allowUnionTypes: true });
@@ -79,27 +82,30 @@ ajv.addFormat('listen-address', (text: string) => parseListenAddress(text) !== u
 const validateSchema = ajv.compile<Config>(ConfigSchema);
 
 export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
-  const absolute = path.resolve(file);
-  let text: string;
-  let digest: string;
-  try {
-    const bytes = await readFile(absolute);
-    if (bytes.length > MAX_CONFIG_BYTES) {
-      throw new ConfigError([{ file, line: 0, column: 0, keyPath: '', message: `the file is ${bytes.length} bytes; a config may be at most ${MAX_CONFIG_BYTES}` }]);
-    }
-    text = bytes.toString('utf8');
-    digest = createHash('sha256').update(bytes).digest('hex');
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    throw new ConfigError([{ file, line: 0, column: 0, keyPath: '', message: `cannot read the file: ${(err as Error).message}` }]);
-  }
+  const { text, digest, absolute } = await readBounded(file, MAX_CONFIG_BYTES, 'a config');
   try {
     const { config, responseSchemas } = parse(text, file, env);
-    return { config, file: absolute, digest, responseSchemas };
+    const agentsFile = config.consumers.authenticate?.api_keys?.file;
+    // Checked with the config (its overrides name the config's policies), so `validate` and a reload judge both.
+    const agents = agentsFile === undefined ? undefined : await loadAgentsFile(path.resolve(path.dirname(absolute), agentsFile), agentsCheckContext(config), env);
+    return { config, file: absolute, digest, responseSchemas, agents };
   } catch (err) {
     if (err instanceof ConfigError) err.digest = digest;
     throw err;
   }
+}
+
+/** A file's text and the digest of its bytes; a file larger than `max` is refused unread. */
+async function readBounded(file: string, max: number, what: string): Promise<{ text: string; digest: string; absolute: string }> {
+  const absolute = path.resolve(file);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(absolute);
+  } catch (err) {
+    throw new ConfigError([{ file, line: 0, column: 0, keyPath: '', message: `cannot read the file: ${(err as Error).message}` }]);
+  }
+  if (bytes.length > max) throw new ConfigError([{ file, line: 0, column: 0, keyPath: '', message: `the file is ${bytes.length} bytes; ${what} may be at most ${max}` }]);
+  return { text: bytes.toString('utf8'), digest: createHash('sha256').update(bytes).digest('hex'), absolute };
 }
 
 /** Parses and validates config text; `file` is only used in problem reports (and to resolve response_schema paths). */
@@ -109,6 +115,27 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
 /** parseConfig, and the response schemas its checks compiled. */
 function parse(text: string, file: string, env: NodeJS.ProcessEnv): { config: Config; responseSchemas: ResponseSchemas } {
+  const context = { configDir: path.dirname(path.resolve(file)), responseSchemas: new Map() };
+  const config = parseChecked(text, file, env, {
+    validate: validateSchema,
+    // Rules across fields, each section's and each policy's (config/checks.ts lists them), on the data ajv left.
+    check: (data) => CONFIG_CHECKS.flatMap((check) => check(data, context)),
+    empty: 'the file is empty; a config needs at least version, upstreams and routes',
+    notAMapping: 'the top level must be a mapping of keys (version, upstreams, routes, ...)',
+  });
+  return { config, responseSchemas: context.responseSchemas };
+}
+
+/** How one kind of YAML file is checked: its schema, its rules across fields, and what to say when it has no content. */
+interface DocumentRules<T> {
+  readonly validate: ValidateFunction<T>;
+  readonly check: (data: Record<string, unknown>) => CheckProblem[];
+  readonly empty: string;
+  readonly notAMapping: string;
+}
+
+/** Parses YAML text and checks it by `rules`; every problem, with file, line, column and key path, in one ConfigError. */
+function parseChecked<T>(text: string, file: string, env: NodeJS.ProcessEnv, rules: DocumentRules<T>): T {
   const tooDeep = tooDeeplyNested(text);
   if (tooDeep !== undefined) {
     const before = text.slice(0, tooDeep);
@@ -133,7 +160,7 @@ function parse(text: string, file: string, env: NodeJS.ProcessEnv): { config: Co
     throw new ConfigError([at(first.pos[0], '', `not valid YAML: ${firstLine(first.message)}${hint}`)]);
   }
   if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
-    throw new ConfigError([at(undefined, '', 'the file is empty; a config needs at least version, upstreams and routes')]);
+    throw new ConfigError([at(undefined, '', rules.empty)]);
   }
 
   const duplicates = duplicateKeyProblems(doc, at);
@@ -143,7 +170,7 @@ function parse(text: string, file: string, env: NodeJS.ProcessEnv): { config: Co
   // problem leaves through fail(), which scrubs each inserted value (in every form a message could carry) to ${NAME}.
   const { problems: envProblems, redaction } = substituteEnv(doc, env, at);
   const fail = (problems: ConfigProblem[]): never => {
-    throw new ConfigError(problems.map((p) => ({ ...p, message: redaction.scrub(p.message, p.keyPath) })));
+    throw new ConfigError(problems.map((p) => ({ ...p, message: redaction.scrub(p.message, p.keyPath).replace(AGENT_KEY_IN_TEXT, REDACTED_AGENT_KEY) })));
   };
   if (envProblems.length > 0) fail(envProblems);
 
@@ -154,23 +181,57 @@ function parse(text: string, file: string, env: NodeJS.ProcessEnv): { config: Co
     fail([at(undefined, '', `cannot expand the YAML: ${(err as Error).message}`)]);
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-    fail([at(doc.contents.range?.[0], '', 'the top level must be a mapping of keys (version, upstreams, routes, ...)')]);
+    fail([at(doc.contents.range?.[0], '', rules.notAMapping)]);
   }
 
   // Schema and cross-reference problems are reported together, so a file is fixed in one round, not two.
-  const valid = validateSchema(data);
-  const problems = valid ? [] : schemaProblems(validateSchema.errors ?? [], doc, at, redaction);
+  const valid = rules.validate(data);
+  const problems = valid ? [] : schemaProblems(rules.validate.errors ?? [], doc, at, redaction);
   const reported = new Set(problems.map((p) => p.keyPath));
-  // Rules across fields, each section's and each policy's (config/checks.ts lists them), on the data ajv left.
-  const context = { configDir: path.dirname(path.resolve(file)), responseSchemas: new Map() };
-  for (const check of CONFIG_CHECKS) {
-    for (const { keyPath, message } of check(data as Record<string, unknown>, context)) {
-      const formatted = formatKeyPath(keyPath);
-      if (!reported.has(formatted)) problems.push(at(offsetOf(doc, keyPath), formatted, message));
-    }
+  for (const { keyPath, message } of rules.check(data as Record<string, unknown>)) {
+    const formatted = formatKeyPath(keyPath);
+    if (!reported.has(formatted)) problems.push(at(offsetOf(doc, keyPath), formatted, message));
   }
   if (problems.length > 0) fail(problems);
-  return { config: data as Config, responseSchemas: context.responseSchemas };
+  return data as T;
+}
+
+/** An agent key pasted where its hash belongs (or anywhere else) is a secret: never quoted back in a problem. */
+const AGENT_KEY_IN_TEXT = /agk_[A-Za-z0-9_-]+/g;
+const REDACTED_AGENT_KEY = 'agk_<redacted: a key, not its hash; see agentgate keys new>';
+
+/** An agents file as loaded: its agents, checked against the gateway config in force, and the digest of its bytes. */
+export interface LoadedAgents {
+  readonly agents: AgentEntry[];
+  /** Absolute path. */
+  readonly file: string;
+  readonly digest: string;
+}
+
+/** The agents file is larger than a config: an entry per agent, a few hundred bytes each. */
+export const MAX_AGENTS_FILE_BYTES = 4 * 1024 * 1024;
+const validateAgentsFile = ajv.compile<AgentsFile>(AgentsFileSchema);
+
+/** Reads and checks the agents file that consumers.authenticate.api_keys names; problems are reported as a config's are. */
+export async function loadAgentsFile(file: string, context: AgentsCheckContext, env: NodeJS.ProcessEnv = process.env): Promise<LoadedAgents> {
+  const { text, digest, absolute } = await readBounded(file, MAX_AGENTS_FILE_BYTES, 'an agents file');
+  try {
+    const parsed = parseChecked(text, file, env, {
+      validate: validateAgentsFile,
+      check: (data) => agentsFileProblems(data, context),
+      empty: "the file is empty; an agents file needs 'agents:', a list (it may be empty: [])",
+      notAMapping: "the top level must be a mapping with 'agents:', a list of agents",
+    });
+    return { agents: parsed.agents, file: absolute, digest };
+  } catch (err) {
+    if (err instanceof ConfigError) err.digest = digest;
+    throw err;
+  }
+}
+
+/** What the agents file is checked against, from a config. */
+export function agentsCheckContext(config: Config): AgentsCheckContext {
+  return { policies: new Map(Object.entries(config.rate_limits).map(([name, p]) => [name, { scope: p.scope, per: p.per }])) };
 }
 
 /**

@@ -6,6 +6,8 @@ import { costSchema, rateLimitDefaultsProperties, rateLimitRefSchema, rateLimits
 import { silentFailureSchema } from '../policies/silent-failure/schema.ts';
 import { circuitBreakerSchema } from '../policies/circuit-breaker/schema.ts';
 import { authHaltSchema } from '../policies/auth-halt/schema.ts';
+import { scopesSchema } from '../policies/scopes/schema.ts';
+import { anonymousSchema, authenticateSchema } from '../agents/schema.ts';
 import { ERROR_CATALOG } from '../errors/catalog.ts';
 import { Duration, HEADER_NAME_PATTERN, HTTP_METHODS, Method, Name, NAME_PATTERN, Size } from './schema-helpers.ts';
 
@@ -135,10 +137,12 @@ const ConsumersSchema = Type.Object(
     identify: Type.Array(IdentifySource, {
       minItems: 1,
       default: [{ header: 'x-agent-id' }, { header: 'authorization' }, { ip: true }],
-      description: 'sources of caller identity, in order: the first one present in a request wins',
+      description: 'sources of caller identity, in order: the first one present in a request wins (self-asserted: any caller can send any header)',
     }),
+    authenticate: Type.Optional(authenticateSchema()),
+    anonymous: anonymousSchema(),
   },
-  { additionalProperties: false, default: {}, description: 'how callers are told apart' },
+  { additionalProperties: false, default: {}, description: 'how callers are told apart, or verified' },
 );
 
 const UpstreamSchema = Type.Object(
@@ -198,6 +202,7 @@ const RouteSchema = Type.Object(
     idempotency: Type.Optional(idempotencySchema()),
     silent_failure: Type.Optional(silentFailureSchema()),
     upstream_errors: Type.Optional(UpstreamErrors),
+    scopes: Type.Optional(scopesSchema()),
   },
   { additionalProperties: false },
 );

@@ -6,8 +6,10 @@ import type { IdentifySourceConfig } from '../config/schema.ts';
 export interface Consumer {
   /** Stable, non-reversible id: the source and a hash of its value. Safe for keys, logs and the pk header parameter. */
   readonly id: string;
-  /** Which source identified the caller, e.g. 'header:x-agent-id' or 'ip'. */
+  /** Which source identified the caller, e.g. 'header:x-agent-id' or 'ip'; for a verified agent, 'api_key' or 'jwt'. */
   readonly source: string;
+  /** A verified agent's own capacities, by named rate-limit policy (agents file `rate_limits`). */
+  readonly limits?: ReadonlyMap<string, number>;
 }
 
 /** `clientAddress`: the peer's address, or behind server.trusted_proxies the client's they name. */

@@ -112,6 +112,20 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly authFailures = new Counter({
+    name: 'agentgate_auth_failures_total',
+    help: 'Requests refused for who is calling (401) or what it may do (403), by reason: missing, malformed, unknown_key, expired, bad_signature, wrong_audience, missing_scope, ...',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly agentsReloads = new Counter({
+    name: 'agentgate_agents_reloads_total',
+    help: 'Agents file reload attempts, by result (success or error); an error keeps the previous agents.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
   readonly configReloads = new Counter({
     name: 'agentgate_config_reloads_total',
     help: 'Config reload attempts, by result (success or error).',

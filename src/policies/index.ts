@@ -1,6 +1,7 @@
 // The pipeline's order list: every policy, in the order each phase of a request asks them (src/pipeline.ts), and why
 // each stands where it does. A fixed, named order, as Caddy's directive order, not a priority number in each policy.
 import type { PolicyFactory } from './contract.ts';
+import { scopes } from './scopes/policy.ts';
 import { idempotency } from './idempotency/policy.ts';
 import { rateLimit } from './rate-limit/policy.ts';
 import { authHalt } from './auth-halt/policy.ts';
@@ -8,6 +9,9 @@ import { circuitBreaker } from './circuit-breaker/policy.ts';
 import { silentFailure } from './silent-failure/policy.ts';
 
 export const POLICIES: readonly PolicyFactory[] = [
+  // First: an agent that may not call the route is refused before its body is read, anything is charged or claimed,
+  // or the upstream hears of it (the agent itself was verified before any route was matched).
+  scopes,
   // Checks the Idempotency-Key and reads the body it fingerprints first: a request malformed there is refused before
   // it is charged. Its claim goes into the store batch, which makes charges first, so a refused charge claims nothing
   // and a 429 is never stored as a replay (Stripe's order); the claim is held before anything can reach the upstream.

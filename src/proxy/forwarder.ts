@@ -388,6 +388,8 @@ function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext, body:
     const dashed = name.includes('_') ? name.replaceAll('_', '-') : name;
     if (HOP_BY_HOP.has(dashed) || GATEWAY_FRAMED.has(dashed) || CLIENT_ADDRESS_HEADERS.has(dashed) || namedInConnection?.includes(name)) continue;
     if (!trusted && FORWARDING_CHAIN_HEADERS.has(dashed)) continue;
+    // The agent's own key or token is the gateway's to check, never the upstream's to see.
+    if (ctx.credentialHeaders?.includes(dashed)) continue;
     // Spelled with '_', a header such an upstream would merge with one the gateway writes or injects.
     if (dashed !== name && (GATEWAY_WRITTEN.has(dashed) || FORWARDING_CHAIN_HEADERS.has(dashed) || injected?.[dashed] !== undefined)) continue;
     headers[name] = incoming[name];

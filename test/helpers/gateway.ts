@@ -48,9 +48,14 @@ export function configYaml(body: string): string {
   return `version: 1\nserver:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n${body}`;
 }
 
-export async function startTestGateway(yaml: string, options: { env?: NodeJS.ProcessEnv; watchConfig?: boolean } = {}): Promise<TestGateway> {
+/** `files`: written beside the config first, by name (an agents file, a JWKS, a response schema). */
+export async function startTestGateway(
+  yaml: string,
+  options: { env?: NodeJS.ProcessEnv; watchConfig?: boolean; files?: Record<string, string> } = {},
+): Promise<TestGateway> {
   const tmp = await tempDir();
   const configFile = path.join(tmp.dir, 'gateway.yaml');
+  for (const [name, text] of Object.entries(options.files ?? {})) await writeFile(path.join(tmp.dir, name), text);
   await writeFile(configFile, yaml);
   const logs = new LogCapture();
   const gateway = await startGateway({ configFile, logDestination: logs, env: options.env ?? process.env, watchConfig: options.watchConfig ?? false });

@@ -31,6 +31,24 @@ const SHARED_TAG = '_shared';
 export interface RateLimitPolicy extends HeaderPolicy {
   readonly scope: RateLimitPolicyConfig['scope'];
   readonly failClosed: boolean;
+  /** warn_below: the share of capacity below which a response warns. */
+  readonly warnBelow: number;
+}
+
+/**
+ * The policy as one consumer has it: a verified agent may have its own capacity (agents file `rate_limits`) for a
+ * policy of scope consumer. Made once per agent and policy, not per request.
+ */
+const overridden = new WeakMap<ReadonlyMap<string, number>, Map<RateLimitPolicy, RateLimitPolicy>>();
+function policyFor(policy: RateLimitPolicy, consumer: Consumer): RateLimitPolicy {
+  const limits = consumer.limits;
+  const capacity = limits?.get(policy.name);
+  if (capacity === undefined || policy.scope !== 'consumer') return policy;
+  let byPolicy = overridden.get(limits!);
+  if (!byPolicy) overridden.set(limits!, (byPolicy = new Map()));
+  let own = byPolicy.get(policy);
+  if (!own) byPolicy.set(policy, (own = { ...policy, capacity, warnBelowUnits: policy.warnBelow * capacity }));
+  return own;
 }
 
 /** A charge that went through, kept until the response so the cost can be settled. */
@@ -71,6 +89,7 @@ export class RateLimits {
         perMs: parseDuration(p.per),
         scope: p.scope,
         failClosed: p.on_store_error === 'fail_closed',
+        warnBelow: p.warn_below,
         warnBelowUnits: p.warn_below * p.capacity,
       });
     }
@@ -95,7 +114,7 @@ export class RateLimits {
       limiter.bucketsFor(consumer).forEach((bucket, i) => {
         const entry = entries.get(bucket.key);
         if (entry) entry.routes.push(limiter.route);
-        else entries.set(bucket.key, { policy: limiter.policies[i]!, bucket, routes: [limiter.route] });
+        else entries.set(bucket.key, { policy: policyFor(limiter.policies[i]!, consumer), bucket, routes: [limiter.route] });
       });
     }
     const list = [...entries.values()];
@@ -164,7 +183,8 @@ export class RouteRateLimiter implements Policy {
    */
   bucketsFor(consumer: Consumer): Bucket[] {
     return this.policies.map(
-      (p, i) => this.sharedBuckets[i] ?? { key: storeKey(this.deps.keyPrefix, 'rl', consumer.id, `${p.name}:${p.perMs}`), capacity: p.capacity, perMs: p.perMs },
+      (p, i) =>
+        this.sharedBuckets[i] ?? { key: storeKey(this.deps.keyPrefix, 'rl', consumer.id, `${p.name}:${p.perMs}`), capacity: policyFor(p, consumer).capacity, perMs: p.perMs },
     );
   }
 
@@ -288,7 +308,7 @@ export class RouteRateLimiter implements Policy {
 
   private views(result: ConsumeResult, consumer: Consumer): PolicyView[] {
     const pks = this.pksFor(consumer);
-    return this.policies.map((policy, i) => ({ policy, state: result.buckets[i]!, pk: pks[i]! }));
+    return this.policies.map((policy, i) => ({ policy: policyFor(policy, consumer), state: result.buckets[i]!, pk: pks[i]! }));
   }
 
   /** 429 RATE_LIMITED with the exact wait until the cost fits, or 422 COST_EXCEEDS_BUDGET when it never can. */
