@@ -381,7 +381,12 @@ async function answerWithError(ex: Exchange, err: unknown, logger: Logger, close
   if (ctx.upstreamResponse && !ctx.upstreamResponse.complete) ctx.upstreamResponse.destroy();
   ctx.errorCode = error.code;
   ctx.outcome = outcomeOf(error.code);
-  if (!res.headersSent) setHeaders(res, ctx.responseHeaders);
+  if (!res.headersSent) {
+    setHeaders(res, ctx.responseHeaders);
+    // Answered before its body was read (refused at the door): reading the rest to keep the connection would let any
+    // client make the gateway swallow gigabytes after a 401.
+    if (hasUnreadBody(ex.req)) res.setHeader('connection', 'close');
+  }
   // Whatever the upstream echoed into the envelope is redacted of the credentials the gateway injected there.
   sendProblem(res, error, ctx.requestId, ctx.route?.upstream.secrets);
 }
@@ -424,4 +429,11 @@ function round(ms: number): number {
 
 function truncate(text: string): string {
   return text.length > 256 ? `${text.slice(0, 256)}...` : text;
+}
+
+/** Whether the request announced a body that has not been read to its end. */
+function hasUnreadBody(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }

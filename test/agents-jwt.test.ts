@@ -9,6 +9,7 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { startUpstream, json, type TestUpstream } from './helpers/upstream.ts';
 import { startTestGateway, configYaml, type TestGateway } from './helpers/gateway.ts';
 import { send, envelopeOf } from './helpers/http.ts';
+import { keyHash, newKey } from '../src/agents/keys.ts';
 
 /** A minimal identity provider: a JWKS endpoint whose keys the test changes, and a signer for each key. */
 async function startIdp() {
@@ -35,11 +36,15 @@ async function startIdp() {
       .setExpirationTime(expiresIn)
       .sign(key.privateKey);
   };
-  return { url, addKey, sign, fetches: () => fetches, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  const privateKeyOf = (kid: string) => keys.find((k) => k.kid === kid)!.privateKey;
+  return { url, addKey, sign, privateKeyOf, fetches: () => fetches, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
-/** jwks_min_refresh: short, so that a rotation is seen within the test, and still a bound on fetches. */
-const REFRESH_MS = 300;
+/** An API-key agent whose id a token's subject will copy. */
+const readerBotKey = newKey();
+
+/** jwks_min_refresh at its floor, so that a rotation is seen within the test, and still a bound on fetches. */
+const REFRESH_MS = 1000;
 
 describe('agents with JWTs from an identity provider', () => {
   let idp: Awaited<ReturnType<typeof startIdp>>;
@@ -64,7 +69,7 @@ routes:
   - {name: rest, match: {path: /*}, upstream: api}
 `),
       // The agents file gives a JWT agent its own budget: the token says who, the file says how much.
-      { files: { 'agents.yaml': 'agents:\n  - {id: planner, rate_limits: {agents: {capacity: 25}}}\n' } },
+      { files: { 'agents.yaml': `agents:\n  - {id: planner, token_subject: planner, rate_limits: {agents: {capacity: 25}}}\n  - {id: reader-bot, keys: ['${keyHash(readerBotKey)}'], scopes: [orders:read, orders:write]}\n` } },
     );
   });
   after(async () => {
@@ -110,6 +115,34 @@ routes:
     assert.equal(refused.status, 401);
     assert.equal(envelopeOf(refused).reason, 'bad_signature');
     assert.ok(!refused.text.includes(forged.split('.')[1]!), 'the token is never echoed');
+  });
+
+  test("a token whose subject equals an API-key agent's id is another agent: its own consumer, budget and records", async () => {
+    const token = await idp.sign('key-1', { sub: 'reader-bot', scope: 'orders:read' });
+    const viaToken = (await call(token, 'GET', '/_agentgate/whoami')).json();
+    const viaKey = (await send(`${gw.url}/_agentgate/whoami`, { headers: { authorization: `Bearer ${readerBotKey}` } })).json();
+    assert.equal(viaToken.consumer, 'jwt:reader-bot');
+    assert.equal(viaKey.consumer, 'agent:reader-bot');
+    const remaining = async () => (await call(token, 'GET', '/_agentgate/budget')).json().budgets[0].remaining;
+    const before = await remaining();
+    await send(`${gw.url}/spend`, { headers: { authorization: `Bearer ${readerBotKey}` } });
+    assert.equal(await remaining(), before, "the key agent's spending is not the token agent's");
+  });
+
+  test('a subject that is no usable agent name, or an expiry centuries ahead, is refused (401 bad_claims)', async () => {
+    for (const claims of [{ sub: 'x","route":"forged"}\n{"level":"error' }, { sub: 'a'.repeat(10_000) }, { sub: 'a}{b' }]) {
+      const reply = await call(await idp.sign('key-1', claims));
+      assert.equal(reply.status, 401);
+      assert.equal(envelopeOf(reply).reason, 'bad_claims');
+    }
+    const forever = await new SignJWT({ sub: 'planner' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'key-1' })
+      .setIssuer('https://idp.test/')
+      .setAudience('agentgate')
+      .setExpirationTime(1e12)
+      .sign(idp.privateKeyOf('key-1'));
+    assert.equal(envelopeOf(await call(forever)).reason, 'bad_claims');
+    assert.ok(!gw.logs.lines.some((l) => l.route === 'forged'), 'no forged log field');
   });
 
   test('a key rotation at the IdP (a new kid) is picked up without a restart, and the old key keeps working while listed', async () => {

@@ -70,15 +70,16 @@ describe('agents with keys', () => {
     assert.equal(second!.headers.authorization, 'Basic dXBzdHJlYW06b3du', "an Authorization that is not the agent's credential is the upstream's business");
   });
 
-  test('the key header spelled with underscores (read as X-Agent-Key by CGI-style upstreams) never travels upstream', async () => {
+  test('the key header spelled with underscores (read as X-Agent-Key by CGI-style upstreams) is refused, never forwarded', async () => {
     const before = upstream.received.length;
     const raw = await rawExchange(
       gw.url,
       `GET /orders/3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${billingKey}\r\nX_Agent_Key: ${readerKey}\r\nConnection: close\r\n\r\n`,
     );
-    assert.equal(parseRawResponse(raw).status, 200);
-    const received = upstream.received.slice(before)[0]!;
-    assert.ok(!JSON.stringify(received.headers).includes(readerKey.slice(4)), JSON.stringify(received.headers));
+    const reply = parseRawResponse(raw);
+    assert.equal(reply.status, 401);
+    assert.match(JSON.parse(reply.body).detail, /An agent key was sent in the X_Agent_Key header/);
+    assert.equal(upstream.received.length, before);
   });
 
   test('no credential: 401 UNAUTHENTICATED with a Bearer challenge, not retryable, nothing forwarded', async () => {
@@ -122,6 +123,34 @@ describe('agents with keys', () => {
       assert.equal(await failures(reason), counted + 1);
     });
   }
+
+  test('an agent key anywhere else (another header, another scheme, the query, URL-encoded) is refused, never forwarded', async () => {
+    const before = upstream.received.length;
+    const strays: Record<string, string>[] = [
+      { authorization: billingKey },
+      { authorization: `Token ${billingKey}` },
+      { 'x-api-key': billingKey },
+      { 'x-agent-key': readerKey, authorization: `agk ${billingKey}` },
+    ];
+    for (const headers of strays) {
+      const reply = await send(`${gw.url}/anything`, { headers });
+      assert.equal(reply.status, 401, JSON.stringify(Object.keys(headers)));
+      assert.match(envelopeOf(reply).detail, /An agent key was sent in the .* header/);
+    }
+    for (const query of [`?api_key=${billingKey}`, `?k=${billingKey.replace('_', '%5F')}`]) {
+      const reply = await send(`${gw.url}/anything${query}`, { headers: bearer(readerKey) });
+      assert.equal(reply.status, 401);
+      assert.match(envelopeOf(reply).detail, /in the URL/);
+    }
+    assert.equal(upstream.received.length, before);
+  });
+
+  test('a request refused at the door with a large body unread closes its connection instead of swallowing the body', async () => {
+    const raw = await rawExchange(gw.url, 'POST /anything HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\nContent-Type: application/json\r\n\r\n{"start":', 5000);
+    const reply = parseRawResponse(raw);
+    assert.equal(reply.status, 401);
+    assert.equal(reply.headers.connection, 'close');
+  });
 
   test('a bearer of 100 KB is refused before it is read (431), and nothing is forwarded', async () => {
     const before = upstream.received.length;
@@ -290,6 +319,8 @@ describe('the agents file is checked like a config', () => {
     ['a raw key instead of its hash', agentsFile(`  - {id: a, keys: ['${pasted}']}\n`), /agents\[0\]\.keys\[0\]: 'agk_<redacted/],
     ['an override of an unknown policy', agentsFile(`  - {id: a, rate_limits: {agentz: {capacity: 5}}}\n`), /agents\[0\]\.rate_limits\.agentz: unknown rate-limit policy 'agentz'/],
     ['an unknown key', agentsFile(`  - {id: a, scope: [x]}\n`), /agents\[0\]\.scope: unknown key 'scope'/],
+    ['a key pasted as a mapping key', agentsFile(`  - id: a\n    ${pasted}: x\n`), /agents\[0\]\.agk_<redacted/],
+    ['a key pasted as an id', agentsFile(`  - {id: '${pasted}'}\n`), /agents\[0\]\.id: this id is an agent key/],
   ];
   for (const [what, text, expected] of cases) {
     test(`${what} is a problem with file, line and key path`, async () => {
@@ -298,6 +329,25 @@ describe('the agents file is checked like a config', () => {
       assert.ok(!message.includes(pasted.slice(4)), 'a raw key is never quoted back');
     });
   }
+
+  test('a JWKS refresh floor below 1s, a clock skew above 5m and a JWKS file that is no key set are config problems', async () => {
+    const jwt = "  authenticate: {jwt: {jwks_url: 'https://idp.example/jwks', issuer: i, audience: a, jwks_min_refresh: 0ms, clock_skew: 3650d}}\n";
+    const tmp = await tempDir();
+    try {
+      await writeFile(path.join(tmp.dir, 'gateway.yaml'), config('http://127.0.0.1:1', `consumers:\n${jwt}`));
+      await assert.rejects(loadConfigFile(path.join(tmp.dir, 'gateway.yaml')), (err: Error) => {
+        assert.match(err.message, /jwt\.jwks_min_refresh: must be at least 1s/);
+        assert.match(err.message, /jwt\.clock_skew: must be at most 5m/);
+        return true;
+      });
+      await writeFile(path.join(tmp.dir, 'jwks.json'), '{"keys": ');
+      const fileJwt = '  authenticate: {jwt: {jwks_file: jwks.json, issuer: i, audience: a}}\n';
+      await writeFile(path.join(tmp.dir, 'gateway.yaml'), config('http://127.0.0.1:1', `consumers:\n${fileJwt}`));
+      await assert.rejects(loadConfigFile(path.join(tmp.dir, 'gateway.yaml')), /jwt\.jwks_file: .*jwks\.json is not JSON/);
+    } finally {
+      await tmp.remove();
+    }
+  });
 
   test('scopes on a route without consumers.authenticate are a config problem', async () => {
     const tmp = await tempDir();

@@ -52,6 +52,12 @@ export class Authenticator {
   }
 
   private presented(req: IncomingMessage): Presented {
+    if (this.registry !== undefined) {
+      const stray = strayKey(req);
+      if (stray !== undefined) {
+        return { kind: 'refused', reason: 'malformed', detail: `An agent key was sent in ${stray}; send it only as Authorization: Bearer <key> or X-Agent-Key. Nothing was forwarded.` };
+      }
+    }
     const headers = req.headers;
     // Node joins a repeated header with ', ', which no key contains: two keys are refused as malformed.
     const keyHeader = headers[AGENT_KEY_HEADER] as string | undefined;
@@ -109,7 +115,7 @@ export class Authenticator {
   }
 
   private jwtConsumer(id: string) {
-    const limits = this.registry?.limitsFor(id);
+    const limits = this.registry?.limitsForSubject(id);
     let cached = this.jwtConsumers.get(id);
     // A reload of the agents file may have changed the agent's overrides.
     if (cached === undefined || cached.limits !== limits) {
@@ -123,6 +129,28 @@ export class Authenticator {
   close(): void {
     this.jwt?.close();
   }
+}
+
+/** An agent key as clients paste it where it does not belong (another header, another scheme, the query), also URL-encoded. */
+const STRAY_KEY = /agk(?:_|%5F)[A-Za-z0-9_-]{20,}/i;
+
+/**
+ * Where the request carries an agent key other than the two places the gateway reads one: there it would travel to the
+ * upstream (as the upstream's business) and the caller would pass for anonymous. Most requests have no 'agk' at all,
+ * so this is one substring search per header.
+ */
+function strayKey(req: IncomingMessage): string | undefined {
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const value = raw[i + 1]!;
+    if (!value.includes('agk') && !value.includes('AGK')) continue;
+    const name = raw[i]!.toLowerCase();
+    if (name === AGENT_KEY_HEADER || (name === 'authorization' && /^bearer\s+agk_/i.test(value))) continue;
+    if (STRAY_KEY.test(value)) return `the ${raw[i]!.slice(0, 64)} header`;
+  }
+  const url = req.url ?? '';
+  if (/agk/i.test(url) && STRAY_KEY.test(url)) return 'the URL';
+  return undefined;
 }
 
 /** Bounded: when full it starts afresh, which costs one small object per agent. */

@@ -13,6 +13,7 @@ import {
   type JWTVerifyOptions,
 } from 'jose';
 import type { Logger } from 'pino';
+import { AGENT_ID_PATTERN } from './schema.ts';
 
 export interface JwtSettings {
   /** https URL of the IdP's JWKS (plain http only to a loopback host); exactly one of jwksUrl and jwksFile */
@@ -59,6 +60,9 @@ export interface JwksLimits {
 }
 
 const DEFAULT_LIMITS: Required<JwksLimits> = { fetchTimeoutMs: 5000, cooldownMs: 30_000, maxJwksBytes: 256 * 1024, maxAgeMs: 10 * 60_000 };
+
+const AGENT_ID = new RegExp(AGENT_ID_PATTERN);
+const MAX_TOKEN_LIFETIME_SECONDS = 366 * 24 * 3600;
 
 /** Longer tokens are refused unread: real ones are a few KiB, and a long one only costs parsing. */
 const MAX_TOKEN_LENGTH = 16 * 1024;
@@ -160,6 +164,14 @@ export class JwtVerifier {
     const agentId = payload[agentClaim];
     if (typeof agentId !== 'string' || agentId === '') {
       return refused('bad_claims', `The token's '${agentClaim}' claim, which names the agent, is missing, empty or not a string.`);
+    }
+    // The agent's name goes into every log line and store key: the same alphabet and length as an agents file's ids.
+    if (!AGENT_ID.test(agentId)) {
+      return refused('bad_claims', `The token's '${agentClaim}' claim is not a usable agent name (letters, digits and . _ : @ -, at most 128 characters).`);
+    }
+    // A lifetime past any a real identity provider issues is a token meant to never expire.
+    if (typeof payload.exp === 'number' && payload.exp - Date.now() / 1000 > MAX_TOKEN_LIFETIME_SECONDS) {
+      return refused('bad_claims', "The token's 'exp' claim lies more than a year ahead; tokens must expire.");
     }
     const scopes = scopesFrom(payload[scopesClaim]);
     if (scopes === undefined) {

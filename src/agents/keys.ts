@@ -7,6 +7,9 @@ export const KEY_PREFIX = 'agk_';
 const KEY_RANDOM_BYTES = 32;
 /** A key as issued: the prefix and 43 base64url characters. Nothing else is ever looked up. */
 const KEY_PATTERN = /^agk_[A-Za-z0-9_-]{43}$/;
+/** A key anywhere in a text, also URL-encoded (agk%5F...): for redacting and refusing keys where they do not belong. */
+export const KEY_IN_TEXT_PATTERN = 'agk(?:_|%5[Ff])[A-Za-z0-9_-]{8,}';
+
 /** How agents.yaml names a key: its SHA-256, hex. */
 export const KEY_HASH_PATTERN = '^sha256:[0-9a-f]{64}$';
 

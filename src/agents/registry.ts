@@ -15,24 +15,26 @@ export interface VerifiedAgent {
 }
 
 /**
- * An agent's budget overrides: capacity by named rate-limit policy. The consumer id is `agent:<id>`, which no hashed
- * identity (base64url, no colon) can equal, so an agent and a self-asserted caller never share state.
+ * What budgets, records and logs know an agent as, with its budget overrides (capacity by named rate-limit policy).
+ * A key's agent is `agent:<id>`, a token's `jwt:<subject>`: a token whose subject happens to equal an agents-file id is
+ * not that agent (whoever the identity provider names so would otherwise spend its budget and replay its answers). No
+ * hashed identity (base64url, no colon) can equal either, so an agent and a self-asserted caller never share state.
  */
 export function agentConsumer(id: string, via: VerifiedAgent['via'], limits: ReadonlyMap<string, number> | undefined): Consumer {
-  return { id: `agent:${id}`, source: via, ...(limits && limits.size > 0 ? { limits } : {}) };
+  return { id: `${via === 'jwt' ? 'jwt' : 'agent'}:${id}`, source: via, ...(limits && limits.size > 0 ? { limits } : {}) };
 }
 
 export class AgentRegistry {
   /** By `sha256:<hex>` of each key. */
   private readonly byKeyHash = new Map<string, VerifiedAgent>();
-  /** Budget overrides by agent id: what a JWT's agent claim finds them under. */
-  private readonly limitsById = new Map<string, ReadonlyMap<string, number>>();
+  /** Budget overrides of token agents, by the subject an entry names with `token_subject`. */
+  private readonly limitsBySubject = new Map<string, ReadonlyMap<string, number>>();
   readonly size: number;
 
   constructor(entries: readonly AgentEntry[]) {
     for (const entry of entries) {
       const limits = limitsOf(entry);
-      if (limits) this.limitsById.set(entry.id, limits);
+      if (limits && entry.token_subject !== undefined) this.limitsBySubject.set(entry.token_subject, limits);
       const agent: VerifiedAgent = {
         id: entry.id,
         scopes: new Set(entry.scopes),
@@ -50,9 +52,9 @@ export class AgentRegistry {
     return this.byKeyHash.get(hash);
   }
 
-  /** Budget overrides for an agent a JWT names (it need not be listed: then it has the policies' own figures). */
-  limitsFor(id: string): ReadonlyMap<string, number> | undefined {
-    return this.limitsById.get(id);
+  /** Budget overrides for the agent a token names (an entry with that token_subject; none: the policies' own figures). */
+  limitsForSubject(subject: string): ReadonlyMap<string, number> | undefined {
+    return this.limitsBySubject.get(subject);
   }
 }
 

@@ -1,7 +1,9 @@
 // The configuration of agent authentication (consumers.authenticate) and the agents file it names, with their checks.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Duration, NAME_PATTERN, isRecord, quote, type CheckProblem, type ConfigCheck } from '../config/schema-helpers.ts';
-import { KEY_HASH_PATTERN } from './keys.ts';
+import { KEY_HASH_PATTERN, KEY_IN_TEXT_PATTERN } from './keys.ts';
 import { isDuration, parseDuration } from '../config/units.ts';
 import { SCOPE_PATTERN } from '../policies/scopes/schema.ts';
 
@@ -74,6 +76,12 @@ const AgentSchema = Type.Object(
   {
     id: Type.String({ pattern: AGENT_ID_PATTERN, description: "the agent's id: what logs, budgets and idempotency records name it by" }),
     description: Type.Optional(Type.String({ maxLength: 512, description: 'for the people reading this file' })),
+    token_subject: Type.Optional(
+      Type.String({
+        pattern: AGENT_ID_PATTERN,
+        description: "the agent a token names by this subject (consumers.authenticate.jwt): this entry's rate_limits are its own",
+      }),
+    ),
     keys: Type.Array(Type.String({ pattern: KEY_HASH_PATTERN, description: 'sha256:<hex> of a key, as `agentgate keys new` prints it' }), {
       default: [],
       description: 'the SHA-256 of its keys; several make rotation seamless',
@@ -99,7 +107,7 @@ export type AgentsFile = Static<typeof AgentsFileSchema>;
 export type AgentEntry = AgentsFile['agents'][number];
 
 /** consumers.authenticate: a JWT source is either a URL or a file, and a URL is https unless it is on this machine. */
-export const authenticateCheck: ConfigCheck = (config) => {
+export const authenticateCheck: ConfigCheck = (config, context) => {
   const problems: CheckProblem[] = [];
   const consumers = isRecord(config.consumers) ? config.consumers : {};
   const authenticate = isRecord(consumers.authenticate) ? consumers.authenticate : undefined;
@@ -107,6 +115,18 @@ export const authenticateCheck: ConfigCheck = (config) => {
   if (jwt) {
     const at = ['consumers', 'authenticate', 'jwt'];
     if ((jwt.jwks_url === undefined) === (jwt.jwks_file === undefined)) problems.push({ keyPath: at, message: 'needs exactly one of jwks_url and jwks_file' });
+    // A floor and a ceiling the schema's duration format cannot say: unknown kids must not make every request a fetch,
+    // and a skew of days would accept long-expired tokens.
+    if (typeof jwt.jwks_min_refresh === 'string' && isDuration(jwt.jwks_min_refresh) && parseDuration(jwt.jwks_min_refresh) < 1000) {
+      problems.push({ keyPath: [...at, 'jwks_min_refresh'], message: 'must be at least 1s: below it, tokens naming unknown keys could make the gateway fetch the JWKS on every request' });
+    }
+    if (typeof jwt.clock_skew === 'string' && isDuration(jwt.clock_skew) && parseDuration(jwt.clock_skew) > 5 * 60_000) {
+      problems.push({ keyPath: [...at, 'clock_skew'], message: 'must be at most 5m: a larger skew accepts tokens long after they expired' });
+    }
+    if (typeof jwt.jwks_file === 'string') {
+      const problem = jwksFileProblem(path.resolve(context.configDir, jwt.jwks_file));
+      if (problem) problems.push({ keyPath: [...at, 'jwks_file'], message: problem });
+    }
     if (typeof jwt.jwks_url === 'string') {
       const problem = jwksUrlProblem(jwt.jwks_url);
       if (problem) problems.push({ keyPath: [...at, 'jwks_url'], message: problem });
@@ -114,6 +134,18 @@ export const authenticateCheck: ConfigCheck = (config) => {
   }
   return problems;
 };
+
+/** Read at start and on reload: a file that cannot serve as a key set is a config problem, not a crash. Its contents are never quoted. */
+function jwksFileProblem(file: string): string | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ? `cannot read ${file} (${(err as NodeJS.ErrnoException).code})` : `${file} is not JSON`;
+  }
+  if (!isRecord(parsed) || !Array.isArray(parsed.keys)) return `${file} is not a JWKS: it needs a "keys" array`;
+  return undefined;
+}
 
 function jwksUrlProblem(text: string): string | undefined {
   let url: URL;
@@ -133,14 +165,25 @@ export interface AgentsCheckContext {
   readonly policies: ReadonlyMap<string, { scope: string; per: string }>;
 }
 
+const KEY_SHAPE = new RegExp(KEY_IN_TEXT_PATTERN);
+
 /** The agents file's rules across entries: unique ids, each key hash belonging to one agent, overrides of known per-consumer policies. */
 export function agentsFileProblems(file: Record<string, unknown>, context: AgentsCheckContext): CheckProblem[] {
   const problems: CheckProblem[] = [];
   const ids = new Map<string, number>();
+  const subjects = new Map<string, number>();
   const hashes = new Map<string, string>();
   (Array.isArray(file.agents) ? file.agents : []).forEach((agent: unknown, i) => {
     if (!isRecord(agent)) return;
-    if (typeof agent.id === 'string') {
+    if (typeof agent.token_subject === 'string') {
+      const first = subjects.get(agent.token_subject);
+      if (first !== undefined) problems.push({ keyPath: ['agents', i, 'token_subject'], message: `token subject ${quote(agent.token_subject)} is already agents[${first}]'s` });
+      else subjects.set(agent.token_subject, i);
+    }
+    if (typeof agent.id === 'string' && KEY_SHAPE.test(agent.id)) {
+      // It would be written into every log line as the agent's name.
+      problems.push({ keyPath: ['agents', i, 'id'], message: 'this id is an agent key: put the key with its agent (keys, as its sha256 hash), never in the file' });
+    } else if (typeof agent.id === 'string') {
       const first = ids.get(agent.id);
       if (first !== undefined) problems.push({ keyPath: ['agents', i, 'id'], message: `duplicate agent id ${quote(agent.id)} (first used by agents[${first}])` });
       else ids.set(agent.id, i);

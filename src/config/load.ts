@@ -8,6 +8,7 @@ import { ConfigSchema, type Config } from './schema.ts';
 import { isDuration, isSize, parseListenAddress } from './units.ts';
 import { CONFIG_CHECKS } from './checks.ts';
 import { closest, quote, type CheckProblem, type KeyPath, type ResponseSchemas } from './schema-helpers.ts';
+import { KEY_IN_TEXT_PATTERN } from '../agents/keys.ts';
 import { agentsFileProblems, AgentsFileSchema, type AgentEntry, type AgentsCheckContext, type AgentsFile } from '../agents/schema.ts';
 
 export { headerValueProblem } from './checks.ts';
@@ -170,7 +171,13 @@ function parseChecked<T>(text: string, file: string, env: NodeJS.ProcessEnv, rul
   // problem leaves through fail(), which scrubs each inserted value (in every form a message could carry) to ${NAME}.
   const { problems: envProblems, redaction } = substituteEnv(doc, env, at);
   const fail = (problems: ConfigProblem[]): never => {
-    throw new ConfigError(problems.map((p) => ({ ...p, message: redaction.scrub(p.message, p.keyPath).replace(AGENT_KEY_IN_TEXT, REDACTED_AGENT_KEY) })));
+    throw new ConfigError(
+      problems.map((p) => ({
+        ...p,
+        keyPath: p.keyPath.replace(AGENT_KEY_IN_TEXT, REDACTED_AGENT_KEY),
+        message: redaction.scrub(p.message, p.keyPath).replace(AGENT_KEY_IN_TEXT, REDACTED_AGENT_KEY),
+      })),
+    );
   };
   if (envProblems.length > 0) fail(envProblems);
 
@@ -197,7 +204,7 @@ function parseChecked<T>(text: string, file: string, env: NodeJS.ProcessEnv, rul
 }
 
 /** An agent key pasted where its hash belongs (or anywhere else) is a secret: never quoted back in a problem. */
-const AGENT_KEY_IN_TEXT = /agk_[A-Za-z0-9_-]+/g;
+const AGENT_KEY_IN_TEXT = new RegExp(KEY_IN_TEXT_PATTERN, 'g');
 const REDACTED_AGENT_KEY = 'agk_<redacted: a key, not its hash; see agentgate keys new>';
 
 /** An agents file as loaded: its agents, checked against the gateway config in force, and the digest of its bytes. */

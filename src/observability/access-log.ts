@@ -68,7 +68,7 @@ export class AccessLog {
     const first = this.pending.length === 0;
     this.pending +=
       `{"level":"info","time":"${this.isoTime()}"${this.bound},"request_id":"${e.request_id}","trace_id":"${e.trace_id}","route":${JSON.stringify(e.route)}` +
-        (e.consumer === undefined ? '' : `,"consumer":"${e.consumer}"`) +
+        (e.consumer === undefined ? '' : `,"consumer":${JSON.stringify(e.consumer)}`) +
         (e.method === undefined ? '' : `,"method":${JSON.stringify(e.method)}`) +
         `,"path":${JSON.stringify(e.path)},"status":${e.status}` +
         (e.upstream_status === undefined ? '' : `,"upstream_status":${e.upstream_status}`) +
