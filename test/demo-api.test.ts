@@ -186,6 +186,18 @@ test('GET /profile with a revoked token: a 401 on every call, without moving the
   assert.deepEqual(statuses, [200, 200, 401]);
 });
 
+test("GET /profile with Basic credentials of the user 'revoked' (what an agent sends beside X-Agent-Key): a 401 on every call", async () => {
+  const basic = (user: string) => ({ authorization: `Basic ${Buffer.from(`${user}:secret`).toString('base64')}` });
+  for (let i = 0; i < 4; i++) {
+    const res = await fetch(`${api.url}/profile`, { headers: basic('revoked') });
+    assert.equal(res.status, 401);
+    assert.deepEqual(await res.json(), { error: 'token_revoked', error_description: 'This token was revoked.' });
+  }
+  const other = await fetch(`${api.url}/profile`, { headers: basic('demo') });
+  assert.equal(other.status, 200, 'another user is not revoked');
+  assert.deepEqual(await other.json(), { user: 'demo' });
+});
+
 test('GET /status hides an error in a 200', async () => {
   const res = await fetch(`${api.url}/status`);
   assert.equal(res.status, 200);

@@ -1,5 +1,6 @@
-// What a newcomer meets first, from the outside: `npm start`'s entry (dist/demo/start.js) when a port is taken and the
-// first command its banner suggests, and what the log says when a refused config edit is reverted.
+// What a newcomer meets first, from the outside: `npm start`'s entry (dist/demo/start.js) when a port is taken, the
+// first command its banner suggests and the demo keys it prints, the walk-through's agent steps (docs/getting-started.md)
+// run as written, and what the log says when a refused config edit is reverted.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -32,13 +33,15 @@ async function freePort(): Promise<number> {
 }
 
 /**
- * config/gateway.yaml with its three ports replaced, in a temporary folder with the schemas it refers to, so the demo
- * runs beside other tests (and a developer's own `npm start`) without colliding on 3000, 8080 or 9090.
+ * config/gateway.yaml with its three ports replaced, in a temporary folder with the schemas and the agents file it
+ * refers to, so the demo runs beside other tests (and a developer's own `npm start`) without colliding on 3000, 8080 or
+ * 9090, and edits of its agents file change nothing in config/.
  */
 async function demoConfig(t: TestContext, ports: { legacy: number; proxy: number; admin: number }): Promise<string> {
   const tmp = await tempDir('agentgate-demo');
   t.after(() => tmp.remove());
   await cp(path.join(REPO, 'config/schemas'), path.join(tmp.dir, 'schemas'), { recursive: true });
+  await cp(path.join(REPO, 'config/agents.yaml'), path.join(tmp.dir, 'agents.yaml'));
   const original = await readFile(DEMO_CONFIG, 'utf8');
   const replaced = original
     .replaceAll('http://127.0.0.1:3000', `http://127.0.0.1:${ports.legacy}`)
@@ -118,6 +121,9 @@ test("the start banner's first suggested command succeeds on a fresh demo, and i
   const url = /\bhttp:\/\/\S+/.exec(command)![0];
   const proxyUrl = /^agentgate:\s+(http:\/\/\S+)/m.exec(banner)?.[1];
   assert.ok(proxyUrl && url.startsWith(`${proxyUrl}/`), `the command goes to agentgate (${proxyUrl}): ${command}`);
+  // The demo lets no one in without a key: the command sends one of the keys the banner prints.
+  const headers = Object.fromEntries([...command.matchAll(/-H '([^':]+):\s*([^']*)'/g)].map((m) => [m[1]!, m[2]!]));
+  assert.match(headers.Authorization ?? '', /^Bearer agk_/, `the command sends an agent key: ${command}`);
 
   // The command as printed, when curl is at hand; the same request through fetch either way.
   const curl = await promisify(execFile)('sh', ['-c', command], { timeout: 10_000 }).then(
@@ -129,7 +135,7 @@ test("the start banner's first suggested command succeeds on a fresh demo, and i
     assert.equal(curl.exit, 0, `the printed command failed (${String(curl.exit)}):\n${curl.stdout}`);
     assert.match(curl.stdout, /^HTTP\/1\.1 200 /, `the printed command answers 200:\n${curl.stdout}`);
   }
-  const res = await fetch(url);
+  const res = await fetch(url, { headers });
   const body = await res.text();
   assert.equal(res.status, 200, `${url}: ${body}`);
   // What the banner says the answer shows.
@@ -144,6 +150,138 @@ test("the start banner's first suggested command succeeds on a fresh demo, and i
   for (const p of adminPaths) assert.equal((await fetch(`${adminLine[1]}${p}`)).status, 200, `admin ${p}`);
   const legacyUrl = /^Demo legacy API:\s+(http:\/\/\S+)/m.exec(banner)?.[1];
   assert.equal((await fetch(`${legacyUrl}/orders`)).status, 200, 'the demo legacy API answers where the banner says');
+
+  // The agent keys it prints are the demo's (marked as demo keys), each the key of the agent it names, with its scopes.
+  assert.match(banner, /DEMO KEYS, public/);
+  const keys = [...banner.matchAll(/^(?:Agent keys:)?\s+([\w.@:-]+)\s+(agk_[A-Za-z0-9_-]{43})\s+(.*?)\s*$/gm)].map((m) => ({ agent: m[1]!, key: m[2]!, scopes: m[3]!.split(' ') }));
+  assert.deepEqual(keys.map((k) => k.agent), ['demo-agent', 'reporter', 'batch-agent'], banner);
+  for (const { agent, key, scopes } of keys) {
+    const whoami = await fetch(`${proxyUrl}/_agentgate/whoami`, { headers: { authorization: `Bearer ${key}` } });
+    assert.deepEqual(await whoami.json(), { authenticated: true, agent, scopes, authenticated_with: 'api_key', expires_at: null, consumer: `agent:${agent}` });
+  }
+  const anonymous = await fetch(url);
+  assert.equal(anonymous.status, 401, 'without a key the same request is refused');
+  await anonymous.body?.cancel();
+});
+
+/** The first ```sh block after a heading of docs/getting-started.md. */
+function walkThroughBlock(doc: string, heading: string): string {
+  const at = doc.indexOf(`\n## ${heading}\n`);
+  assert.ok(at >= 0, `docs/getting-started.md has the section '${heading}'`);
+  const block = /```sh\n([\s\S]*?)```/.exec(doc.slice(at));
+  assert.ok(block, `a sh block under '${heading}'`);
+  return block[1]!;
+}
+
+/** A block's commands (continuation lines joined), each with its trailing comment: the output the docs say it gives. */
+function commandsOf(block: string): { command: string; comment: string }[] {
+  const out: { command: string; comment: string }[] = [];
+  let pending = '';
+  for (const line of block.split('\n')) {
+    const text = pending + line;
+    if (text.trim() === '' || text.trimStart().startsWith('#')) continue;
+    const { command, comment } = splitComment(text);
+    if (command.endsWith('\\')) {
+      pending = `${command.slice(0, -1)}`;
+      continue;
+    }
+    pending = '';
+    out.push({ command: command.trim(), comment });
+  }
+  return out;
+}
+
+/** A shell line's code and its comment: the first # outside quotes that follows a blank. */
+function splitComment(line: string): { command: string; comment: string } {
+  let quote = '';
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quote) {
+      if (c === quote) quote = '';
+    } else if (c === "'" || c === '"') quote = c;
+    else if (c === '#' && i > 0 && /\s/.test(line[i - 1]!)) return { command: line.slice(0, i).trimEnd(), comment: line.slice(i + 1).trim() };
+  }
+  return { command: line.trimEnd(), comment: '' };
+}
+
+/** What a comment promises: a JSON value at its start (object, array or number), or an HTTP status line. */
+function expectation(comment: string): { json: unknown } | { status: string } | undefined {
+  const status = /^HTTP\/1\.1 \d{3}/.exec(comment);
+  if (status) return { status: status[0] };
+  const number = /^-?\d+(?=$|[\s:,])/.exec(comment);
+  if (number) return { json: Number(number[0]) };
+  if (!comment.startsWith('{') && !comment.startsWith('[')) return undefined;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < comment.length; i++) {
+    const c = comment[i]!;
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{' || c === '[') depth++;
+    else if ((c === '}' || c === ']') && --depth === 0) return { json: JSON.parse(comment.slice(0, i + 1)) };
+  }
+  return undefined;
+}
+
+test("the walk-through's agent steps, run as written against the demo: keys, refusals, whoami, a rotation without a restart", async (t) => {
+  const configFile = await demoConfig(t, { legacy: await freePort(), proxy: 0, admin: 0 });
+  const demo = runDemo(t, configFile);
+  await until(async () => /^Try: .*\n.*\n/m.test(demo.stderr()), 15_000, () => `no banner; stderr:\n${demo.stderr()}`);
+  const address = (label: string) => new RegExp(`^${label}:?\\s+http://(127\\.0\\.0\\.1:\\d+)`, 'm').exec(demo.stderr())![1]!;
+  const [proxy, admin, legacy] = [address('agentgate'), address('admin'), address('Demo legacy API')];
+  const dir = path.dirname(configFile);
+  const agentsFile = path.join(dir, 'agents.yaml');
+  const original = await readFile(agentsFile, 'utf8');
+
+  const doc = await readFile(path.join(REPO, 'docs/getting-started.md'), 'utf8');
+  const commands = ['Agents and their keys', 'Rotating a key without a restart'].flatMap((h) => commandsOf(walkThroughBlock(doc, h)));
+  // The demo's ports, agents file and backup here instead of 8080, 9090, 3000 and config/: nothing else is changed.
+  const local = (command: string) =>
+    command
+      .replaceAll('localhost:8080', proxy)
+      .replaceAll('localhost:9090', admin)
+      .replaceAll('localhost:3000', legacy)
+      .replaceAll('config/agents.yaml', agentsFile)
+      .replaceAll('/tmp/agents.yaml.demo', path.join(dir, 'agents.yaml.demo'));
+  for (const { command } of commands) {
+    const unmapped = command.replace(/localhost:(?:8080|9090|3000)|config\/agents\.yaml|\/tmp\/agents\.yaml\.demo/g, '');
+    assert.doesNotMatch(unmapped, /localhost:|config\/|\/tmp\//, `a command the test cannot point at its demo: ${command}`);
+  }
+  const script = commands.map(({ command }, i) => `{ ${local(command)}\n}; printf '\\n@@%s %s@@\\n' ${i} "$?"`).join('\n');
+
+  // The script ends with a printf, so it exits 0; each command's own status is in its marker.
+  const run = await promisify(execFile)('sh', ['-c', script], { cwd: REPO, timeout: 60_000, maxBuffer: 1 << 20 });
+  if (/\b(curl|jq)\b.*not found/.test(run.stderr)) {
+    t.skip(`curl or jq is not installed here: ${run.stderr}`);
+    return;
+  }
+  const outputs = run.stdout.split(/\n@@(\d+) (\d+)@@\n/);
+  let checked = 0;
+  commands.forEach(({ command, comment }, i) => {
+    const output = outputs[i * 3]!;
+    assert.equal(outputs[i * 3 + 1], String(i), 'one output per command');
+    assert.equal(outputs[i * 3 + 2], '0', `exit status of: ${command}\n${output}\n${run.stderr}`);
+    const expected = expectation(comment);
+    if (expected === undefined) return;
+    checked++;
+    if ('status' in expected) assert.ok(output.startsWith(expected.status), `${command}\nsays ${expected.status}, gave:\n${output}`);
+    else assert.deepEqual(JSON.parse(output), expected.json, `${command}\n# ${comment}`);
+  });
+  assert.ok(checked >= 12, `the docs state the output of the steps that matter (${checked} checked)`);
+  const reloads = commands.findIndex(({ command }) => command.includes('agentgate_agents_reloads_total'));
+  assert.match(outputs[reloads * 3]!, /^agentgate_agents_reloads_total\{result="success"\} 2$/m, 'the two edits of the rotation were reloads');
+
+  // The last step puts the demo's keys back: the file as it was, and reporter's demo key working again.
+  assert.equal(await readFile(agentsFile, 'utf8'), original);
+  const reporterKey = /^REPORTER_KEY=(agk_\S+)/m.exec(doc)![1]!;
+  const reporterWorks = async () => {
+    const res = await fetch(`http://${proxy}/_agentgate/whoami`, { headers: { authorization: `Bearer ${reporterKey}` } });
+    await res.body?.cancel();
+    return res.status === 200;
+  };
+  await until(reporterWorks, 5000, () => 'the restored file was not reloaded');
 });
 
 test('a refused config edit reverted to the config in force is logged (not counted); the same mistake again is tried again', async (t) => {

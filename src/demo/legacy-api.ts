@@ -286,11 +286,12 @@ const inventory: Handler = ({ res, state }) => {
 };
 
 /**
- * A 401 that is not about the caller's credentials at all: retrying the same token works. A revoked token
- * (`Authorization: Bearer revoked`) is refused on every call, however often it is sent.
+ * A 401 that is not about the caller's credentials at all: retrying the same token works. A revoked credential is
+ * refused on every call, however often it is sent: the token `revoked` (`Authorization: Bearer revoked`) or the user
+ * `revoked` (`Authorization: Basic`, `curl -u revoked:...`; the scheme an agent can send beside its X-Agent-Key).
  */
 const profile: Handler = ({ req, res, state }) => {
-  if (req.headers.authorization === 'Bearer revoked') {
+  if (isRevoked(req.headers.authorization)) {
     sendJson(res, 401, { error: 'token_revoked', error_description: 'This token was revoked.' }, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
     return;
   }
@@ -301,6 +302,13 @@ const profile: Handler = ({ req, res, state }) => {
   }
   sendJson(res, 200, { user: 'demo' });
 };
+
+function isRevoked(authorization: string | undefined): boolean {
+  if (authorization === undefined) return false;
+  if (authorization === 'Bearer revoked') return true;
+  const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authorization);
+  return basic !== null && Buffer.from(basic[1]!, 'base64').toString('utf8').split(':')[0] === 'revoked';
+}
 
 const status: Handler = ({ res }) => {
   sendJson(res, 200, { ok: false, error: 'upstream ledger unavailable' });

@@ -118,6 +118,16 @@ test('compose: the demo API, agentgate as its sidecar, Redis, Prometheus with th
   const configFile = path.join(configDir.source, path.posix.basename(image.cmd![3]!));
   await expectValid(configFile, gw.environment as Record<string, string>);
 
+  // The agents file comes from its own folder, mounted read-only beside the config's, where the config's relative path
+  // points both in the container and in this repository (so the validation above read it).
+  const agentsFile = yamlFile(configFile).consumers.authenticate.api_keys.file as string;
+  const agentsDir = bindMounts(gw).find((m) => m.target === path.posix.dirname(path.posix.resolve(configDir.target, agentsFile)));
+  assert.ok(agentsDir, `a folder is mounted where ${agentsFile} resolves from ${configDir.target}`);
+  assert.notEqual(agentsDir.target, configDir.target, 'the agents file is not part of the config folder');
+  assert.ok(statSync(agentsDir.source).isDirectory(), 'a folder, not a single file: a single-file bind mount never sees an edit');
+  assert.equal(agentsDir.readOnly, true);
+  assert.equal(path.resolve(configDir.source, agentsFile), path.join(agentsDir.source, path.posix.basename(agentsFile)), 'the same relative path on the host');
+
   // Ports: published on loopback only, and the same ones the config listens on and the healthcheck and Prometheus use.
   const gwConfig = yamlFile(configFile);
   const published = (svc: Json) => ((svc.ports ?? []) as string[]).map((p) => p.split(':'));
@@ -158,7 +168,12 @@ test('compose: the demo API, agentgate as its sidecar, Redis, Prometheus with th
 
 // ---------- Kubernetes ----------
 
-const KIND_MODULES: Record<string, string> = { 'v1/ConfigMap': 'v1/ConfigMap', 'v1/Service': 'v1/Service', 'apps/v1/Deployment': 'apps/v1/Deployment' };
+const KIND_MODULES: Record<string, string> = {
+  'v1/ConfigMap': 'v1/ConfigMap',
+  'v1/Secret': 'v1/Secret',
+  'v1/Service': 'v1/Service',
+  'apps/v1/Deployment': 'apps/v1/Deployment',
+};
 
 function k8sDocuments(): { file: string; doc: Json }[] {
   const out: { file: string; doc: Json }[] = [];
@@ -179,7 +194,7 @@ function moduleOf(doc: Json): string {
 
 test('kubernetes: every manifest is valid against the Kubernetes OpenAPI schema (kubernetes-models)', async () => {
   const docs = k8sDocuments();
-  assert.deepEqual(docs.map((d) => d.doc.kind).sort(), ['ConfigMap', 'Deployment', 'Service']);
+  assert.deepEqual(docs.map((d) => d.doc.kind).sort(), ['ConfigMap', 'Deployment', 'Secret', 'Service']);
   for (const { file, doc } of docs) {
     const Model = (await import(moduleOf(doc)))[doc.kind] as new (data: Json) => { validate(): void };
     assert.doesNotThrow(() => new Model(doc).validate(), `${file}: ${doc.kind}`);
@@ -246,9 +261,10 @@ test('kubernetes: the kustomization applies exactly the manifests here, with the
   for (const entry of kustomization.images as Json[]) assert.ok(images.has(entry.name), `images: ${entry.name} is used by the Deployment`);
 });
 
-test('kubernetes: the sidecar pod is locked down, probed on the admin port, fed by the ConfigMap folder, and reached only through the Service', async () => {
+test('kubernetes: the sidecar pod is locked down, probed on the admin port, fed by the ConfigMap and Secret folders, and reached only through the Service', async () => {
   const deployment = yamlFile(path.join(K8S, 'deployment.yaml'));
   const configMap = yamlFile(path.join(K8S, 'configmap.yaml'));
+  const secret = yamlFile(path.join(K8S, 'secret.yaml'));
   const service = yamlFile(path.join(K8S, 'service.yaml'));
   const pod = deployment.spec.template.spec as Json;
   const containers = pod.containers as Json[];
@@ -268,15 +284,9 @@ test('kubernetes: the sidecar pod is locked down, probed on the admin port, fed 
     for (const kind of ['requests', 'limits']) for (const r of ['cpu', 'memory']) assert.ok(c.resources?.[kind]?.[r], `${c.name}: resources.${kind}.${r}`);
   }
 
-  // The gateway's config, as the pod mounts it: the ConfigMap's folder at the path the image's CMD reads.
+  // The gateway's config, as the pod mounts it: the ConfigMap's folder at the path the image's CMD reads, and the
+  // agents file the config names from the Secret's folder, each laid out at its mount path and validated together.
   const data = configMap.data as Record<string, string>;
-  const dir = await tempDir('agentgate-configmap');
-  try {
-    for (const [key, value] of Object.entries(data)) await writeFile(path.join(dir.dir, key), value);
-    await expectValid(path.join(dir.dir, 'gateway.yaml'));
-  } finally {
-    await dir.remove();
-  }
   const gwConfig = parseYaml(data['gateway.yaml']!) as Json;
   const mount = (gw.volumeMounts as Json[]).find((m) => m.mountPath === path.posix.dirname(image.cmd![3]!));
   assert.ok(mount, 'the ConfigMap is mounted at /etc/agentgate');
@@ -284,6 +294,25 @@ test('kubernetes: the sidecar pod is locked down, probed on the admin port, fed 
   assert.equal(mount.readOnly, true);
   const volume = (pod.volumes as Json[]).find((v) => v.name === mount.name);
   assert.equal(volume?.configMap?.name, configMap.metadata.name);
+  const agentsPath = path.posix.resolve(mount.mountPath, gwConfig.consumers.authenticate.api_keys.file);
+  const agentsMount = (gw.volumeMounts as Json[]).find((m) => m.mountPath === path.posix.dirname(agentsPath));
+  assert.ok(agentsMount, `a volume is mounted where the config's agents file resolves (${agentsPath})`);
+  assert.equal(agentsMount.subPath, undefined, 'subPath mounts never receive Secret updates');
+  assert.equal(agentsMount.readOnly, true);
+  assert.ok(!agentsMount.mountPath.startsWith(`${mount.mountPath}/`), 'beside the ConfigMap folder, not inside it');
+  assert.equal((pod.volumes as Json[]).find((v) => v.name === agentsMount.name)?.secret?.secretName, secret.metadata.name, 'from the Secret');
+  const secretData = secret.stringData as Record<string, string>;
+  assert.ok(secretData[path.posix.basename(agentsPath)], `the Secret holds ${path.posix.basename(agentsPath)}`);
+  const root = await tempDir('agentgate-pod-files');
+  try {
+    for (const [where, files] of [[mount.mountPath, data], [agentsMount.mountPath, secretData]] as const) {
+      await mkdir(path.join(root.dir, where), { recursive: true });
+      for (const [key, value] of Object.entries(files)) await writeFile(path.join(root.dir, where, key), value);
+    }
+    await expectValid(path.join(root.dir, image.cmd![3]!));
+  } finally {
+    await root.remove();
+  }
   const tmp = (gw.volumeMounts as Json[]).find((m) => m.mountPath === '/tmp');
   assert.ok(tmp && (pod.volumes as Json[]).find((v) => v.name === tmp.name)?.emptyDir, 'a writable /tmp beside the read-only root');
 
@@ -323,6 +352,8 @@ function comparable(config: Json): Json {
   delete copy.store;
   for (const u of Object.values(copy.upstreams as Record<string, Json>)) delete u.url;
   for (const r of copy.routes as Json[]) if (r.silent_failure?.response_schema) r.silent_failure.response_schema = path.basename(r.silent_failure.response_schema);
+  const keys = copy.consumers?.authenticate?.api_keys;
+  if (keys?.file) keys.file = path.basename(keys.file);
   return copy;
 }
 
@@ -340,4 +371,9 @@ test('deploy configs: each passes `agentgate validate`, and the compose and Kube
   const k8sData = yamlFile(path.join(K8S, 'configmap.yaml')).data as Record<string, string>;
   assert.deepEqual(comparable(parseYaml(k8sData['gateway.yaml']!) as Json), comparable(reference));
   assert.equal(k8sData['order-list.schema.json'], schema);
+
+  // The same demo agents everywhere, so the walk-through's keys work against compose and the pod too.
+  const agents = yamlFile(path.join(REPO, 'config/agents.yaml'));
+  assert.deepEqual(yamlFile(path.join(DEPLOY, 'compose/agentgate-agents/agents.yaml')), agents);
+  assert.deepEqual(parseYaml(yamlFile(path.join(K8S, 'secret.yaml')).stringData['agents.yaml']), agents);
 });

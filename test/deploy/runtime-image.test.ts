@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
-import { chmod } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { tempDir } from '../helpers/gateway.ts';
@@ -11,6 +11,12 @@ import { REPO } from './helpers/dockerfile.ts';
 import { replayBuild, type BuiltImage } from './helpers/image.ts';
 import { assertCanSandbox, configMapVolume, startContainer, startPod, type Container, type ContainerSpec, type Pod } from './helpers/sandbox.ts';
 import { until } from '../helpers/wait.ts';
+import { keyHash } from '../../src/agents/keys.ts';
+
+/** demo-agent's demo key (config/agents.yaml, docs/getting-started.md): public, like every demo key. */
+const DEMO_KEY = 'agk_AC_xiepRgy8OlsB9gySxPiBOyFSjxjh4U8xPGrI1Qug';
+/** batch-agent's. */
+const BATCH_KEY = 'agk_SUTWuaP_AIuGxqn0zgCIjkADBfH9ITgXJYFrlwXTQME';
 
 let image: BuiltImage;
 let work: { dir: string; remove: () => Promise<void> };
@@ -165,18 +171,23 @@ interface K8sContainer {
 interface K8sPodSpec {
   securityContext?: { runAsUser?: number; runAsGroup?: number };
   containers: K8sContainer[];
-  volumes?: { name: string; configMap?: { name: string }; emptyDir?: object }[];
+  volumes?: { name: string; configMap?: { name: string }; secret?: { secretName: string }; emptyDir?: object }[];
 }
 
-test('the Kubernetes pod as deploy/kubernetes describes it: both containers run, probes pass, a ConfigMap edit reloads without a restart', async (t) => {
+test('the Kubernetes pod as deploy/kubernetes describes it: both containers run, probes pass, ConfigMap and Secret edits reload without a restart', async (t) => {
   const deployment = parseYaml(readFileSync(path.join(REPO, 'deploy/kubernetes/deployment.yaml'), 'utf8')) as { spec: { template: { spec: K8sPodSpec } } };
   const configMap = parseYaml(readFileSync(path.join(REPO, 'deploy/kubernetes/configmap.yaml'), 'utf8')) as { metadata: { name: string }; data: Record<string, string> };
+  const secret = parseYaml(readFileSync(path.join(REPO, 'deploy/kubernetes/secret.yaml'), 'utf8')) as { metadata: { name: string }; stringData: Record<string, string> };
   const podSpec = deployment.spec.template.spec;
   const config = image.dockerfile.config;
+  for (const key of [DEMO_KEY, BATCH_KEY]) assert.ok(secret.stringData['agents.yaml']!.includes(keyHash(key)), 'the Secret lists the demo keys this test sends');
 
   const pod = await startPod([8080, 9090, 3000]);
   t.after(() => pod.close());
   const volume = await configMapVolume(work.dir, configMap.data);
+  // A Secret volume is laid out and updated exactly like a ConfigMap's (the kubelet's atomic writer, ..data).
+  await mkdir(path.join(work.dir, 'secret'), { mode: 0o755 });
+  const secretVolume = await configMapVolume(path.join(work.dir, 'secret'), secret.stringData);
 
   const started: Record<string, Container> = {};
   for (const c of podSpec.containers) {
@@ -192,8 +203,11 @@ test('the Kubernetes pod as deploy/kubernetes describes it: both containers run,
       if (v.configMap) {
         assert.equal(v.configMap.name, configMap.metadata.name);
         volumes.push({ source: volume.dir, target: m.mountPath, readOnly: m.readOnly ?? false });
+      } else if (v.secret) {
+        assert.equal(v.secret.secretName, secret.metadata.name);
+        volumes.push({ source: secretVolume.dir, target: m.mountPath, readOnly: m.readOnly ?? false });
       } else if (v.emptyDir) tmpfs.push(m.mountPath);
-      else assert.fail(`${c.name}: volume ${m.name} is neither a ConfigMap nor an emptyDir`);
+      else assert.fail(`${c.name}: volume ${m.name} is neither a ConfigMap, a Secret nor an emptyDir`);
     }
     // Kubernetes: command replaces the image's ENTRYPOINT, args its CMD.
     const command = c.command ? [...c.command, ...(c.args ?? [])] : [...(config.entrypoint ?? []), ...(c.args ?? config.cmd ?? [])];
@@ -232,7 +246,7 @@ test('the Kubernetes pod as deploy/kubernetes describes it: both containers run,
 
   // The demo's protections work through the ConfigMap's config: a retried POST runs once.
   const post = () =>
-    pod.http(8080, '/orders', { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': 'k8s-1', 'x-agent-id': 'agent-1' }, body: '{"item":"widget"}' });
+    pod.http(8080, '/orders', { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': 'k8s-1', authorization: `Bearer ${DEMO_KEY}` }, body: '{"item":"widget"}' });
   const first = await post();
   assert.equal(first.status, 201, first.body);
   const retry = await post();
@@ -243,7 +257,7 @@ test('the Kubernetes pod as deploy/kubernetes describes it: both containers run,
   assert.equal(stats.executions['POST /orders'], 1);
 
   // kubectl apply of an edited ConfigMap: the kubelet swaps ..data; the gateway reloads without a restart.
-  const limitNow = async () => (await pod.http(8080, '/orders/ord_1', { headers: { 'x-agent-id': 'agent-2' } })).headers['x-ratelimit-limit'];
+  const limitNow = async () => (await pod.http(8080, '/orders/ord_1', { headers: { authorization: `Bearer ${DEMO_KEY}` } })).headers['x-ratelimit-limit'];
   assert.equal(await limitNow(), '100');
   const edited = configMap.data['gateway.yaml']!.replace('agents: {capacity: 100, per: 1m}', 'agents: {capacity: 50, per: 1m}');
   assert.notEqual(edited, configMap.data['gateway.yaml'], 'the test must change the config');
@@ -258,6 +272,19 @@ test('the Kubernetes pod as deploy/kubernetes describes it: both containers run,
   assert.match(JSON.stringify(failure.problems), /unknown upstream 'ordrs'/);
   assert.equal(metric((await pod.http(9090, '/metrics')).body, 'agentgate_config_reloads_total{result="error"}'), 1);
   assert.equal(await limitNow(), '50');
+  assert.equal(gw.stdout.parsed.filter((l) => l.msg === 'agentgate listening').length, 1, 'the gateway never restarted');
+
+  // The Secret's agents file: without a key, 401; a key removed from it (kubectl apply, the kubelet's ..data swap)
+  // stops working without a restart, while the others go on.
+  assert.equal((await pod.http(8080, '/orders/ord_1')).status, 401, 'no key, no entry');
+  const whoami = async (key: string) => (await pod.http(8080, '/_agentgate/whoami', { headers: { authorization: `Bearer ${key}` } })).status;
+  assert.equal(await whoami(BATCH_KEY), 200);
+  const revoked = secret.stringData['agents.yaml']!.replace(`'${keyHash(BATCH_KEY)}'`, '');
+  assert.notEqual(revoked, secret.stringData['agents.yaml'], 'the test must remove the key');
+  await secretVolume.update({ ...secret.stringData, 'agents.yaml': revoked });
+  await until(async () => (await whoami(BATCH_KEY)) === 401, 5000, () => `the Secret edit was not applied:\n${gw.stdout.text()}`);
+  assert.equal(await whoami(DEMO_KEY), 200);
+  assert.equal(metric((await pod.http(9090, '/metrics')).body, 'agentgate_agents_reloads_total{result="success"}'), 1);
   assert.equal(gw.stdout.parsed.filter((l) => l.msg === 'agentgate listening').length, 1, 'the gateway never restarted');
 
   gw.signal('SIGTERM');
