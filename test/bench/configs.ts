@@ -24,6 +24,13 @@ export interface StoreChoice {
 /** A budget no benchmark can exhaust: 10^9 units a second (capacity × per stays far below the schema's 2^52 bound). */
 const NEVER_REFUSING_BUDGET = 'bench: {capacity: 1000000000, per: 1s}';
 
+/**
+ * Room for a million idempotency records on the memory store. Every bench write has a fresh key whose record outlives
+ * the run (ttl 24h), and the default room (100,000) is full after about 15 s of D-POST's load on one process: the
+ * longer runs (--baseline, --interleave) would go on measuring 503s. Below the default bound nothing differs.
+ */
+const MEMORY_STORE = 'store: {type: memory, memory: {records: {max_entries: 1000000, max_bytes: 1gb}}}';
+
 export interface GatewaySettings {
   profile: GatewayProfile;
   upstreamUrl: string;
@@ -42,7 +49,7 @@ export function writeGatewayConfig(dir: string, name: string, settings: GatewayS
   writeFileSync(path.join(dir, 'blob.schema.json'), JSON.stringify(BLOB_SCHEMA));
   const storeYaml =
     store.type === 'memory'
-      ? 'store: {type: memory}'
+      ? MEMORY_STORE
       : `store: {type: redis, url: '${store.url}', key_prefix: '${store.keyPrefix}'}`;
   const yaml = `version: 1
 server:

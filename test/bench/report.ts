@@ -356,3 +356,121 @@ export function formatSliceRatios(pairs: { name: string; ratios: number[] }[]): 
     [false, true, true, true, true],
   );
 }
+
+/** A per-slice figure's middle value and its range over the slices. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+/** What one build measured in a --baseline comparison: the median over its slices, and every slice's figure. */
+export interface BuildFigures {
+  rps: number | null;
+  cpu_us_per_request: number | null;
+  rps_slices: number[];
+  cpu_us_slices: number[];
+}
+
+/**
+ * --baseline: one scenario, the old build against this checkout's, from slices measured in alternating order. Ratios
+ * are new ÷ old per pair of adjacent slices (slice i of each build, measured one right after the other), so each ratio
+ * compares figures of the same few seconds; their spread is what the machine did meanwhile.
+ */
+export interface BuildComparison {
+  scenario: string;
+  /**
+   * Pairs of slices compared. A slice that did not measure what it should (flagged: error answers, other outcomes) or
+   * measured nothing is left out with its partner: a ratio of error pages says nothing about the builds.
+   */
+  slices: number;
+  slices_left_out: number;
+  old: BuildFigures;
+  new: BuildFigures;
+  /** req/s new ÷ old: above 1 the new build is faster. */
+  rps_ratio: Spread | null;
+  /** CPU µs per request new ÷ old: above 1 the new build spends more of the gateway's CPU on each request. */
+  cpu_ratio: Spread | null;
+  /**
+   * In how many pairs the new build did better (more req/s; less CPU per request). With no difference between the
+   * builds it is a coin toss per pair, so a count near half is what noise alone gives, whatever the median says.
+   */
+  pairs_new_faster: number;
+  pairs_new_cheaper: number;
+}
+
+function spread(values: number[]): Spread | null {
+  return values.length === 0 ? null : { median: median(values)!, min: Math.min(...values), max: Math.max(...values) };
+}
+
+export function compareBuilds(scenario: string, oldSlices: ScenarioResult[], newSlices: ScenarioResult[]): BuildComparison {
+  const all = oldSlices.map((old, i) => ({ old, new: newSlices[i] }));
+  const paired = all.filter((p): p is { old: ScenarioResult; new: ScenarioResult } =>
+    [p.old, p.new].every((r) => r !== undefined && r.status === 'ok' && (r.rps ?? 0) > 0 && r.cpu_us_per_request !== undefined),
+  );
+  const figures = (side: 'old' | 'new'): BuildFigures => {
+    const rps = paired.map((p) => p[side].rps!);
+    const cpu = paired.map((p) => p[side].cpu_us_per_request!);
+    return { rps: median(rps) ?? null, cpu_us_per_request: median(cpu) ?? null, rps_slices: rps, cpu_us_slices: cpu };
+  };
+  const rpsRatios = paired.map((p) => p.new.rps! / p.old.rps!);
+  const cpuRatios = paired.map((p) => p.new.cpu_us_per_request! / p.old.cpu_us_per_request!);
+  return {
+    scenario,
+    slices: paired.length,
+    slices_left_out: all.length - paired.length,
+    old: figures('old'),
+    new: figures('new'),
+    rps_ratio: spread(rpsRatios),
+    cpu_ratio: spread(cpuRatios),
+    pairs_new_faster: rpsRatios.filter((r) => r > 1).length,
+    pairs_new_cheaper: cpuRatios.filter((r) => r < 1).length,
+  };
+}
+
+/**
+ * The counts of a fair coin tossed n times that fall in [lo, n − lo] 95% of the time or more: how many pairs the new
+ * build may win when the builds do not differ at all.
+ */
+export function coinTossRange(n: number): [number, number] {
+  const choose = (k: number) => {
+    let c = 1;
+    for (let i = 1; i <= k; i++) c = (c * (n - k + i)) / i;
+    return c;
+  };
+  let lo = 0;
+  let below = 0; // outcomes with fewer than lo wins, of 2^n
+  // Raise lo while both tails together (fewer than lo + 1 wins, more than n − lo − 1) stay within 5%.
+  while (lo + 1 <= n / 2 && (2 * (below + choose(lo))) / 2 ** n <= 0.05) below += choose(lo++);
+  return [lo, n - lo];
+}
+
+export function formatBuildComparison(comparisons: BuildComparison[]): string {
+  const noise = [...new Set(comparisons.map((c) => c.slices))].filter((n) => n > 0).map((n) => {
+    const [lo, hi] = coinTossRange(n);
+    return `${lo}–${hi} of ${n}`;
+  });
+  const ratio = (s: Spread | null) => (s === null ? '—' : `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`);
+  return [
+    table(
+      ['scenario', 'slice pairs', 'old req/s', 'new req/s', 'new/old req/s (min–max)', 'new faster', 'old CPU µs/req', 'new CPU µs/req', 'new/old CPU (min–max)', 'new cheaper'],
+      comparisons.map((c) => [
+        c.scenario,
+        c.slices_left_out > 0 ? `${c.slices} (${c.slices_left_out} left out)` : String(c.slices),
+        fmtInt(c.old.rps ?? undefined),
+        fmtInt(c.new.rps ?? undefined),
+        ratio(c.rps_ratio),
+        `${c.pairs_new_faster}/${c.slices}`,
+        fmt(c.old.cpu_us_per_request, 1),
+        fmt(c.new.cpu_us_per_request, 1),
+        ratio(c.cpu_ratio),
+        `${c.pairs_new_cheaper}/${c.slices}`,
+      ]),
+      [false, true, true, true, true, true, true, true, true, true],
+    ),
+    '  old and new: medians over the slices. new/old: the median of the ratios of adjacent slices (measured one right',
+    '  after the other), min–max over them; req/s above 1 and CPU below 1 favour the new build. "new faster/cheaper": in',
+    `  how many pairs it did better; were the builds the same, each pair would be a coin toss (${noise.join(', ') || 'no pairs'}`,
+    "  95% of the time). CPU µs/req is the gateway process's, all its threads. Nothing is asserted.",
+  ].join('\n');
+}

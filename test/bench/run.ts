@@ -6,7 +6,8 @@
 //   npm run bench -- --quick        every scenario for ~1 s (smoke check)
 //   npm run bench -- --only 'B|D'   scenarios whose id matches the regular expression
 //   npm run bench -- --help         all options and their environment variables
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+//   npm run bench -- --baseline DIR another build (sh scripts/bench-baseline.sh REF) against this one, side by side
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +18,21 @@ import { runLoad, stopLoad, type LoadResult } from './load.ts';
 import { findNginx, nginxVersion, readErrorLog, writeNginxConfig } from './nginx.ts';
 import { ORDER } from './payloads.ts';
 import { childPids, cpuSeconds, machineFacts, machineCpu, mainThreadCpuSeconds, tcpActiveOpens, peakRssKiB, ProcessGroup, resetPeakRss } from './procs.ts';
-import { analyse, formatIssue4, formatIssue5, formatRatios, formatResults, formatSliceRatios, formatTargets, median, type ScenarioResult, type TargetResult } from './report.ts';
+import {
+  analyse,
+  compareBuilds,
+  formatBuildComparison,
+  formatIssue4,
+  formatIssue5,
+  formatRatios,
+  formatResults,
+  formatSliceRatios,
+  formatTargets,
+  median,
+  type BuildComparison,
+  type ScenarioResult,
+  type TargetResult,
+} from './report.ts';
 import { BLOB_SIZES_KIB, SCENARIOS, TARGETS, type Scenario } from './scenarios.ts';
 import { calibrateSchemaCheck } from './calibrate.ts';
 
@@ -42,6 +57,11 @@ const HELP = `Usage: npm run bench [-- options]
   --interleave N        issue 7's targets only: the two scenarios of each target run side by side and are measured
                         in N alternating slices of --duration/N seconds (over, of, of, over, ...), so the machine's
                         drift falls on both alike (e.g. --interleave 10 --duration 10)   BENCH_INTERLEAVE
+  --baseline DIR        prove a change is not slower: DIR is another checkout with its dist/ built (make one with
+                        sh scripts/bench-baseline.sh REF); its gateway and this checkout's run side by side on the same
+                        config, load and upstream, measured in --interleave alternating slices (default 10 slices of a
+                        20 s --duration), and the report gives old and new req/s and CPU µs/req with new/old ratios.
+                        Scenarios: C and D (passthrough, every policy), or the agentgate ones --only picks   BENCH_BASELINE
   REDIS_URL             Redis for E and the Redis rate-limit figure (default redis://127.0.0.1:6379)
   BENCH_NGINX           the nginx binary (default /usr/sbin/nginx, then nginx on PATH); G is skipped without one
   AGENTGATE_REQUIRE_REDIS=1   a missing Redis fails the run instead of skipping E and the Redis rate-limit figure
@@ -56,6 +76,8 @@ interface Options {
   quick: boolean;
   /** --interleave: slices per scenario; 0 runs every scenario once after another. */
   interleave: number;
+  /** --baseline: the other checkout (its dist/cli.js is the old build), measured against this one. */
+  baseline: string | undefined;
   only: RegExp | undefined;
   out: string;
   cpuProfDir: string | undefined;
@@ -75,7 +97,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
       flags.set('quick', '1');
       continue;
     }
-    const match = /^--(duration|warmup|connections|rounds|only|out|cpu-prof|log-level|interleave)(?:=(.*))?$/.exec(arg);
+    const match = /^--(duration|warmup|connections|rounds|only|out|cpu-prof|log-level|interleave|baseline)(?:=(.*))?$/.exec(arg);
     if (!match) throw new Error(`unknown argument '${arg}' (see --help)`);
     const value = match[2] ?? argv[++i];
     if (value === undefined) throw new Error(`${arg} needs a value`);
@@ -92,20 +114,29 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   };
   const only = pick('only', 'BENCH_ONLY');
   const cpuProf = pick('cpu-prof', 'BENCH_CPU_PROF');
+  const baseline = pick('baseline', 'BENCH_BASELINE');
+  // Builds compared side by side need many slices for a spread, each long enough for /proc's 10 ms CPU ticks: by
+  // default 10 slices of 2 s (the duration's default below).
+  const interleave = Math.round(number('interleave', 'BENCH_INTERLEAVE', baseline === undefined ? 0 : 10, 0));
+  if (baseline !== undefined && interleave < 1) throw new Error('--baseline measures in alternating slices: --interleave must be at least 1');
   return {
     quick,
-    durationSeconds: number('duration', 'BENCH_DURATION', quick ? 1 : 5, 0.2),
+    durationSeconds: number('duration', 'BENCH_DURATION', quick ? 1 : baseline === undefined ? 5 : 20, 0.2),
     warmupSeconds: number('warmup', 'BENCH_WARMUP', quick ? 0.5 : 5, 0),
     connections: Math.round(number('connections', 'BENCH_CONNECTIONS', 32, 1)),
     rounds: Math.round(number('rounds', 'BENCH_ROUNDS', 1, 1)),
-    only: only === undefined ? undefined : new RegExp(only),
+    only: only === undefined ? (baseline === undefined ? undefined : BASELINE_SCENARIOS) : new RegExp(only),
     out: path.resolve(ROOT, pick('out', 'BENCH_OUT') ?? 'bench-results/latest.json'),
     cpuProfDir: cpuProf === undefined ? undefined : path.resolve(cpuProf),
     logLevel: pick('log-level', 'BENCH_LOG_LEVEL') ?? 'info',
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    interleave: Math.round(number('interleave', 'BENCH_INTERLEAVE', 0, 0)),
+    interleave,
+    baseline: baseline === undefined ? undefined : path.resolve(baseline),
   };
 }
+
+/** --baseline without --only: the passthrough route (C) and the route with every policy (D), GET and POST. */
+const BASELINE_SCENARIOS = /^[CD]-(GET|POST)$/;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Redis
@@ -179,6 +210,15 @@ interface Running {
   stop(): Promise<void>;
 }
 
+/** Two scenarios measured in alternating slices: each side's combined result, and the slices it was combined from. */
+interface InterleavedPair {
+  of: ScenarioResult;
+  over: ScenarioResult;
+  /** req/s of `of` ÷ `over`, slice by slice. */
+  sliceRatios: number[];
+  slices: { of: ScenarioResult[]; over: ScenarioResult[] };
+}
+
 class Bench {
   readonly procs = new ProcessGroup();
   readonly tmp = mkdtempSync(path.join(os.tmpdir(), 'agentgate-bench-'));
@@ -209,7 +249,7 @@ class Bench {
       case 'nginx':
         return this.startNginx(s);
       case 'agentgate':
-        return this.startGateway(s, s.target.profile, s.target.store, s.target.workers ?? 1);
+        return this.startGateway(s, s.target.profile, s.target.store, s.target.workers ?? 1, s.target.cli ?? CLI);
     }
   }
 
@@ -241,7 +281,7 @@ class Bench {
     }
   }
 
-  private async startGateway(s: Scenario, profile: GatewayProfile, storeType: 'memory' | 'redis', workers: number): Promise<Running> {
+  private async startGateway(s: Scenario, profile: GatewayProfile, storeType: 'memory' | 'redis', workers: number, cli: string): Promise<Running> {
     const dir = path.join(this.tmp, s.id);
     // The config gets a folder of its own: agentgate watches its config's folder, and the log file changes constantly.
     const configDir = path.join(dir, 'config');
@@ -266,7 +306,7 @@ class Bench {
     const out = openSync(logFile, 'w');
     const err = openSync(errFile, 'w');
     const nodeArgs = this.cpuProfArgs('agentgate', s);
-    const child = this.procs.spawn(process.execPath, [...nodeArgs, CLI, '--config', configFile], ['ignore', out, err]);
+    const child = this.procs.spawn(process.execPath, [...nodeArgs, cli, '--config', configFile], ['ignore', out, err]);
     closeSync(out);
     closeSync(err);
     const describeFailure = () =>
@@ -317,9 +357,10 @@ class Bench {
   /**
    * --interleave: the two scenarios of one target run side by side, both warmed up, then measured in `slices`
    * alternating slices (over, of, of, over, over, ...), so that whatever the machine does over seconds or minutes (CPU
-   * stolen by the hypervisor, other tenants) falls on both alike. Each side's figures add up its slices.
+   * stolen by the hypervisor, other tenants) falls on both alike. Each side's figures add up its slices; the slices
+   * themselves are returned too (--baseline compares them pair by pair).
    */
-  async runInterleaved(of: Scenario, over: Scenario, slices: number): Promise<{ of: ScenarioResult; over: ScenarioResult; sliceRatios: number[] }> {
+  async runInterleaved(of: Scenario, over: Scenario, slices: number): Promise<InterleavedPair> {
     const sides = [over, of].map((s) => ({ s, result: freshResult(s), slices: [] as ScenarioResult[], running: undefined as Running | undefined }));
     const { warmupSeconds, durationSeconds, connections } = this.options;
     let current: Running | undefined;
@@ -347,7 +388,7 @@ class Bench {
     const [overSide, ofSide] = sides as [(typeof sides)[0], (typeof sides)[0]];
     // Only slices both sides measured: a failed slice (0 req/s) is left out of the combined figures too.
     const sliceRatios = ofSide.slices.map((r, i) => (r.rps || NaN) / (overSide.slices[i]?.rps || NaN)).filter(Number.isFinite);
-    return { of: ofSide.result, over: overSide.result, sliceRatios };
+    return { of: ofSide.result, over: overSide.result, sliceRatios, slices: { of: ofSide.slices, over: overSide.slices } };
   }
 
   /** Stops the process and cleans up after it, with the evidence that its logs and store were really written to. */
@@ -717,9 +758,14 @@ async function main(): Promise<number> {
     process.stderr.write(`bench: ${CLI} is missing: run 'sh scripts/setup.sh' first (npm run bench does it)\n`);
     return 2;
   }
-  const scenarios = SCENARIOS.filter((s) => !options.only || options.only.test(s.id));
+  if (options.baseline && !existsSync(path.join(options.baseline, 'dist/cli.js'))) {
+    process.stderr.write(`bench: --baseline ${options.baseline} has no dist/cli.js: make it with 'sh scripts/bench-baseline.sh REF'\n`);
+    return 2;
+  }
+  // Only agentgate has a build to compare.
+  const scenarios = SCENARIOS.filter((s) => (!options.only || options.only.test(s.id)) && (!options.baseline || s.target.kind === 'agentgate'));
   if (scenarios.length === 0) {
-    process.stderr.write(`bench: no scenario matches --only ${options.only}; scenarios: ${SCENARIOS.map((s) => s.id).join(' ')}\n`);
+    process.stderr.write(`bench: no ${options.baseline ? 'agentgate ' : ''}scenario matches --only ${options.only}; scenarios: ${SCENARIOS.map((s) => s.id).join(' ')}\n`);
     return 2;
   }
   if (options.cpuProfDir) mkdirSync(options.cpuProfDir, { recursive: true });
@@ -750,7 +796,9 @@ async function main(): Promise<number> {
   const pairs = interleavedPairs(scenarios);
   console.log(`agentgate benchmark — ${machine.cpu_model}, ${machine.cores} cores, Node ${machine.node}, ${new Date().toISOString()}`);
   console.log(
-    options.interleave
+    options.baseline
+      ? `${scenarios.length} scenarios (${scenarios.map((s) => s.id).join(' ')}), each run by the old build (${options.baseline}) and by this checkout's side by side: 2 × ${options.warmupSeconds} s warm-up + 2 × ${options.durationSeconds} s measured in ${options.interleave} alternating slices, at ${options.connections} connections ≈ ${Math.ceil((scenarios.length * (2 * perScenario + 3 + options.interleave * 0.3)) / 60)} min`
+      : options.interleave
       ? `${pairs.length} targets, each two scenarios side by side: 2 × ${options.warmupSeconds} s warm-up + 2 × ${options.durationSeconds} s measured in ${options.interleave} alternating slices, at ${options.connections} connections ≈ ${Math.ceil((pairs.length * (2 * perScenario + 3 + options.interleave * 0.3)) / 60)} min`
       : `${scenarios.length} scenarios${options.rounds > 1 ? ` × ${options.rounds} rounds` : ''} × (${options.warmupSeconds} s warm-up + ${options.durationSeconds} s measured) at ${options.connections} connections ≈ ${Math.ceil((options.rounds * scenarios.length * (perScenario + 1.5)) / 60)} min${options.quick ? ' (quick mode: figures are rough)' : ''}`,
   );
@@ -777,6 +825,7 @@ async function main(): Promise<number> {
     }
     return undefined;
   };
+  if (options.baseline) return baselineMain(bench, scenarios, options, machine, unavailable);
   if (options.interleave) return interleavedMain(bench, pairs, options, machine, unavailable);
 
   const rounds: ScenarioResult[][] = [];
@@ -869,25 +918,8 @@ async function interleavedMain(
   for (const { of, over } of pairs) {
     if (bench.interrupted) break;
     process.stdout.write(`${`${of.id} / ${over.id}`.padEnd(18)} ${of.title} / ${over.title}\n`);
-    const missing = unavailable(of) ?? unavailable(over);
-    let pair: { of: ScenarioResult; over: ScenarioResult; sliceRatios: number[] };
-    // A side that cannot run leaves its partner unmeasured too, and says why, rather than an 'ok' without figures.
-    const unmeasured = (s: Scenario, status: 'skipped' | 'failed', reason: string): ScenarioResult => ({ ...freshResult(s), status, reason });
-    if (missing) {
-      pair = {
-        of: unavailable(of) ?? unmeasured(of, 'skipped', `${over.id}: ${missing.reason}`),
-        over: unavailable(over) ?? unmeasured(over, 'skipped', `${of.id}: ${missing.reason}`),
-        sliceRatios: [],
-      };
-    } else {
-      try {
-        pair = await bench.runInterleaved(of, over, options.interleave);
-      } catch (err) {
-        if (bench.interrupted) break;
-        const reason = (err as Error).message.trim();
-        pair = { of: unmeasured(of, 'failed', reason), over: unmeasured(over, 'failed', `measured with ${of.id}, which failed: ${reason}`), sliceRatios: [] };
-      }
-    }
+    const pair = await measurePair(bench, of, over, options.interleave, unavailable);
+    if (!pair) break;
     const targets = analyse([pair.of, pair.over]).targets.filter((t) => t.of === of.id && t.over === over.id);
     measured.push({ of: pair.of, over: pair.over, slice_ratios: pair.sliceRatios, targets });
     for (const r of [pair.of, pair.over]) process.stdout.write(`  ${r.id.padEnd(8)} ${describeResult(r)}\n`);
@@ -907,6 +939,109 @@ async function interleavedMain(
   warnFlagged(results.filter((r) => r.status === 'flagged' || r.status === 'failed'));
   writeJson(options, machine, { interleave: options.interleave }, { pairs: measured, targets: measured.flatMap((m) => m.targets) });
   return results.some((r) => r.status === 'failed') ? 1 : 0;
+}
+
+/**
+ * Two scenarios side by side in alternating slices (Bench.runInterleaved). A side that cannot run leaves its partner
+ * unmeasured too, and says why, rather than an 'ok' without figures. Undefined when the run was interrupted.
+ */
+async function measurePair(
+  bench: Bench,
+  of: Scenario,
+  over: Scenario,
+  slices: number,
+  unavailable: (s: Scenario) => ScenarioResult | undefined,
+): Promise<InterleavedPair | undefined> {
+  const unmeasured = (s: Scenario, status: 'skipped' | 'failed', reason: string): ScenarioResult => ({ ...freshResult(s), status, reason });
+  const noSlices = { sliceRatios: [], slices: { of: [], over: [] } };
+  const missing = unavailable(of) ?? unavailable(over);
+  if (missing) {
+    return {
+      of: unavailable(of) ?? unmeasured(of, 'skipped', `${over.id}: ${missing.reason}`),
+      over: unavailable(over) ?? unmeasured(over, 'skipped', `${of.id}: ${missing.reason}`),
+      ...noSlices,
+    };
+  }
+  try {
+    return await bench.runInterleaved(of, over, slices);
+  } catch (err) {
+    if (bench.interrupted) return undefined;
+    const reason = (err as Error).message.trim();
+    return { of: unmeasured(of, 'failed', reason), over: unmeasured(over, 'failed', `measured with ${of.id}, which failed: ${reason}`), ...noSlices };
+  }
+}
+
+/** --baseline: the scenario as one build runs it; the id says which, so processes, logs and Redis keys stay apart. */
+function asBuild(s: Scenario, build: 'old' | 'new', cli: string): Scenario {
+  if (s.target.kind !== 'agentgate') throw new Error(`${s.id} does not run agentgate: it has no build to compare`);
+  return { ...s, id: `${s.id}@${build}`, title: `${s.title} (${build} build)`, target: { ...s.target, cli } };
+}
+
+/**
+ * --baseline: every scenario run by the old build (DIR/dist/cli.js) and by this checkout's side by side, on the same
+ * generated config, upstream and load, in alternating slices. Between runs this machine's figures move by up to 2x,
+ * far more than a refactor's cost; within a pair of adjacent slices they move little, so each pair gives one new/old
+ * ratio and the spread of those ratios shows how far to trust their median. The old build is `over`, as B is in a
+ * target pair: it is started, warmed up and measured first.
+ */
+async function baselineMain(
+  bench: Bench,
+  scenarios: Scenario[],
+  options: Options,
+  machine: Record<string, unknown>,
+  unavailable: (s: Scenario) => ScenarioResult | undefined,
+): Promise<number> {
+  const baseline = options.baseline!;
+  // A folder made by scripts/bench-baseline.sh names its commit (the bench itself may run from one: a clean build of
+  // HEAD while someone edits the checkout); a git checkout, by git.
+  const madeBy = (dir: string) => readText(path.join(dir, '.baseline-commit')).trim() || undefined;
+  const builds = {
+    old: { dir: baseline, commit: madeBy(baseline) ?? null },
+    new: { dir: ROOT, commit: madeBy(ROOT) ?? machine.git_commit ?? null, uncommitted_changes: madeBy(ROOT) ? false : (machine.git_dirty ?? null) },
+  };
+  const stamps = [buildStamp(baseline), buildStamp(ROOT)];
+  const measured: { old: ScenarioResult; new: ScenarioResult; comparison: BuildComparison }[] = [];
+  for (const s of scenarios) {
+    if (bench.interrupted) break;
+    process.stdout.write(`${s.id.padEnd(8)} ${s.title}: the old and the new build side by side\n`);
+    const pair = await measurePair(bench, asBuild(s, 'new', CLI), asBuild(s, 'old', path.join(baseline, 'dist/cli.js')), options.interleave, unavailable);
+    if (!pair) break;
+    measured.push({ old: pair.over, new: pair.of, comparison: compareBuilds(s.id, pair.slices.over, pair.slices.of) });
+    for (const r of [pair.over, pair.of]) process.stdout.write(`  ${r.id.padEnd(12)} ${describeResult(r)}\n`);
+  }
+  if (bench.interrupted) return 130;
+  await bench.cleanup();
+
+  const results = measured.flatMap((m) => [m.old, m.new]);
+  console.log(`\nResults (${options.connections} connections; each build ${options.durationSeconds} s per scenario in ${options.interleave} slices, alternating with the other build; p50/p99: median of the slices')\n`);
+  console.log(formatResults(results));
+  const commit = (c: unknown) => (typeof c === 'string' ? c.slice(0, 7) : 'commit unknown');
+  console.log(`\nold: ${builds.old.dir} (${commit(builds.old.commit)}); new: ${ROOT} (${commit(builds.new.commit)}${builds.new.uncommitted_changes ? ', with uncommitted changes' : ''})\n`);
+  console.log(formatBuildComparison(measured.map((m) => m.comparison)));
+  warnFlagged(results.filter((r) => r.status === 'flagged' || r.status === 'failed'));
+  // Someone building either checkout mid-run (npm test, npm start do) would have the later scenarios run other code.
+  const rebuilt = [baseline, ROOT].filter((dir, i) => buildStamp(dir) !== stamps[i]);
+  if (rebuilt.length > 0) console.log(`\n!!! dist/ WAS REBUILT DURING THE RUN in ${rebuilt.join(' and ')}: the scenarios may not all have run the same build; run again`);
+  writeJson(options, machine, { interleave: options.interleave, baseline }, { builds, comparisons: measured.map((m) => m.comparison), scenarios: results });
+  return results.some((r) => r.status === 'failed') ? 1 : 0;
+}
+
+/** The newest modification time in DIR/dist: it changes when that checkout is built again. */
+function buildStamp(dir: string): number {
+  let newest = 0;
+  const walk = (folder: string) => {
+    for (const entry of readdirSync(folder, { withFileTypes: true })) {
+      const file = path.join(folder, entry.name);
+      if (entry.isDirectory()) walk(file);
+      else newest = Math.max(newest, statSync(file).mtimeMs);
+    }
+  };
+  try {
+    walk(path.join(dir, 'dist'));
+  } catch {
+    // gone: a stamp of 0 differs from any build's
+  }
+  return newest;
 }
 
 function warnFlagged(flagged: ScenarioResult[]): void {

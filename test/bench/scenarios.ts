@@ -5,7 +5,14 @@ export type Target =
   | { kind: 'upstream' }
   | { kind: 'bare' }
   | { kind: 'nginx' }
-  | { kind: 'agentgate'; profile: GatewayProfile; store: 'memory' | 'redis'; workers?: number };
+  | {
+      kind: 'agentgate';
+      profile: GatewayProfile;
+      store: 'memory' | 'redis';
+      workers?: number;
+      /** The built CLI to run: this checkout's dist/cli.js unless set (--baseline: another checkout's, the old build). */
+      cli?: string;
+    };
 
 export interface Scenario {
   /** e.g. D-POST; ratios refer to scenarios by id. */
