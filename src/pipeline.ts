@@ -131,8 +131,7 @@ async function handle(ex: Exchange, runtime: Runtime, deps: PipelineDeps): Promi
   //    turn of the event loop, so one wake-up of the upstream serves them all. Every policy hears how it ended.
   const resumedByRedis = deps.store.kind === 'redis' && ex.batch.waitedOnStore;
   const result = await deps.forwarder.send(req, res, ctx, route, ctx.requestBody, resumedByRedis, runtime.requestBodyIdleMs);
-  const heard = ex.upstreamResult(result);
-  if (heard) await heard;
+  await ex.upstreamResult(result);
   if (result.kind !== 'response') {
     // Recorded first (a claim released or marked unknown), so a retry sent the moment this answer arrives never finds
     // the key still "in progress".
@@ -180,7 +179,7 @@ async function handle(ex: Exchange, runtime: Runtime, deps: PipelineDeps): Promi
     return;
   }
   ex.answer({ kind: 'stream', response });
-  streamResponse(response, res, ctx, route.timeoutMs, ex.awaitsRecording ? async () => ex.recorded() : undefined);
+  streamResponse(response, res, ctx, route.timeoutMs, ex.awaitsRecording ? () => ex.recorded() : undefined);
 }
 
 /** Answers a verdict that stopped the pipeline. */

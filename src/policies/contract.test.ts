@@ -81,7 +81,7 @@ test('the lifecycle is asserted: an answer before the upstream result, a second 
   assert.throws(() => early.answer({ kind: 'discarded', why: 'x' }), /after onUpstreamResult/);
   const twice = exchange();
   await twice.upstreamResult(answered);
-  assert.throws(() => twice.upstreamResult(answered), /runs once/);
+  await assert.rejects(twice.upstreamResult(answered), /runs once/);
   const closed = exchange();
   await closed.close(rethrow);
   assert.throws(() => closed.use({}), /closed exchange/);

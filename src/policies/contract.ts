@@ -131,12 +131,11 @@ export class Exchange {
     (this.hooks ??= []).push(hooks);
   }
 
-  /** Tells every hook how forwarding ended; a promise only when a hook returned one (most are synchronous). */
-  upstreamResult(result: UpstreamResult): Promise<void> | undefined {
-    if (this.stage === 'closed') return undefined;
+  async upstreamResult(result: UpstreamResult): Promise<void> {
+    if (this.stage === 'closed') return;
     assert.equal(this.stage, 'before_upstream', 'onUpstreamResult runs once, before any answer');
     this.stage = 'upstream_result';
-    return this.hooks && inTurn(this.hooks, 0, (h) => h.onUpstreamResult?.(result));
+    if (this.hooks) for (const h of this.hooks) await h.onUpstreamResult?.(result);
   }
 
   answer(answer: Answer): void {
@@ -151,10 +150,9 @@ export class Exchange {
     return this.hooks !== undefined && this.hooks.some((h) => h.recorded !== undefined);
   }
 
-  /** Resolves once every hook has recorded what it must before the agent's answer ends; undefined when none has to. */
-  recorded(): Promise<void> | undefined {
-    if (this.hooks === undefined || this.stage === 'closed') return undefined;
-    return inTurn(this.hooks, 0, (h) => h.recorded?.());
+  /** Resolves once every hook has recorded what it must before the agent's answer ends. */
+  async recorded(): Promise<void> {
+    if (this.hooks && this.stage !== 'closed') for (const h of this.hooks) await h.recorded?.();
   }
 
   /**
@@ -170,18 +168,6 @@ export class Exchange {
     const settled = await Promise.allSettled(hooks.map(async (h) => h.close?.(forwarded)));
     for (const s of settled) if (s.status === 'rejected') onError(s.reason);
   }
-}
-
-/**
- * Calls `call` on each hook from `from` on, one after another: a hook that returns a promise is waited for before the
- * next is called. Undefined when none returned one, so the common, synchronous case costs no turn of the event loop.
- */
-function inTurn(hooks: readonly RequestHooks[], from: number, call: (h: RequestHooks) => void | Promise<void> | undefined): Promise<void> | undefined {
-  for (let i = from; i < hooks.length; i++) {
-    const pending = call(hooks[i]!);
-    if (pending) return pending.then(() => inTurn(hooks, i + 1, call));
-  }
-  return undefined;
 }
 
 /** What the store answered a charge; `failed`: the round trip failed, so nothing is known to be charged. */

@@ -257,15 +257,14 @@ export class RouteRateLimiter implements Policy {
    * A cost the upstream reports is settled as soon as its answer's head arrives, so the budget headers of the answer
    * show it; and the gateway's budget headers are the ones the agent must plan with, so the upstream's copies are dropped.
    */
-  private afterUpstream(ex: Exchange, charge: Charge, announced: boolean, result: UpstreamResult): Promise<void> | undefined {
-    if (result.kind !== 'response') return undefined;
+  private async afterUpstream(ex: Exchange, charge: Charge, announced: boolean, result: UpstreamResult): Promise<void> {
+    if (result.kind !== 'response') return;
     const { response } = result;
-    // settle() reads the reported cost before anything is dropped.
-    const settling = this.cost.settleHeader ? this.settle(charge, response.headers, ex.ctx.consumer!, ex.ctx.requestId) : undefined;
-    if (announced) for (const name of RATE_LIMIT_HEADER_NAMES) delete response.headers[name];
-    return settling?.then((settled) => {
+    if (this.cost.settleHeader) {
+      const settled = await this.settle(charge, response.headers, ex.ctx.consumer!, ex.ctx.requestId);
       if (settled) Object.assign(ex.ctx.responseHeaders, settled);
-    });
+    }
+    if (announced) for (const name of RATE_LIMIT_HEADER_NAMES) delete response.headers[name];
   }
 
   /**
