@@ -14,7 +14,7 @@ import type { Config } from './config/schema.ts';
 import { parseDuration, parseListenAddress, parseSize } from './config/units.ts';
 import { buildRuntime, UpstreamPools, type Runtime } from './runtime.ts';
 import { fileDigest, watchFile } from './config/watch.ts';
-import { JwtVerifiers } from './agents/authenticate.ts';
+import { JwtVerifiers, loadJwtSupport } from './agents/authenticate.ts';
 import { AgentsFileWatch } from './agents/watch.ts';
 import { createStore } from './store/index.ts';
 import type { Store, StoreError } from './store/store.ts';
@@ -128,6 +128,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const pools = new UpstreamPools();
   const policyDeps = { store, keyPrefix: config.store.key_prefix, metrics, logger, requestBodyIdleMs: parseDuration(config.server.timeouts.request_body_idle) };
   const jwtVerifiers = new JwtVerifiers();
+  await loadJwtSupport(config);
   let runtime = buildRuntime(loaded, pools, policyDeps, jwtVerifiers);
   const agentsFile = new AgentsFileWatch({ logger, metrics }, () => ({ config: runtime.config, authenticator: runtime.callers.authenticator }), options.watchConfig !== false);
   agentsFile.follow(loaded.agents);
@@ -224,6 +225,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         throw refused;
       }
       const previous = runtime;
+      await loadJwtSupport(next.config);
       runtime = buildRuntime(next, pools, policyDeps, jwtVerifiers);
       agentsFile.follow(next.agents);
       jwtVerifiers.releaseUnused(new Set(runtime.callers.authenticator?.jwt ? [runtime.callers.authenticator.jwt] : []));

@@ -8,9 +8,9 @@ import type { RequestContext } from '../context.ts';
 import { GatewayError } from '../errors/problem.ts';
 import type { ConsumerIdentifier } from '../identity/consumer.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
-import { isKeyShaped, keyHash, KEY_PREFIX } from './keys.ts';
+import { isKeyShaped, keyHash, KEY_PREFIX, looksLikeJwt } from './keys.ts';
 import { agentConsumer, type AgentRegistry, type VerifiedAgent } from './registry.ts';
-import { JwtVerifier, looksLikeJwt, type JwksLimits, type JwtRefusal, type JwtSettings } from './jwt.ts';
+import type { JwksLimits, JwtRefusal, JwtSettings, JwtVerifier } from './jwt.ts';
 import type { JwtConfig } from './schema.ts';
 
 /** The header an agent may send its key in instead of Authorization (which then stays free for the upstream's own scheme). */
@@ -231,6 +231,18 @@ const CREDENTIAL_HEADERS_KEY_ONLY: readonly string[] = [AGENT_KEY_HEADER];
 const CREDENTIAL_HEADERS_BOTH: readonly string[] = [AGENT_KEY_HEADER, 'authorization'];
 
 /**
+ * The JWT verifier's module, and with it jose, is loaded only when a config verifies tokens: merely importing jose made
+ * a gateway that never sees a token spend ~20% more CPU per request on its every-policy GET (measured in paired runs,
+ * docs/performance-log.md), so a config without `jwt` never pays for it.
+ */
+let jwtModule: typeof import('./jwt.ts') | undefined;
+
+/** Loads JWT verification for a config that needs it (`authenticate.jwt`); call before buildRuntime. */
+export async function loadJwtSupport(config: { consumers: { authenticate?: { jwt?: unknown } } }): Promise<void> {
+  if (config.consumers.authenticate?.jwt !== undefined) jwtModule ??= await import('./jwt.ts');
+}
+
+/**
  * JWT verifiers outlive config reloads while their settings are unchanged, so a reload keeps the JWKS already fetched:
  * an identity provider that is down during a reload does not stop the keys it served from working.
  */
@@ -241,7 +253,8 @@ export class JwtVerifiers {
     const key = JSON.stringify([settings, limits]);
     let verifier = this.verifiers.get(key);
     if (!verifier) {
-      verifier = new JwtVerifier(settings, logger, limits);
+      if (!jwtModule) throw new Error('JWT verification was not loaded for this config: call loadJwtSupport(config) before buildRuntime');
+      verifier = new jwtModule.JwtVerifier(settings, logger, limits);
       this.verifiers.set(key, verifier);
     }
     return verifier;

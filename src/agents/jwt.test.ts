@@ -10,7 +10,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { pino, type Logger } from 'pino';
-import { JwtVerifier, looksLikeJwt, type JwksLimits, type JwtRefusal, type JwtSettings, type JwtVerification } from './jwt.ts';
+import { looksLikeJwt } from './keys.ts';
+import { JwtVerifier, type JwksLimits, type JwtRefusal, type JwtSettings, type JwtVerification } from './jwt.ts';
 
 const ISSUER = 'https://idp.example/';
 

@@ -14,6 +14,7 @@ import {
 } from 'jose';
 import type { Logger } from 'pino';
 import { AGENT_ID_PATTERN } from './schema.ts';
+import { looksLikeJwt } from './keys.ts';
 
 export interface JwtSettings {
   /** https URL of the IdP's JWKS (plain http only to a loopback host); exactly one of jwksUrl and jwksFile */
@@ -70,12 +71,7 @@ const MAX_TOKEN_LENGTH = 16 * 1024;
 /** Only signatures made with a private key: an HMAC alg would let anyone holding the public key sign (algorithm confusion). */
 const ASYMMETRIC_ALGORITHMS: ReadonlySet<string> = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']);
 
-const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
-/** Three base64url segments separated by dots (the last empty for an unsigned token, refused later with its reason). */
-export function looksLikeJwt(token: string): boolean {
-  return JWT_SHAPE.test(token);
-}
 
 type VerificationKey = Awaited<ReturnType<JWTVerifyGetKey>>;
 

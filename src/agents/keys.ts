@@ -1,4 +1,5 @@
-// Agent keys: made at random, kept only as their SHA-256, recognised by their prefix.
+// The shapes of agent credentials: keys (made at random, kept only as their SHA-256, recognised by their prefix), and
+// what a JWT looks like before anything verifies it.
 import { createHash, randomBytes } from 'node:crypto';
 
 /** What every agentgate key starts with: a secret scanner (GitHub's, trufflehog) can be taught the pattern. */
@@ -25,4 +26,11 @@ export function keyHash(key: string): string {
 /** Whether `text` has the shape of an issued key (checked before hashing, so a 100 KB header is never hashed). */
 export function isKeyShaped(text: string): boolean {
   return text.length === KEY_PREFIX.length + 43 && KEY_PATTERN.test(text);
+}
+
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/** Three base64url segments separated by dots (the last empty for an unsigned token, refused later with its reason). */
+export function looksLikeJwt(token: string): boolean {
+  return JWT_SHAPE.test(token);
 }
