@@ -1,7 +1,9 @@
 // The agentgate configs the scenarios run, written as YAML files (and the response schemas beside them) into a temp dir.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { BLOB_SCHEMA, CREATED_SCHEMA, ITEM_SCHEMA } from './payloads.ts';
+import { keyHash, newKey } from '../../src/agents/keys.ts';
 
 export type GatewayProfile =
   /** C: one route, no policies (request ids, metrics and info logs are always on). */
@@ -13,7 +15,29 @@ export type GatewayProfile =
   /** Issue 5: the passthrough route with only silent_failure.empty_body. */
   | 'empty-body'
   /** Issue 5: /bench/blob/* with only silent_failure.response_schema. */
-  | 'schema';
+  | 'schema'
+  /** Issue 20: the passthrough route behind consumers.authenticate, every request with an agent key. */
+  | 'api-key'
+  /** Issue 20: the passthrough route behind consumers.authenticate, every request with the same JWT (verified once, then remembered). */
+  | 'jwt';
+
+/** The bench's agent: one key, and one token signed by a key the gateway reads from a JWKS file. */
+const BENCH_KEY = newKey();
+const signing = await generateKeyPair('ES256', { extractable: true });
+const BENCH_JWKS = { keys: [{ ...(await exportJWK(signing.publicKey)), kid: 'bench', alg: 'ES256', use: 'sig' }] };
+const BENCH_TOKEN = await new SignJWT({ sub: 'bench-agent', scope: 'bench' })
+  .setProtectedHeader({ alg: 'ES256', kid: 'bench' })
+  .setIssuer('https://idp.bench/')
+  .setAudience('agentgate')
+  .setExpirationTime('6h')
+  .sign(signing.privateKey);
+
+/** The request headers that carry a profile's credential (none for the profiles without authentication). */
+export function credentialHeaders(profile: GatewayProfile): Record<string, string> {
+  if (profile === 'api-key') return { authorization: `Bearer ${BENCH_KEY}` };
+  if (profile === 'jwt') return { authorization: `Bearer ${BENCH_TOKEN}` };
+  return {};
+}
 
 export interface StoreChoice {
   type: 'memory' | 'redis';
@@ -47,6 +71,8 @@ export function writeGatewayConfig(dir: string, name: string, settings: GatewayS
   writeFileSync(path.join(dir, 'item.schema.json'), JSON.stringify(ITEM_SCHEMA));
   writeFileSync(path.join(dir, 'created.schema.json'), JSON.stringify(CREATED_SCHEMA));
   writeFileSync(path.join(dir, 'blob.schema.json'), JSON.stringify(BLOB_SCHEMA));
+  writeFileSync(path.join(dir, 'agents.yaml'), `agents:\n  - {id: bench-agent, keys: ['${keyHash(BENCH_KEY)}']}\n`);
+  writeFileSync(path.join(dir, 'jwks.json'), JSON.stringify(BENCH_JWKS));
   const storeYaml =
     store.type === 'memory'
       ? MEMORY_STORE
@@ -57,7 +83,7 @@ server:
   admin_listen: 127.0.0.1:${adminPort}
 ${workers === 1 ? '' : `  workers: ${workers}\n`}${storeYaml}
 logging: {level: ${logLevel}}
-upstreams:
+${consumers(profile)}upstreams:
   bench: {url: '${upstreamUrl}'}
 rate_limits:
   ${NEVER_REFUSING_BUDGET}
@@ -68,9 +94,17 @@ ${routes(profile)}`;
   return file;
 }
 
+function consumers(profile: GatewayProfile): string {
+  if (profile === 'api-key') return 'consumers: {authenticate: {api_keys: {file: agents.yaml}}}\n';
+  if (profile === 'jwt') return "consumers: {authenticate: {jwt: {jwks_file: jwks.json, issuer: 'https://idp.bench/', audience: agentgate}}}\n";
+  return '';
+}
+
 function routes(profile: GatewayProfile): string {
   switch (profile) {
     case 'passthrough':
+    case 'api-key':
+    case 'jwt':
       return `  - {name: passthrough, match: {path: /bench/*}, upstream: bench}\n`;
     case 'rate-limit':
       return `  - {name: limited, match: {path: /bench/*}, upstream: bench, rate_limit: bench}\n`;

@@ -189,7 +189,12 @@ export function analyse(results: ScenarioResult[]): Analysis {
       ...(note ? { note } : {}),
     };
   };
-  const issue4 = [cost('rate limit, memory store', 'RLM-GET', 'C2-GET'), cost('rate limit, Redis store', 'RLR-GET', 'C2-GET')];
+  const issue4 = [
+    cost('rate limit, memory store', 'RLM-GET', 'C2-GET'),
+    cost('rate limit, Redis store', 'RLR-GET', 'C2-GET'),
+    cost('API key authentication', 'AK-GET', 'C2-GET'),
+    cost('JWT authentication, cached', 'JWT-GET', 'C2-GET'),
+  ];
   const points = BLOB_SIZES_KIB.map((kib) => {
     const c = cost(`response_schema ${kib} KiB`, `S${kib}-GET`, `P${kib}-GET`);
     return { kib, added_cpu_us_per_request: c.added_cpu_us_per_request, added_wall_us_per_request: c.added_wall_us_per_request, throughput_ratio: c.throughput_ratio };
@@ -309,7 +314,7 @@ const COST_ALIGN = [false, false, true, true, true, true, true, false];
 
 export function formatIssue4(costs: PolicyCost[]): string {
   return [
-    'Issue 4 — the rate limiter\'s added cost per request (a budget that never refuses; GET; against the same passthrough route without a limit):',
+    'Added cost per request of a rate limit (a budget that never refuses; issue 4) and of agent authentication (issue 20), GET, against the same passthrough route without them:',
     table(COST_HEADERS, costs.map(costRow), COST_ALIGN),
   ].join('\n');
 }

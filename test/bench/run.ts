@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { writeGatewayConfig, type GatewayProfile } from './configs.ts';
+import { credentialHeaders, writeGatewayConfig, type GatewayProfile } from './configs.ts';
 import { runLoad, stopLoad, type LoadResult } from './load.ts';
 import { findNginx, nginxVersion, readErrorLog, writeNginxConfig } from './nginx.ts';
 import { ORDER } from './payloads.ts';
@@ -406,7 +406,11 @@ class Bench {
 
   private async measure(s: Scenario, running: Running, result: ScenarioResult, timing: Pick<Options, 'warmupSeconds' | 'durationSeconds' | 'connections'>): Promise<ScenarioResult> {
     const options = { ...this.options, ...timing };
-    const headers: Record<string, string> = { 'x-agent-id': 'bench-agent', accept: 'application/json' };
+    const headers: Record<string, string> = {
+      'x-agent-id': 'bench-agent',
+      accept: 'application/json',
+      ...(s.target.kind === 'agentgate' ? credentialHeaders(s.target.profile) : {}),
+    };
     let body: string | undefined;
     if (s.method === 'POST') {
       body = JSON.stringify(ORDER);
