@@ -9,12 +9,14 @@ const REDACT_PATHS = [
   'headers["x-api-key"]',
   'headers["idempotency-key"]',
   'headers["proxy-authorization"]',
+  'headers["x-agent-key"]',
   '*.headers.authorization',
   '*.headers.cookie',
   '*.headers["set-cookie"]',
   '*.headers["x-api-key"]',
   '*.headers["idempotency-key"]',
   '*.headers["proxy-authorization"]',
+  '*.headers["x-agent-key"]',
 ];
 
 /**
