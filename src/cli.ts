@@ -11,11 +11,13 @@ import { startPrimary, WORKER_SLOT_ENV, WORKER_STARTED_WITH_ENV } from './worker
 import { serveAsWorker } from './workers/worker.ts';
 import { keyHash, newKey } from './agents/keys.ts';
 import { AGENT_ID_PATTERN } from './agents/schema.ts';
+import { coverageWarnings } from './agent-contract/match.ts';
 
 const USAGE = `Usage:
   agentgate [serve] --config FILE      serve (AGENTGATE_CONFIG is the fallback for --config)
-  agentgate validate --config FILE     check a config (and the agents file it names): prints 'config OK' or each
-                                       problem with file, line and key path
+  agentgate validate --config FILE     check a config (and the agents file and OpenAPI spec it names): prints 'config OK'
+                                       or each problem with file, line and key path; warns (on stderr) of routes the
+                                       spec does not describe and spec operations no route serves
   agentgate keys new --agent ID        print a new agent key, once, and the line that lists it in agents.yaml
   agentgate --version | --help
 
@@ -88,7 +90,8 @@ async function main(): Promise<number> {
 
   if (args.command === 'validate') {
     try {
-      await loadConfigFile(args.config);
+      const loaded = await loadConfigFile(args.config);
+      for (const warning of loaded.openapi ? coverageWarnings(loaded.config, loaded.openapi) : []) process.stderr.write(`warning: ${warning}\n`);
       process.stdout.write('config OK\n');
       return 0;
     } catch (err) {

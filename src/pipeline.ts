@@ -19,6 +19,7 @@ import { normalizeUpstreamError } from './errors/normalize.ts';
 import { decodeBody, readBounded } from './proxy/body.ts';
 import { serveBudget } from './endpoints/budget.ts';
 import { serveWhoami } from './endpoints/whoami.ts';
+import { serveOpenApi } from './endpoints/openapi.ts';
 
 export interface PipelineDeps {
   /** The config in force; read once per request, so a reload never mixes two configs within one request. */
@@ -344,13 +345,14 @@ function outcomeUnknownWithoutKey(error: GatewayError, method: string): GatewayE
 async function serveGatewayEndpoint(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, runtime: Runtime): Promise<void> {
   setHeaders(res, ctx.responseHeaders);
   const rest = ctx.matchPath.slice(GATEWAY_PREFIX.length);
-  if (rest === 'budget' || rest === 'whoami') {
+  if (rest === 'budget' || rest === 'whoami' || rest === 'openapi.json') {
     onlyGet(req);
-    // The caller's own budgets and identity: settled the same way a forwarded request's would be.
+    // The caller's own budgets, identity and operations: settled the same way a forwarded request's would be.
     const resolving = runtime.callers.resolve(req, ctx);
     if (resolving) await resolving;
     if (rest === 'budget') await serveBudget(req, res, runtime, ctx.consumer!);
-    else serveWhoami(res, ctx);
+    else if (rest === 'whoami') serveWhoami(res, ctx);
+    else serveOpenApi(req, res, runtime, ctx);
     return;
   }
   if (rest === 'errors' || rest.startsWith('errors/')) {

@@ -16,6 +16,9 @@ import { rateLimitsOf, type RateLimits } from './policies/rate-limit/policy.ts';
 import { TrustedProxies } from './proxy/forwarded.ts';
 import type { StatusOverride } from './errors/normalize.ts';
 import { secretSet } from './errors/redact.ts';
+import { buildOperationModel } from './agent-contract/operations.ts';
+import type { OperationModel } from './agent-contract/model.ts';
+import { OpenApiDocuments } from './agent-contract/openapi.ts';
 import path from 'node:path';
 
 export interface Upstream {
@@ -86,6 +89,10 @@ export interface Runtime {
   readonly trustedProxies: TrustedProxies;
   /** server.timeouts.request_body_idle: longest silence of a client sending its body. */
   readonly requestBodyIdleMs: number;
+  /** Every operation agents may call, with what the gateway enforces on it (src/agent-contract/). */
+  readonly operations: OperationModel;
+  /** GET /_agentgate/openapi.json, rendered from `operations` at load. */
+  readonly openapi: OpenApiDocuments;
 }
 
 /**
@@ -185,6 +192,7 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
       upstreamErrors: new Map(Object.entries(r.upstream_errors ?? {}).map(([status, o]) => [Number(status), o as StatusOverride])),
     };
   });
+  const operations = buildOperationModel(config, routes, loaded.openapi);
   return {
     config,
     file: loaded.file,
@@ -196,5 +204,7 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
     caseSensitivePaths: config.routing.case_sensitive,
     trustedProxies: new TrustedProxies(config.server.trusted_proxies),
     requestBodyIdleMs: parseDuration(config.server.timeouts.request_body_idle),
+    operations,
+    openapi: new OpenApiDocuments(operations),
   };
 }

@@ -6,6 +6,7 @@ import { check as silentFailureCheck } from '../policies/silent-failure/schema.t
 import { check as idempotencyCheck } from '../policies/idempotency/schema.ts';
 import { check as scopesCheck } from '../policies/scopes/schema.ts';
 import { authenticateCheck } from '../agents/schema.ts';
+import { check as agentCheck } from '../agent-contract/schema.ts';
 import { closest, isRecord, quote, type CheckProblem, type ConfigCheck } from './schema-helpers.ts';
 
 /** Routes: unique names, known upstreams, path templates that compile. */
@@ -159,6 +160,7 @@ export const CONFIG_CHECKS: readonly ConfigCheck[] = [
   idempotencyCheck, // ttl and lease of every idempotency mapping
   scopesCheck, // routes[].scopes only with consumers.authenticate
   authenticateCheck, // consumers.authenticate: one JWKS source, over https
+  agentCheck, // routes[].agent.tool: unique names
   upstreamsCheck,
   serverCheck,
   storeCheck,

@@ -10,6 +10,7 @@ import { CONFIG_CHECKS } from './checks.ts';
 import { closest, quote, type CheckProblem, type KeyPath, type ResponseSchemas } from './schema-helpers.ts';
 import { KEY_IN_TEXT_PATTERN } from '../agents/keys.ts';
 import { agentsFileProblems, AgentsFileSchema, type AgentEntry, type AgentsCheckContext, type AgentsFile } from '../agents/schema.ts';
+import { readLegacySpec, type LegacySpec } from '../agent-contract/spec.ts';
 
 export { headerValueProblem } from './checks.ts';
 
@@ -74,6 +75,12 @@ export interface LoadedConfig {
   responseSchemas?: ResponseSchemas;
   /** The agents file consumers.authenticate.api_keys names, loaded and checked with the config. */
   agents?: LoadedAgents;
+  /**
+   * The legacy API's OpenAPI document openapi.spec names, read, checked and dereferenced with the config, so a load or
+   * reload reads it once. Absent without openapi.spec, and for a config not loaded from a file (the OpenAPI document
+   * is then made from the routes alone).
+   */
+  openapi?: LegacySpec;
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, allowUnionTypes: true });
@@ -89,11 +96,19 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
     const agentsFile = config.consumers.authenticate?.api_keys?.file;
     // Checked with the config (its overrides name the config's policies), so `validate` and a reload judge both.
     const agents = agentsFile === undefined ? undefined : await loadAgentsFile(path.resolve(path.dirname(absolute), agentsFile), agentsCheckContext(config), env);
-    return { config, file: absolute, digest, responseSchemas, agents };
+    const openapi = config.openapi && (await loadSpec(path.resolve(path.dirname(absolute), config.openapi.spec)));
+    return { config, file: absolute, digest, responseSchemas, agents, openapi };
   } catch (err) {
     if (err instanceof ConfigError) err.digest = digest;
     throw err;
   }
+}
+
+/** openapi.spec: its problems are the config's, each at its JSON Pointer in the spec's file. */
+async function loadSpec(file: string): Promise<LegacySpec> {
+  const reading = await readLegacySpec(file);
+  if (reading.kind === 'loaded') return reading.spec;
+  throw new ConfigError(reading.problems.map(({ pointer, message }) => ({ file, line: 0, column: 0, keyPath: pointer, message })));
 }
 
 /** A file's text and the digest of its bytes; a file larger than `max` is refused unread. */
