@@ -5,6 +5,7 @@ import path from 'node:path';
 // be limited to files, and is a stable (13.x) library of some 17 million downloads a month, where Scalar's is 0.x and
 // brings a larger tree of its own packages. (Its rules beyond the schemas are Swagger 2.0's only: an undeclared path
 // parameter is made up for by the operation model.)
+import { stat } from 'node:fs/promises';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import type { ErrorObject } from 'ajv';
 import { isObject, schema31, type JsonSchema } from './json-schema.ts';
@@ -61,9 +62,22 @@ export interface SpecProblem {
 
 export type SpecReading = { readonly kind: 'loaded'; readonly spec: LegacySpec } | { readonly kind: 'invalid'; readonly problems: readonly SpecProblem[] };
 
+/**
+ * Specs larger than this are refused unread. Large real APIs publish a few MB (GitHub's, the largest common one, is
+ * about 12 MB as JSON); parsing and dereferencing cost many times the file's size in memory, at every load.
+ */
+export const MAX_SPEC_BYTES = 32 * 1024 * 1024;
+
 /** Reads, checks and dereferences the spec at `file`; its problems are returned, never thrown. */
 export async function readLegacySpec(file: string): Promise<SpecReading> {
   const absolute = path.resolve(file);
+  const size = await stat(absolute).then(
+    (s) => s.size,
+    () => undefined,
+  );
+  if (size !== undefined && size > MAX_SPEC_BYTES) {
+    return { kind: 'invalid', problems: [{ pointer: '', message: `is ${size} bytes; a spec may be at most ${MAX_SPEC_BYTES}` }] };
+  }
   const rawHints = new Map<object, string>();
   let document: Record<string, unknown>;
   try {
