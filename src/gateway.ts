@@ -20,6 +20,8 @@ import { createStore } from './store/index.ts';
 import type { Store, StoreError } from './store/store.ts';
 import { Forwarder } from './proxy/forwarder.ts';
 import { createPipeline } from './pipeline.ts';
+import type { SelfCall } from './mcp/call.ts';
+import { InternalSecret } from './mcp/internal-client.ts';
 import { ADMIN_MAX_CONNECTIONS, createAdminServer } from './admin/server.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { AccessLog } from './observability/access-log.ts';
@@ -138,7 +140,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   /** True from a refused reload until a reload succeeds or the watcher sees the file back at the config in force. */
   let fileRefused = false;
   const forwarder = new Forwarder();
-  const handle = createPipeline({ runtime: () => runtime, forwarder, metrics, logger, accessLog, store });
+  // The proxy listener's URL is known once it is bound (below); MCP tool calls are sent there.
+  const self: SelfCall = { url: undefined, secret: new InternalSecret() };
+  const handle = createPipeline({ runtime: () => runtime, forwarder, metrics, logger, accessLog, store, self });
 
   let inFlight = 0;
   let draining = false;
@@ -190,6 +194,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let adminUrl: string | undefined;
   try {
     proxyUrl = await listen(server, config.server.listen);
+    self.url = proxyUrl;
     adminUrl = admin && (await listen(admin, config.server.admin_listen));
   } catch (err) {
     // Nothing may keep the process alive after a failed start: a Redis connection would, for good.

@@ -20,6 +20,8 @@ import { decodeBody, readBounded } from './proxy/body.ts';
 import { serveBudget } from './endpoints/budget.ts';
 import { serveWhoami } from './endpoints/whoami.ts';
 import { serveOpenApi } from './endpoints/openapi.ts';
+import { isMcpPath, serveMcp } from './mcp/serve.ts';
+import type { SelfCall } from './mcp/call.ts';
 
 export interface PipelineDeps {
   /** The config in force; read once per request, so a reload never mixes two configs within one request. */
@@ -31,6 +33,8 @@ export interface PipelineDeps {
   accessLog: AccessLog;
   /** The shared state store the policies' batched operations are made in (step 7). */
   store: Store;
+  /** The gateway's own proxy listener, which MCP tool calls are sent to, and the secret that vouches for their client address. */
+  self: SelfCall;
 }
 
 const GATEWAY_PREFIX = '/_agentgate/';
@@ -82,6 +86,10 @@ async function handle(ex: Exchange, runtime: Runtime, deps: PipelineDeps): Promi
   checkRequestHead(req);
   ctx.peerTrusted = runtime.trustedProxies.trusts(req.socket.remoteAddress);
   ctx.clientAddress = ctx.peerTrusted ? runtime.trustedProxies.clientAddress(req) : (req.socket.remoteAddress ?? 'unknown');
+  // An MCP tool call arrives from this process over loopback, carrying the address of the MCP request it is made for
+  // (src/mcp/internal-client.ts); the header is removed from every request, vouched for or not.
+  const vouched = deps.self.secret.take(req);
+  if (vouched !== undefined) ctx.clientAddress = vouched;
 
   // 3. The gateway's own endpoints are answered here and never forwarded.
   if (ctx.matchPath.startsWith(GATEWAY_PREFIX) || ctx.matchPath === GATEWAY_PREFIX.slice(0, -1)) {
@@ -95,6 +103,15 @@ async function handle(ex: Exchange, runtime: Runtime, deps: PipelineDeps): Promi
   //    idempotency records and every log line are scoped by it, including those of requests no route takes.
   const resolving = runtime.callers.resolve(req, ctx);
   if (resolving) await resolving;
+
+  // 4b. The MCP endpoint (mcp.path), once the caller is known: its tool calls come back through this pipeline as the
+  //     same caller's HTTP requests, so it applies no policy of its own.
+  if (isMcpPath(ctx.matchPath, runtime)) {
+    ctx.outcome = 'gateway_endpoint';
+    setHeaders(res, ctx.responseHeaders);
+    await serveMcp(req, res, runtime, ctx, deps.self, deps.logger);
+    return;
+  }
 
   // 5. Match a route: the route decides upstream, timeout and which policies apply.
   const route = runtime.router.match(req.method ?? 'GET', ctx.matchPath);

@@ -7,6 +7,7 @@ import { check as idempotencyCheck } from '../policies/idempotency/schema.ts';
 import { check as scopesCheck } from '../policies/scopes/schema.ts';
 import { authenticateCheck } from '../agents/schema.ts';
 import { check as agentCheck } from '../agent-contract/schema.ts';
+import { check as mcpCheck } from '../mcp/schema.ts';
 import { closest, isRecord, quote, type CheckProblem, type ConfigCheck } from './schema-helpers.ts';
 
 /** Routes: unique names, known upstreams, path templates that compile. */
@@ -161,6 +162,7 @@ export const CONFIG_CHECKS: readonly ConfigCheck[] = [
   scopesCheck, // routes[].scopes only with consumers.authenticate
   authenticateCheck, // consumers.authenticate: one JWKS source, over https
   agentCheck, // routes[].agent.tool: unique names
+  mcpCheck, // mcp.path: its own path, answered before routing
   upstreamsCheck,
   serverCheck,
   storeCheck,

@@ -9,6 +9,7 @@ import { authHaltSchema } from '../policies/auth-halt/schema.ts';
 import { scopesSchema } from '../policies/scopes/schema.ts';
 import { anonymousSchema, authenticateSchema } from '../agents/schema.ts';
 import { agentSchema, openapiSchema } from '../agent-contract/schema.ts';
+import { mcpSchema } from '../mcp/schema.ts';
 import { ERROR_CATALOG } from '../errors/catalog.ts';
 import { Duration, HEADER_NAME_PATTERN, HTTP_METHODS, Method, Name, NAME_PATTERN, Size } from './schema-helpers.ts';
 
@@ -244,6 +245,7 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {}, description: 'how request paths are matched against routes (see docs on routing for what is normalised and refused)' },
     ),
     openapi: Type.Optional(openapiSchema()),
+    mcp: Type.Optional(mcpSchema()),
     routes: Type.Array(RouteSchema, { minItems: 1, description: 'routes, tried in file order: the first match wins' }),
   },
   { additionalProperties: false, $id: 'https://agentgate.dev/schema/gateway.schema.json', title: 'agentgate gateway config' },

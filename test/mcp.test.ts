@@ -1,0 +1,216 @@
+// The MCP endpoint (mcp.path) driven by the official SDK client: tools are the operations the agent may call, and every
+// tool call runs through the same pipeline as the agent's HTTP request would (scopes, budgets, idempotency,
+// silent-failure checks, the envelope).
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { startUpstream, json, type TestUpstream } from './helpers/upstream.ts';
+import { startTestGateway, configYaml, type TestGateway } from './helpers/gateway.ts';
+import { send } from './helpers/http.ts';
+import { keyHash, newKey } from '../src/agents/keys.ts';
+
+const writerKey = newKey();
+const readerKey = newKey();
+
+const AGENTS = `agents:
+  - id: writer
+    keys: ['${keyHash(writerKey)}']
+    scopes: [orders:read, orders:write]
+  - id: reader
+    keys: ['${keyHash(readerKey)}']
+    scopes: [orders:read]
+`;
+
+const SPEC = `openapi: 3.0.3
+info: {title: Orders, version: '1'}
+paths:
+  /orders:
+    post:
+      operationId: create_order
+      summary: Create an order
+      requestBody: {required: true, content: {application/json: {schema: {$ref: '#/components/schemas/NewOrder'}}}}
+      responses:
+        '201': {description: created, content: {application/json: {schema: {$ref: '#/components/schemas/Order'}}}}
+  /orders/{id}:
+    get:
+      operationId: get_order
+      summary: Read an order
+      parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+      responses:
+        '200': {description: the order, content: {application/json: {schema: {$ref: '#/components/schemas/Order'}}}}
+components:
+  schemas:
+    NewOrder: {type: object, required: [sku], properties: {sku: {type: string}, note: {type: string, nullable: true}}}
+    Order: {type: object, required: [id], properties: {id: {type: integer}, sku: {type: string}, parent: {$ref: '#/components/schemas/Order'}}}
+`;
+
+const CONFIG = (upstreamUrl: string) =>
+  configYaml(`consumers:
+  authenticate: {api_keys: {file: agents.yaml}}
+upstreams: {api: {url: '${upstreamUrl}'}}
+rate_limits:
+  agents: {capacity: 1000, per: 1h}
+  tiny: {capacity: 2, per: 1h}
+defaults: {rate_limit: agents}
+openapi: {spec: legacy.yaml}
+mcp: {path: /mcp}
+routes:
+  - {name: create-order, match: {methods: [POST], path: /orders}, upstream: api, scopes: [orders:write], idempotency: {required: true, ttl: 1h}}
+  - {name: get-order, match: {methods: [GET], path: '/orders/{id}'}, upstream: api, scopes: [orders:read]}
+  - {name: scarce, match: {methods: [GET], path: /scarce}, upstream: api, scopes: [orders:read], rate_limit: tiny, cost: 1}
+  - {name: flaky, match: {methods: [GET], path: /flaky}, upstream: api, scopes: [orders:read], silent_failure: {error_fields: [{pointer: /ok, equals: false}]}}
+`);
+
+describe('the MCP endpoint', () => {
+  let upstream: TestUpstream;
+  let gw: TestGateway;
+  let created = 0;
+  const clients: Client[] = [];
+
+  before(async () => {
+    upstream = await startUpstream({
+      'POST /orders': (_req, res, body) => json(res, 201, { id: ++created, sku: JSON.parse(body.toString()).sku }),
+      '/scarce': (_req, res) => json(res, 200, { ok: true }),
+      '/flaky': (_req, res) => json(res, 200, { ok: false, message: 'nothing was done' }),
+      '*': (req, res) => json(res, 200, { id: 7, sku: 'seen ' + req.url }),
+    });
+    gw = await startTestGateway(CONFIG(upstream.url), { files: { 'agents.yaml': AGENTS, 'legacy.yaml': SPEC } });
+  });
+  after(async () => {
+    for (const client of clients) await client.close();
+    await gw.close();
+    await upstream.close();
+  });
+
+  async function connect(headers: Record<string, string>): Promise<Client> {
+    const client = new Client({ name: 'agentgate-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), { requestInit: { headers } }));
+    clients.push(client);
+    return client;
+  }
+  const text = (result: CallToolResult, i = 0) => (result.content[i] as { text: string }).text;
+
+  test('tools/list: one tool per operation the agent may call, with schemas a draft-07 client compiles and annotations', async () => {
+    const reader = await connect({ authorization: `Bearer ${readerKey}` });
+    const names = (await reader.listTools()).tools.map((t) => t.name).sort();
+    assert.deepEqual(names, ['flaky', 'get_order', 'scarce'], 'create_order needs orders:write');
+    const writer = await connect({ 'x-agent-key': writerKey });
+    const tools = (await writer.listTools()).tools;
+    const create = tools.find((t) => t.name === 'create_order')!;
+    assert.deepEqual(create.inputSchema.required, ['body', 'idempotency_key']);
+    assert.ok(create.description!.includes('idempotency_key'));
+    assert.deepEqual(create.annotations, { title: 'Create an order', readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true });
+    const get = tools.find((t) => t.name === 'get_order')!;
+    assert.equal(get.annotations?.readOnlyHint, true);
+    assert.equal(get.outputSchema?.type, 'object');
+    assert.ok(JSON.stringify(get.outputSchema).includes('#/$defs/Order'), 'the recursive schema is referred to in $defs');
+  });
+
+  test('a read: structuredContent and its text', async () => {
+    const client = await connect({ authorization: `Bearer ${readerKey}` });
+    const result = (await client.callTool({ name: 'get_order', arguments: { id: '42' } })) as CallToolResult;
+    assert.equal(result.isError, undefined);
+    assert.deepEqual(result.structuredContent, { id: 7, sku: 'seen /orders/42' });
+    assert.deepEqual(JSON.parse(text(result)), result.structuredContent);
+    const seen = upstream.received.at(-1)!;
+    assert.equal(seen.headers.authorization, undefined, "the agent's key never reaches the upstream");
+    assert.equal(seen.headers['x-agentgate-mcp-client'], undefined, 'the internal header is stripped');
+  });
+
+  test('a write twice with one idempotency_key runs once; the second is a replay of the first', async () => {
+    const client = await connect({ authorization: `Bearer ${writerKey}` });
+    const before = upstream.received.filter((r) => r.method === 'POST').length;
+    const args = { body: { sku: 'abc' }, idempotency_key: 'order-abc-1' };
+    const first = (await client.callTool({ name: 'create_order', arguments: args })) as CallToolResult;
+    const second = (await client.callTool({ name: 'create_order', arguments: args })) as CallToolResult;
+    assert.equal(upstream.received.filter((r) => r.method === 'POST').length, before + 1);
+    assert.deepEqual(second.structuredContent, first.structuredContent);
+    assert.deepEqual(second.content, first.content);
+    assert.equal(second._meta?.['agentgate/replayed'], true);
+    assert.equal(first._meta?.['agentgate/replayed'], undefined);
+  });
+
+  test('arguments that fail the input schema, and an unknown tool, are JSON-RPC errors; nothing is forwarded', async () => {
+    const client = await connect({ authorization: `Bearer ${writerKey}` });
+    const before = upstream.received.length;
+    await assert.rejects(client.callTool({ name: 'create_order', arguments: { body: { sku: 'x' } } }), (err: McpError) => err.code === -32602 && /idempotency_key/.test(err.message));
+    await assert.rejects(client.callTool({ name: 'no_such_tool', arguments: {} }), (err: McpError) => err.code === -32602 && /Unknown tool/.test(err.message));
+    assert.equal(upstream.received.length, before);
+  });
+
+  test('an exhausted budget is an isError result that says when to retry; the client does not throw', async () => {
+    const client = await connect({ authorization: `Bearer ${readerKey}` });
+    let result: CallToolResult | undefined;
+    for (let i = 0; i < 3; i++) result = (await client.callTool({ name: 'scarce', arguments: {} })) as CallToolResult;
+    assert.equal(result!.isError, true);
+    assert.match(text(result!), /RATE_LIMITED/);
+    assert.match(text(result!), /Retryable: yes, after \d+ seconds/);
+    assert.equal(JSON.parse(text(result!, 1)).code, 'RATE_LIMITED');
+  });
+
+  test('an error of a tool with an outputSchema carries no structuredContent, so the official client reports it (typescript-sdk #1943)', async () => {
+    // The writer lacks nothing, the reader lacks orders:write: the pipeline's scopes policy answers the call.
+    const client = await connect({ authorization: `Bearer ${readerKey}` });
+    const result = (await client.callTool({ name: 'create_order', arguments: { body: { sku: 'x' }, idempotency_key: 'k-1' } })) as CallToolResult;
+    assert.equal(result.isError, true);
+    assert.equal(result.structuredContent, undefined);
+    assert.match(text(result), /^Error \w+ \(HTTP 403\)/);
+  });
+
+  test('a silent failure is an isError result', async () => {
+    const client = await connect({ authorization: `Bearer ${readerKey}` });
+    const result = (await client.callTool({ name: 'flaky', arguments: {} })) as CallToolResult;
+    assert.equal(result.isError, true);
+    assert.match(text(result), /SILENT_FAILURE|UPSTREAM/);
+  });
+
+  test('a path parameter with /, .. or an encoded separator stays one segment of the operation path, or is refused', async () => {
+    const client = await connect({ authorization: `Bearer ${readerKey}` });
+    const before = upstream.received.length;
+    for (const id of ['..', '.', '']) {
+      await assert.rejects(client.callTool({ name: 'get_order', arguments: { id } }), (err: McpError) => err.code === -32602 && /path parameter 'id'/.test(err.message), `'${id}'`);
+    }
+    for (const id of ['../x', 'a/b', '%2F..%2Fscarce', '..%2f..%2fflaky', 'a b?c=d#e']) {
+      const result = (await client.callTool({ name: 'get_order', arguments: { id } })) as CallToolResult;
+      if (result.isError) assert.match(text(result), /INVALID_REQUEST|ROUTE_NOT_FOUND/, `${id}: ${text(result)}`);
+    }
+    for (const seen of upstream.received.slice(before)) {
+      assert.match(seen.url, /^\/orders\/[^/?]+$/, `${seen.url} is one segment under /orders`);
+      assert.ok(!seen.url.startsWith('/orders/..') || seen.url.includes('%'), seen.url);
+    }
+  });
+
+  test('without a credential the MCP request is refused with the usual 401 envelope', async () => {
+    const reply = await send(`${gw.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    });
+    assert.equal(reply.status, 401);
+    assert.match(String(reply.headers['content-type']), /problem\+json/);
+    await assert.rejects(connect({}));
+  });
+
+  test('malformed JSON-RPC and a GET get the protocol\'s errors; the gateway keeps serving', async () => {
+    const headers = { authorization: `Bearer ${readerKey}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const malformed = await send(`${gw.url}/mcp`, { method: 'POST', headers, body: '{"jsonrpc": "2.0", "id": 1, "method"' });
+    assert.equal(malformed.status, 400);
+    assert.equal(JSON.parse(malformed.text).error.code, -32700);
+    const notRpc = await send(`${gw.url}/mcp`, { method: 'POST', headers, body: '{"hello": "world"}' });
+    assert.equal(notRpc.status, 400);
+    const get = await send(`${gw.url}/mcp`, { headers: { authorization: `Bearer ${readerKey}`, accept: 'text/event-stream' } });
+    assert.equal(get.status, 405);
+    const client = await connect({ authorization: `Bearer ${readerKey}` });
+    assert.ok((await client.listTools()).tools.length > 0);
+  });
+
+  test('the internal client-address header from a caller is stripped, never believed or forwarded', async () => {
+    const reply = await send(`${gw.url}/orders/9`, { headers: { authorization: `Bearer ${readerKey}`, 'x-agentgate-mcp-client': `${'0'.repeat(64)} 203.0.113.9` } });
+    assert.equal(reply.status, 200);
+    const seen = upstream.received.at(-1)!;
+    assert.equal(seen.headers['x-agentgate-mcp-client'], undefined);
+    assert.ok(!String(seen.headers['x-forwarded-for']).includes('203.0.113.9'));
+  });
+});
