@@ -206,6 +206,27 @@ describe('the MCP endpoint', () => {
     assert.ok((await client.listTools()).tools.length > 0);
   });
 
+  test('the tools and the OpenAPI document agree: the same operations, parameters and Idempotency-Key rules, for each agent', async () => {
+    for (const key of [readerKey, writerKey]) {
+      const doc = (await send(`${gw.url}/_agentgate/openapi.json`, { headers: { authorization: `Bearer ${key}` } })).json();
+      const operations = new Map<string, { parameters?: { name: string; in: string; required?: boolean }[] }>();
+      for (const item of Object.values(doc.paths) as Record<string, { operationId: string }>[]) {
+        for (const [method, op] of Object.entries(item)) if (['get', 'post', 'put', 'patch', 'delete'].includes(method)) operations.set(op.operationId, op);
+      }
+      const client = await connect({ authorization: `Bearer ${key}` });
+      const tools = (await client.listTools()).tools;
+      assert.deepEqual(tools.map((t) => t.name).sort(), [...operations.keys()].sort(), 'one tool per operation the agent may call');
+      for (const tool of tools) {
+        const parameters = operations.get(tool.name)!.parameters ?? [];
+        const idempotencyKey = parameters.find((p) => p.in === 'header' && p.name.toLowerCase() === 'idempotency-key');
+        const properties = Object.keys(tool.inputSchema.properties ?? {});
+        assert.equal(properties.includes('idempotency_key'), idempotencyKey !== undefined, `${tool.name}: idempotency_key where the document has Idempotency-Key`);
+        assert.equal((tool.inputSchema.required ?? []).includes('idempotency_key'), idempotencyKey?.required === true, `${tool.name}: required alike`);
+        for (const p of parameters.filter((p) => p.in === 'path' || p.in === 'query')) assert.ok(properties.includes(p.name), `${tool.name}: ${p.in} parameter ${p.name}`);
+      }
+    }
+  });
+
   test('the internal client-address header from a caller is stripped, never believed or forwarded', async () => {
     const reply = await send(`${gw.url}/orders/9`, { headers: { authorization: `Bearer ${readerKey}`, 'x-agentgate-mcp-client': `${'0'.repeat(64)} 203.0.113.9` } });
     assert.equal(reply.status, 200);
