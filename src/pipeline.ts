@@ -20,7 +20,7 @@ import { decodeBody, readBounded } from './proxy/body.ts';
 import { serveBudget } from './endpoints/budget.ts';
 import { serveWhoami } from './endpoints/whoami.ts';
 import { serveOpenApi } from './endpoints/openapi.ts';
-import { isMcpPath, serveMcp } from './mcp/serve.ts';
+import { isMcpPath } from './mcp/schema.ts';
 import type { SelfCall } from './mcp/call.ts';
 
 export interface PipelineDeps {
@@ -109,6 +109,7 @@ async function handle(ex: Exchange, runtime: Runtime, deps: PipelineDeps): Promi
   if (isMcpPath(ctx.matchPath, runtime)) {
     ctx.outcome = 'gateway_endpoint';
     setHeaders(res, ctx.responseHeaders);
+    const { serveMcp } = await loadMcp();
     await serveMcp(req, res, runtime, ctx, deps.self, deps.logger);
     return;
   }
@@ -448,6 +449,15 @@ function round(ms: number): number {
 
 function truncate(text: string): string {
   return text.length > 256 ? `${text.slice(0, 256)}...` : text;
+}
+
+/**
+ * The MCP endpoint and the SDK under it are loaded on its first request: a gateway without mcp.path never loads them
+ * (with swagger-parser, they added a quarter of a second to every start).
+ */
+let mcpModule: Promise<typeof import('./mcp/serve.ts')> | undefined;
+function loadMcp(): Promise<typeof import('./mcp/serve.ts')> {
+  return (mcpModule ??= import('./mcp/serve.ts'));
 }
 
 /** Whether the request announced a body that has not been read to its end. */

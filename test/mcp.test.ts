@@ -209,8 +209,9 @@ describe('the MCP endpoint', () => {
   test('the tools and the OpenAPI document agree: the same operations, parameters and Idempotency-Key rules, for each agent', async () => {
     for (const key of [readerKey, writerKey]) {
       const doc = (await send(`${gw.url}/_agentgate/openapi.json`, { headers: { authorization: `Bearer ${key}` } })).json();
-      const operations = new Map<string, { parameters?: { name: string; in: string; required?: boolean }[] }>();
-      for (const item of Object.values(doc.paths) as Record<string, { operationId: string }>[]) {
+      type DocumentedOperation = { operationId: string; parameters?: { name: string; in: string; required?: boolean }[] };
+      const operations = new Map<string, DocumentedOperation>();
+      for (const item of Object.values(doc.paths) as Record<string, DocumentedOperation>[]) {
         for (const [method, op] of Object.entries(item)) if (['get', 'post', 'put', 'patch', 'delete'].includes(method)) operations.set(op.operationId, op);
       }
       const client = await connect({ authorization: `Bearer ${key}` });

@@ -6,7 +6,6 @@ import path from 'node:path';
 // brings a larger tree of its own packages. (Its rules beyond the schemas are Swagger 2.0's only: an undeclared path
 // parameter is made up for by the operation model.)
 import { stat } from 'node:fs/promises';
-import SwaggerParser from '@apidevtools/swagger-parser';
 import type { ErrorObject } from 'ajv';
 import { isObject, schema31, type JsonSchema } from './json-schema.ts';
 import type { MediaType, Parameter, RequestBody } from './model.ts';
@@ -81,6 +80,8 @@ export async function readLegacySpec(file: string): Promise<SpecReading> {
   const rawHints = new Map<object, string>();
   let document: Record<string, unknown>;
   try {
+    // Loaded only for a config with openapi.spec: it is the largest of the gateway's dependencies to load.
+    const { default: SwaggerParser } = await import('@apidevtools/swagger-parser');
     document = (await new SwaggerParser().validate(absolute, {
       // Files only: loading a config must neither depend on another host nor let a $ref steer the gateway to one.
       resolve: { http: false },

@@ -27,3 +27,10 @@ export const check: ConfigCheck = (config) => {
   }
   return problems;
 };
+
+/** Whether the request is for the MCP endpoint: its path as routes see it (pipeline step 2), spelled as routes are matched. */
+export function isMcpPath(matchPath: string, runtime: { readonly config: { readonly mcp?: McpConfig }; readonly caseSensitivePaths: boolean }): boolean {
+  const path = runtime.config.mcp?.path;
+  if (path === undefined) return false;
+  return matchPath === (runtime.caseSensitivePaths ? path : path.toLowerCase());
+}

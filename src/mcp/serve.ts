@@ -20,12 +20,6 @@ const INSTRUCTIONS =
 const ajv = new Ajv({ strict: false, allErrors: true, validateSchema: false });
 const validators = new WeakMap<McpTool, ValidateFunction>();
 
-/** Whether the request is for the MCP endpoint: its path as routes see it (pipeline step 2), spelled as routes are matched. */
-export function isMcpPath(matchPath: string, runtime: Runtime): boolean {
-  const path = runtime.config.mcp?.path;
-  if (path === undefined) return false;
-  return matchPath === (runtime.caseSensitivePaths ? path : path.toLowerCase());
-}
 
 /** Answers one HTTP request of the MCP endpoint; the caller is settled (pipeline step 4). */
 export async function serveMcp(req: IncomingMessage, res: ServerResponse, runtime: Runtime, ctx: RequestContext, self: SelfCall, logger: Logger): Promise<void> {
