@@ -173,12 +173,19 @@ function walkThroughBlock(doc: string, heading: string): string {
   return block[1]!;
 }
 
-/** A block's commands (continuation lines joined), each with its trailing comment: the output the docs say it gives. */
-function commandsOf(block: string): { command: string; comment: string }[] {
-  const out: { command: string; comment: string }[] = [];
+/**
+ * A block's commands (continuation lines joined), each with its trailing comment and the `#>` lines under it: the
+ * output the docs say it gives.
+ */
+function commandsOf(block: string): { command: string; comment: string; shown: string[] }[] {
+  const out: { command: string; comment: string; shown: string[] }[] = [];
   let pending = '';
   for (const line of block.split('\n')) {
     const text = pending + line;
+    if (pending === '' && text.startsWith('#>') && out.length > 0) {
+      out.at(-1)!.shown.push(text.replace(/^#> ?/, ''));
+      continue;
+    }
     if (text.trim() === '' || text.trimStart().startsWith('#')) continue;
     const { command, comment } = splitComment(text);
     if (command.endsWith('\\')) {
@@ -186,7 +193,7 @@ function commandsOf(block: string): { command: string; comment: string }[] {
       continue;
     }
     pending = '';
-    out.push({ command: command.trim(), comment });
+    out.push({ command: command.trim(), comment, shown: [] });
   }
   return out;
 }
@@ -282,6 +289,67 @@ test("the walk-through's agent steps, run as written against the demo: keys, ref
     return res.status === 200;
   };
   await until(reporterWorks, 5000, () => 'the restored file was not reloaded');
+});
+
+/** A `#>` line as a pattern: `...` stands for anything, the rest is literal. */
+function shownLine(shown: string): RegExp {
+  return new RegExp(`^${shown.split('...').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+}
+
+test("the walk-through's discovery steps, run as written against the demo: the OpenAPI document, MCP tools listed and called", async (t) => {
+  const configFile = await demoConfig(t, { legacy: await freePort(), proxy: 0, admin: 0 });
+  const demo = runDemo(t, configFile);
+  await until(async () => /^Try: .*\n.*\n/m.test(demo.stderr()), 15_000, () => `no banner; stderr:\n${demo.stderr()}`);
+  const address = (label: string) => new RegExp(`^${label}:?\\s+http://(127\\.0\\.0\\.1:\\d+)`, 'm').exec(demo.stderr())![1]!;
+  const [proxy, legacy] = [address('agentgate'), address('Demo legacy API')];
+
+  const doc = await readFile(path.join(REPO, 'docs/getting-started.md'), 'utf8');
+  // The keys the first block sets, then the section's own commands.
+  const keys = commandsOf(walkThroughBlock(doc, 'Agents and their keys')).filter(({ command }) => /^[A-Z_]+=(?:\S+|"[^"]*")$/.test(command));
+  assert.deepEqual(keys.map(({ command }) => command.split('=')[0]), ['DEMO_KEY', 'REPORTER_KEY', 'BATCH_KEY', 'AUTH']);
+  const commands = commandsOf(walkThroughBlock(doc, 'Discover the API: OpenAPI and MCP'));
+  const local = (command: string) =>
+    command.replaceAll('localhost:8080', proxy).replaceAll('127.0.0.1:8080', proxy).replaceAll('localhost:3000', legacy);
+  for (const { command } of commands) {
+    const unmapped = command.replace(/(?:localhost|127\.0\.0\.1):(?:8080|3000)/g, '');
+    assert.doesNotMatch(unmapped, /localhost:|127\.0\.0\.1:|config\/|\/tmp\//, `a command the test cannot point at its demo: ${command}`);
+  }
+  const mcpCalls = commands.filter(({ command }) => command.startsWith('sh scripts/node.sh scripts/mcp-call.ts '));
+  assert.ok(mcpCalls.length >= 4, 'the section lists the tools and calls a read and a write tool');
+  const script = [
+    ...keys.map(({ command }) => command),
+    ...commands.map(({ command }, i) => `{ ${local(command)}\n}; printf '\\n@@%s %s@@\\n' ${i} "$?"`),
+  ].join('\n');
+
+  const run = await promisify(execFile)('sh', ['-c', script], { cwd: REPO, timeout: 60_000, maxBuffer: 1 << 20 });
+  if (/\b(curl|jq)\b.*not found/.test(run.stderr)) {
+    t.skip(`curl or jq is not installed here: ${run.stderr}`);
+    return;
+  }
+  const outputs = run.stdout.split(/\n@@(\d+) (\d+)@@\n/);
+  let checked = 0;
+  commands.forEach(({ command, comment, shown }, i) => {
+    const output = outputs[i * 3]!;
+    assert.equal(outputs[i * 3 + 1], String(i), 'one output per command');
+    assert.equal(outputs[i * 3 + 2], '0', `exit status of: ${command}\n${output}\n${run.stderr}`);
+    const expected = expectation(comment);
+    if (expected !== undefined) {
+      checked++;
+      if ('status' in expected) assert.ok(output.startsWith(expected.status), `${command}\nsays ${expected.status}, gave:\n${output}`);
+      else assert.deepEqual(JSON.parse(output), expected.json, `${command}\n# ${comment}`);
+    }
+    if (shown.length > 0) {
+      checked++;
+      const lines = output.replace(/\n$/, '').split('\n');
+      assert.equal(lines.length, shown.length, `${command}\nprints ${shown.length} lines, gave:\n${output}`);
+      shown.forEach((line, j) => assert.match(lines[j]!, shownLine(line), `${command}\nline ${j + 1}`));
+    }
+  });
+  assert.equal(checked, commands.length - 1, 'every command but the reset says what it prints');
+  assert.ok(
+    mcpCalls.some(({ shown }) => shown.some((line) => line.startsWith('(replayed'))),
+    'the write is called twice with one idempotency_key, and the second call is shown to be a replay',
+  );
 });
 
 test('a refused config edit reverted to the config in force is logged (not counted); the same mistake again is tried again', async (t) => {
