@@ -19,7 +19,12 @@ export type GatewayProfile =
   /** Issue 20: the passthrough route behind consumers.authenticate, every request with an agent key. */
   | 'api-key'
   /** Issue 20: the passthrough route behind consumers.authenticate, every request with the same JWT (verified once, then remembered). */
-  | 'jwt';
+  | 'jwt'
+  /**
+   * Issue 21: the passthrough route plus the MCP endpoint (mcp.path /mcp, open to anyone: no consumers.authenticate).
+   * A GET-only route for /bench/item comes first so that it has a tool, `item`, that takes no arguments.
+   */
+  | 'mcp';
 
 /** The bench's agent: one key, and one token signed by a key the gateway reads from a JWKS file. */
 const BENCH_KEY = newKey();
@@ -83,7 +88,7 @@ server:
   admin_listen: 127.0.0.1:${adminPort}
 ${workers === 1 ? '' : `  workers: ${workers}\n`}${storeYaml}
 logging: {level: ${logLevel}}
-${consumers(profile)}upstreams:
+${consumers(profile)}${profile === 'mcp' ? 'mcp: {path: /mcp}\n' : ''}upstreams:
   bench: {url: '${upstreamUrl}'}
 rate_limits:
   ${NEVER_REFUSING_BUDGET}
@@ -106,6 +111,10 @@ function routes(profile: GatewayProfile): string {
     case 'api-key':
     case 'jwt':
       return `  - {name: passthrough, match: {path: /bench/*}, upstream: bench}\n`;
+    case 'mcp':
+      return `  - {name: item, match: {methods: [GET], path: /bench/item}, upstream: bench}
+  - {name: passthrough, match: {path: /bench/*}, upstream: bench}
+`;
     case 'rate-limit':
       return `  - {name: limited, match: {path: /bench/*}, upstream: bench, rate_limit: bench}\n`;
     case 'empty-body':

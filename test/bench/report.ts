@@ -194,6 +194,7 @@ export function analyse(results: ScenarioResult[]): Analysis {
     cost('rate limit, Redis store', 'RLR-GET', 'C2-GET'),
     cost('API key authentication', 'AK-GET', 'C2-GET'),
     cost('JWT authentication, cached', 'JWT-GET', 'C2-GET'),
+    cost('MCP tools/call (same request)', 'MCP-GET', 'C2-GET'),
   ];
   const points = BLOB_SIZES_KIB.map((kib) => {
     const c = cost(`response_schema ${kib} KiB`, `S${kib}-GET`, `P${kib}-GET`);
@@ -314,8 +315,9 @@ const COST_ALIGN = [false, false, true, true, true, true, true, false];
 
 export function formatIssue4(costs: PolicyCost[]): string {
   return [
-    'Added cost per request of a rate limit (a budget that never refuses; issue 4) and of agent authentication (issue 20), GET, against the same passthrough route without them:',
+    'Added cost per request of a rate limit (a budget that never refuses; issue 4), of agent authentication (issue 20) and of the same GET made as an MCP tools/call (issue 21), against the same passthrough route without them:',
     table(COST_HEADERS, costs.map(costRow), COST_ALIGN),
+    '  The MCP row includes the loopback HTTP request each tools/call makes to the gateway\'s own proxy port (the GET of the tool\'s route, through the whole pipeline), besides the JSON-RPC parsing.',
   ].join('\n');
 }
 

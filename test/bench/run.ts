@@ -412,7 +412,10 @@ class Bench {
       ...(s.target.kind === 'agentgate' ? credentialHeaders(s.target.profile) : {}),
     };
     let body: string | undefined;
-    if (s.method === 'POST') {
+    if (s.body !== undefined) {
+      body = s.body;
+      Object.assign(headers, s.headers);
+    } else if (s.method === 'POST') {
       body = JSON.stringify(ORDER);
       headers['content-type'] = 'application/json';
       // [<id>] becomes a fresh unique id on every request (see load.ts); F reuses one key.

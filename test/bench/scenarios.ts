@@ -25,6 +25,9 @@ export interface Scenario {
   expectedStatus: number;
   /** The gateway's `outcome` every measured request must have (agentgate only). */
   expectedOutcome: 'ok' | 'replayed';
+  /** A fixed request body and the headers that go with it, instead of the order (and Idempotency-Key) every other POST sends. */
+  body?: string;
+  headers?: Record<string, string>;
   /** F: every request carries the same Idempotency-Key, which is used once before the run, so each one is a replay. */
   fixedKey?: string;
 }
@@ -68,6 +71,22 @@ export const SCENARIOS: Scenario[] = [
   { id: 'RLR-GET', title: 'agentgate, passthrough + rate limit, Redis store', group: 'issue-4', target: { kind: 'agentgate', profile: 'rate-limit', store: 'redis' }, method: 'GET', path: ITEM, expectedStatus: 200, expectedOutcome: 'ok' },
   { id: 'AK-GET', title: 'agentgate, passthrough + API key authentication', group: 'issue-4', target: { kind: 'agentgate', profile: 'api-key', store: 'memory' }, method: 'GET', path: ITEM, expectedStatus: 200, expectedOutcome: 'ok' },
   { id: 'JWT-GET', title: 'agentgate, passthrough + JWT authentication (one token, verified once)', group: 'issue-4', target: { kind: 'agentgate', profile: 'jwt', store: 'memory' }, method: 'GET', path: ITEM, expectedStatus: 200, expectedOutcome: 'ok' },
+  // Issue 21: GET /bench/item as an MCP tools/call (POST /mcp, stateless: no initialize, no session), which the gateway
+  // turns into the same GET over loopback to its own proxy port; compared with the plain GET of C2-GET.
+  {
+    id: 'MCP-GET',
+    title: 'agentgate, the same GET as an MCP tools/call (POST /mcp, stateless)',
+    group: 'issue-4',
+    target: { kind: 'agentgate', profile: 'mcp', store: 'memory' },
+    method: 'POST',
+    path: '/mcp',
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'item', arguments: {} } }),
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
+    expectedStatus: 200,
+    // The POST /mcp itself is logged as outcome gateway_endpoint under route _agentgate, which the outcome check leaves
+    // out (as it does the gateway's other endpoints); what it sees is the tools/call's loopback GET of route `item`.
+    expectedOutcome: 'ok',
+  },
   { id: 'EB-GET', title: 'agentgate, passthrough + silent_failure.empty_body only', group: 'issue-5', target: { kind: 'agentgate', profile: 'empty-body', store: 'memory' }, method: 'GET', path: ITEM, expectedStatus: 200, expectedOutcome: 'ok' },
   ...BLOB_SIZES_KIB.flatMap((kib): Scenario[] => [
     { id: `P${kib}-GET`, title: `agentgate, passthrough, ${kib} KiB JSON body`, group: 'issue-5', target: { kind: 'agentgate', profile: 'passthrough', store: 'memory' }, method: 'GET', path: `/bench/blob/${kib}`, expectedStatus: 200, expectedOutcome: 'ok' },
