@@ -9,7 +9,8 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
 import type { DestinationStream } from 'pino';
-import { loadConfigFile, ConfigError } from './config/load.ts';
+import { loadConfigFile, ConfigError, type LoadedConfig } from './config/load.ts';
+import { coverageWarnings } from './agent-contract/match.ts';
 import type { Config } from './config/schema.ts';
 import { parseDuration, parseListenAddress, parseSize } from './config/units.ts';
 import { buildRuntime, UpstreamPools, type Runtime } from './runtime.ts';
@@ -62,6 +63,15 @@ export interface Gateway {
   reload(trigger: string): Promise<boolean>;
   /** Stops accepting, lets in-flight requests finish (bounded by server.shutdown_timeout), then releases everything. */
   shutdown(): Promise<void>;
+}
+
+/**
+ * Routes the legacy API's spec does not describe, and spec operations no route serves: what `agentgate validate` warns
+ * of, logged at start and on every reload too, since a spec edited beside the config is seldom validated first.
+ */
+function logSpecCoverage(loaded: LoadedConfig, logger: Logger): void {
+  if (!loaded.openapi) return;
+  for (const warning of coverageWarnings(loaded.config, loaded.openapi)) logger.warn({ warning }, 'openapi.spec and the routes disagree');
 }
 
 /** The parts of a config that only a restart applies: a reload refuses changes to them. */
@@ -211,6 +221,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (admin) keepAccepting(admin, 'admin', logger);
   const started = { proxy: proxyUrl, admin: adminUrl, config: loaded.file, store: config.store.type, routes: config.routes.length };
   logger.info(started, options.worker ? 'worker listening' : 'agentgate listening');
+  logSpecCoverage(loaded, logger);
 
   let reloading: Promise<boolean> = Promise.resolve(true);
   const reload = (trigger: string): Promise<boolean> => {
@@ -241,6 +252,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       pools.releaseUnusedPools(runtime, maxTimeoutMs(previous) + 1000);
       metrics.configReloads.inc({ result: 'success' });
       logger.info({ trigger, routes: next.config.routes.length }, 'config reloaded');
+      logSpecCoverage(next, logger);
       return true;
     } catch (err) {
       rejectedDigest = err instanceof ConfigError ? err.digest : undefined;

@@ -470,3 +470,15 @@ test('agentgate validate warns of routes the spec does not describe and operatio
     'warning: legacy.yaml: POST /admin/purge (purgeEverything) is served by no route',
   ]);
 });
+
+test('the same disagreements are logged when the gateway starts, where an operator who never ran validate sees them', async (t) => {
+  const { file } = agentsFile({ writer: ['orders:read'] });
+  const tg = await startTestGateway(WITH_SPEC(FIXTURE), { files: { 'agents.yaml': file } });
+  t.after(() => tg.close());
+  const lines = tg.logs.lines.filter((l) => l.msg === 'openapi.spec and the routes disagree');
+  assert.deepEqual(new Set(lines.map((l) => l.level)), new Set(['warn']));
+  assert.deepEqual(lines.map((l) => l.warning), [
+    "route 'crash' (GET /crash): legacy.yaml describes no such operation",
+    'legacy.yaml: POST /admin/purge (purgeEverything) is served by no route',
+  ]);
+});
