@@ -231,6 +231,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   async function applyReload(trigger: string): Promise<boolean> {
     try {
+      // Read before the load: a spec edited while this reload runs differs from it, and so reloads once more.
+      const specBefore = specFile === undefined ? undefined : await fileDigest(specFile);
       const next = await loadConfigFile(options.configFile, env);
       const restartOnly = RESTART_ONLY_KEYS.filter((key) => JSON.stringify(next.config[key]) !== JSON.stringify(runtime.config[key]));
       if (restartOnly.length > 0) {
@@ -244,6 +246,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       await loadJwtSupport(next.config);
       runtime = buildRuntime(next, pools, policyDeps, jwtVerifiers);
       agentsFile.follow(next.agents);
+      await followSpec(next, specBefore);
       jwtVerifiers.releaseUnused(new Set(runtime.callers.authenticator?.jwt ? [runtime.callers.authenticator.jwt] : []));
       appliedDigest = next.digest;
       rejectedDigest = undefined;
@@ -299,10 +302,42 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     );
   }
 
+  // The legacy API's spec (openapi.spec) is part of the config in force: an edit of it reloads the config, as an edit
+  // of the config would. Its own watch, because it may live in another folder, and the config's digest does not see it.
+  let specWatcher: FSWatcher | undefined;
+  let specFile: string | undefined;
+  /** The spec's content the config in force was loaded with, or last tried: the same content is not tried twice. */
+  let specDigest: string | undefined;
+  /** `digestBefore`: the spec's digest read before `next` was loaded, when its file is the one followed already. */
+  async function followSpec(next: LoadedConfig, digestBefore?: string): Promise<void> {
+    const file = next.openapi?.file;
+    specDigest = file === undefined ? undefined : file === specFile && digestBefore !== undefined ? digestBefore : await fileDigest(file);
+    if (file === specFile) return;
+    specWatcher?.close();
+    specWatcher = undefined;
+    specFile = file;
+    if (file === undefined || options.watchConfig === false) return;
+    specWatcher = watchFile(
+      file,
+      () => {
+        reloading = reloading.then(async () => {
+          const digest = await fileDigest(file);
+          if (digest === undefined || digest === specDigest) return true;
+          specDigest = digest;
+          return applyReload('openapi spec change');
+        });
+        return reloading.then(() => undefined);
+      },
+      (err) => logger.error({ err: err.message }, 'openapi spec watching stopped; reload with SIGHUP after editing it'),
+    );
+  }
+  await followSpec(loaded);
+
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     shuttingDown ??= (async () => {
       draining = true;
+      specWatcher?.close();
       watcher?.close();
       agentsFile.close();
       logger.info({ in_flight: inFlight }, 'shutting down: draining in-flight requests');

@@ -12,6 +12,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { CLI, configYaml, startTestGateway, tempDir, type TestGateway } from './helpers/gateway.ts';
 import { envelopeOf, send } from './helpers/http.ts';
+import { until } from './helpers/wait.ts';
 import { ConfigError, loadConfigFile } from '../src/config/load.ts';
 import { keyHash, newKey } from '../src/agents/keys.ts';
 
@@ -481,4 +482,22 @@ test('the same disagreements are logged when the gateway starts, where an operat
     "route 'crash' (GET /crash): legacy.yaml describes no such operation",
     'legacy.yaml: POST /admin/purge (purgeEverything) is served by no route',
   ]);
+});
+
+test('an edit of the spec file reloads the config, as an edit of the config would; a broken spec keeps the last good one', async (t) => {
+  const spec = (summary: string) =>
+    `openapi: 3.0.3\ninfo: {title: Orders, version: '1'}\npaths:\n  /orders:\n    get:\n      summary: ${summary}\n      responses:\n        '200': {description: the orders}\n`;
+  const tg = await startTestGateway(
+    configYaml(`upstreams:\n  api: {url: 'http://127.0.0.1:9'}\nopenapi: {spec: legacy.yaml}\nroutes:\n  - {name: orders, match: {methods: [GET], path: /orders}, upstream: api}\n`),
+    { files: { 'legacy.yaml': spec('List the orders') }, watchConfig: true },
+  );
+  t.after(() => tg.close());
+  const summary = async () => (await openapi(tg)).paths['/orders'].get.summary;
+  assert.equal(await summary(), 'List the orders');
+  const file = path.join(path.dirname(tg.configFile), 'legacy.yaml');
+  await writeFile(file, spec('List every order, newest first'));
+  await until(async () => (await summary()) === 'List every order, newest first', 5000, () => 'the edited spec is served');
+  await writeFile(file, 'openapi: 3.0.3\ninfo: {title: broken\n');
+  await until(async () => tg.logs.lines.some((l) => l.msg === 'config reload failed; the previous config keeps serving' && l.trigger === 'openapi spec change'), 5000, () => 'the broken spec is refused and logged');
+  assert.equal(await summary(), 'List every order, newest first', 'the last good spec keeps serving');
 });
