@@ -137,6 +137,13 @@ describe('the MCP endpoint', () => {
     const before = upstream.received.length;
     await assert.rejects(client.callTool({ name: 'create_order', arguments: { body: { sku: 'x' } } }), (err: McpError) => err.code === -32602 && /idempotency_key/.test(err.message));
     await assert.rejects(client.callTool({ name: 'no_such_tool', arguments: {} }), (err: McpError) => err.code === -32602 && /Unknown tool/.test(err.message));
+    for (const key of ['k\r\nX-Injected: 1', 'k\u00e9', 'k'.repeat(256)]) {
+      await assert.rejects(
+        client.callTool({ name: 'create_order', arguments: { body: { sku: 'x' }, idempotency_key: key } }),
+        (err: McpError) => err.code === -32602 && /idempotency_key/.test(err.message),
+        JSON.stringify(key.slice(0, 20)),
+      );
+    }
     assert.equal(upstream.received.length, before);
   });
 

@@ -52,7 +52,11 @@ function toolOf(op: Operation, names: ReadonlyMap<object, string>): McpTool {
   if (op.idempotency) {
     properties[IDEMPOTENCY_ARGUMENT] = {
       type: 'string',
+      // What the gateway accepts in an Idempotency-Key header (CONTRACT §3): a CR or LF here would otherwise fail deep
+      // in the HTTP client as an internal error instead of as the caller's bad argument.
       minLength: 1,
+      maxLength: 255,
+      pattern: '^[\\x20-\\x7E]+$',
       description: 'A unique key for this one intended effect: sent again with the same arguments, the call runs once and the first answer is replayed.',
     };
     if (op.idempotency.required) required.push(IDEMPOTENCY_ARGUMENT);
