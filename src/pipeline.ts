@@ -11,6 +11,7 @@ import { requestIdFrom, traceContextFrom } from './identity/request-id.ts';
 import { GatewayError, problemAnswer, sendProblem } from './errors/problem.ts';
 import { connectionOptions, Forwarder, streamResponse, writeResponseHead } from './proxy/forwarder.ts';
 import { readRequestTarget } from './routing/request-target.ts';
+import { HOST_PATTERN } from './proxy/forwarded.ts';
 import { HTTP_METHODS } from './config/schema.ts';
 import { serveCatalog } from './endpoints/catalog.ts';
 import { methodLabel, type GatewayMetrics } from './observability/metrics.ts';
@@ -56,8 +57,6 @@ const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS
  * route matched would not be the route executed. Refused rather than dropped: the agent learns why.
  */
 const TARGET_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url'];
-/** RFC 9110 Host: a name, an IPv4 address or a bracketed IPv6 one, and an optional port (no user info, no path). */
-const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?$/;
 /** Headers a Connection header may not name: dropping them would change how the request is framed or addressed. */
 const UNDROPPABLE = new Set(['content-length', 'transfer-encoding', 'host']);
 
@@ -310,7 +309,7 @@ function checkRequestHead(req: IncomingMessage): void {
   if (hosts === 0 && req.httpVersion !== '1.0') throw new GatewayError('INVALID_REQUEST', 'The request has no Host header (RFC 9112 §3.2 requires one).');
   const headers = req.headers;
   // The Host travels on as X-Forwarded-Host and Forwarded host=, which upstreams build links from: only a host[:port].
-  if (headers.host !== undefined && !HOST.test(headers.host)) throw new GatewayError('INVALID_REQUEST', 'The Host header is not a host name or address with an optional port.');
+  if (headers.host !== undefined && !HOST_PATTERN.test(headers.host)) throw new GatewayError('INVALID_REQUEST', 'The Host header is not a host name or address with an optional port.');
   // RFC 9110 §9.3.1: a GET or HEAD body has no meaning, and an upstream that does not read it leaves it on the pooled
   // connection, where it is read as the next agent's request.
   if ((method === 'GET' || method === 'HEAD') && (headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0'))) {

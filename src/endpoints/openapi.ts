@@ -4,9 +4,8 @@ import type { TLSSocket } from 'node:tls';
 import type { RequestContext } from '../context.ts';
 import type { Runtime } from '../runtime.ts';
 import { sendJson } from './json.ts';
+import { HOST_PATTERN } from '../proxy/forwarded.ts';
 
-/** A host name or address with an optional port, as the pipeline checks the Host header (src/pipeline.ts). */
-const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?$/;
 
 export function serveOpenApi(req: IncomingMessage, res: ServerResponse, runtime: Runtime, ctx: RequestContext): void {
   // The caller was settled before (consumers.authenticate: a verified agent); an operation whose route needs a scope it
@@ -24,7 +23,7 @@ export function gatewayUrl(req: IncomingMessage, peerTrusted: boolean): string {
   const forwardedProto = peerTrusted ? firstValue(req.headers['x-forwarded-proto'])?.toLowerCase() : undefined;
   const forwardedHost = peerTrusted ? firstValue(req.headers['x-forwarded-host']) : undefined;
   const scheme = forwardedProto === 'http' || forwardedProto === 'https' ? forwardedProto : (req.socket as TLSSocket).encrypted ? 'https' : 'http';
-  const host = forwardedHost !== undefined && HOST.test(forwardedHost) ? forwardedHost : (req.headers.host ?? localHost(req));
+  const host = forwardedHost !== undefined && HOST_PATTERN.test(forwardedHost) ? forwardedHost : (req.headers.host ?? localHost(req));
   return `${scheme}://${host}`;
 }
 

@@ -3,6 +3,12 @@ import { BlockList, isIP } from 'node:net';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 
 /**
+ * RFC 9110 Host: a name, an IPv4 address or a bracketed IPv6 one, and an optional port (no user info, no path). What a
+ * Host header (pipeline step 2) and a trusted proxy's X-Forwarded-Host must be before anything builds a URL from them.
+ */
+export const HOST_PATTERN = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?$/;
+
+/**
  * The chain a proxy extends: RFC 7239 Forwarded and the de-facto X-Forwarded-*. A client can write any of them, so from
  * an untrusted peer they are removed and the gateway's own written instead; from a trusted proxy they are kept and
  * extended.
