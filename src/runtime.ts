@@ -179,6 +179,7 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
       deps,
       configDir: path.dirname(loaded.file),
       responseSchemas: loaded.responseSchemas ?? new Map(),
+      spec: loaded.openapi,
       shared: share,
     };
     return {

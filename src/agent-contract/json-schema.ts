@@ -9,6 +9,14 @@ const SUBSCHEMA = new Set(['additionalProperties', 'items', 'not', 'if', 'then',
 const SUBSCHEMA_LIST = new Set(['allOf', 'anyOf', 'oneOf', 'prefixItems']);
 /** Keywords whose value maps names to schemas (the names themselves are data: a property may be called `nullable`). */
 const SUBSCHEMA_MAP = new Set(['properties', 'patternProperties', 'dependentSchemas', '$defs', 'definitions']);
+/** Keywords of OpenAPI or of JSON Schema 2020-12 that a draft-07 compiler (the official MCP client's) rejects or misreads. */
+const DROPPED_KEYWORDS = new Set(['$schema', '$id', '$anchor', '$dynamicAnchor', '$dynamicRef', 'discriminator', 'xml', 'externalDocs']);
+
+/** The JSON media type of an OpenAPI content map (application/json, or a +json type), if it has one. */
+export function jsonMediaTypeOf<M>(content: Readonly<Record<string, M>>): M | undefined {
+  const type = Object.keys(content).find((t) => t === 'application/json' || /^application\/[^;]*\+json/.test(t));
+  return type === undefined ? undefined : content[type];
+}
 
 export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -106,4 +114,50 @@ export function recursiveSchemas(roots: Iterable<unknown>, named: ReadonlyMap<ob
   };
   for (const root of roots) walk(root, true);
   return recursive;
+}
+
+/**
+ * A copy of `root` that compiles on its own (in an MCP client, or in ajv): every schema the operations share by name (and
+ * every one that contains itself) is written once under $defs and referred to there, keywords a draft-07 compiler
+ * refuses or misreads are dropped.
+ */
+export function selfContained(root: Record<string, unknown>, names: ReadonlyMap<object, string>): Record<string, unknown> {
+  const recursive = recursiveSchemas([root], names);
+  const defs: Record<string, unknown> = {};
+  const defNames = new Map<object, string>();
+  const taken = new Set<string>();
+  const refTo = (schema: object): { $ref: string } => {
+    let name = defNames.get(schema);
+    if (name === undefined) {
+      name = uniqueName(names.get(schema) ?? 'schema', taken);
+      defNames.set(schema, name);
+      defs[name] = {}; // claimed before its parts are copied, so that a part that is this schema refers to it
+      defs[name] = copy(schema, true);
+    }
+    return { $ref: `#/$defs/${name}` };
+  };
+  const copy = (value: unknown, defining = false): unknown => {
+    if (Array.isArray(value)) return value.map((v) => copy(v));
+    if (!isObject(value)) return value;
+    if (!defining && (names.has(value) || recursive.has(value))) return refTo(value);
+    const out: Record<string, unknown> = {};
+    for (const [keyword, v] of Object.entries(value)) {
+      if (DROPPED_KEYWORDS.has(keyword) || keyword.startsWith('x-')) continue;
+      // A property may be called anything, x-trace or $id included: the names of a map are data, not keywords.
+      out[keyword] = SUBSCHEMA_MAP.has(keyword) && isObject(v) ? Object.fromEntries(Object.entries(v).map(([name, s]) => [name, copy(s)])) : copy(v);
+    }
+    return out;
+  };
+  const out = copy(root, true) as Record<string, unknown>;
+  if (Object.keys(defs).length > 0) out.$defs = defs;
+  return out;
+}
+
+/** A $defs key that needs no escaping in a JSON pointer or a URI fragment, and is not taken yet. */
+function uniqueName(wanted: string, taken: Set<string>): string {
+  const base = wanted.replace(/[^A-Za-z0-9_.-]/g, '_') || 'schema';
+  let name = base;
+  for (let i = 2; taken.has(name); i++) name = `${base}_${i}`;
+  taken.add(name);
+  return name;
 }

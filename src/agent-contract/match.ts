@@ -3,7 +3,12 @@ import path from 'node:path';
 import { HTTP_METHODS } from '../config/schema-helpers.ts';
 import type { Config } from '../config/schema.ts';
 import { compilePathTemplate, type PathTemplate, type Routable } from '../routing/router.ts';
+import { FROM_OPENAPI } from '../policies/silent-failure/schema.ts';
+import { jsonMediaTypeOf } from './json-schema.ts';
 import type { LegacySpec, SpecOperation } from './spec.ts';
+
+/** A spec's responses key of a success: '200', '201', '2XX'. */
+export const SUCCESS_STATUS = /^2(\d\d|XX)$/i;
 
 /** Methods a request through the gateway can have: the pipeline refuses TRACE before any route is matched. */
 const ROUTABLE_METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
@@ -76,10 +81,23 @@ export function coverageWarnings(config: Config, spec: LegacySpec): string[] {
       if (!served.includes(method)) warnings.push(`route '${route.name}' (${method} ${route.path}): ${file} describes no such operation`);
     }
   }
+  for (const route of config.routes) {
+    const settings = route.silent_failure ?? config.defaults.silent_failure;
+    if (!settings || settings.response_schema !== FROM_OPENAPI) continue;
+    const served = spec.operations.filter((op) => serving.get(op)?.name === route.name);
+    // A route the spec does not describe at all is warned of above.
+    if (served.length > 0 && !served.some(describesJsonSuccess)) {
+      warnings.push(`route '${route.name}': silent_failure.response_schema is ${FROM_OPENAPI}, but ${file} describes no 2xx JSON schema of its operations, so no answer is checked against one`);
+    }
+  }
   for (const operation of spec.operations) {
     if (serving.get(operation) !== undefined) continue;
     const id = operation.operationId ? ` (${operation.operationId})` : '';
     warnings.push(`${file}: ${operation.method} ${operation.path}${id} is served by no route`);
   }
   return warnings;
+}
+
+function describesJsonSuccess(operation: SpecOperation): boolean {
+  return Object.entries(operation.responses).some(([status, r]) => SUCCESS_STATUS.test(status) && r.content !== undefined && jsonMediaTypeOf(r.content)?.schema !== undefined);
 }

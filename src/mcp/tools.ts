@@ -1,7 +1,7 @@
 // The operation model as MCP tools (tools/list): one per operation, made once per config load and shared by every request.
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { JsonSchema, Operation, OperationModel, Parameter } from '../agent-contract/model.ts';
-import { isObject, recursiveSchemas } from '../agent-contract/json-schema.ts';
+import { isObject, jsonMediaTypeOf, selfContained } from '../agent-contract/json-schema.ts';
 
 /** The tool arguments the gateway itself adds beside the operation's parameters. */
 export const BODY_ARGUMENT = 'body';
@@ -17,12 +17,6 @@ export interface McpTool {
   /** Whether the tool declares an outputSchema: its successes must then carry structuredContent, its errors must not. */
   readonly structured: boolean;
 }
-
-/** Keywords of OpenAPI or of JSON Schema 2020-12 that a draft-07 compiler (the official client's) rejects or misreads. */
-const DROPPED_KEYWORDS = new Set(['$schema', '$id', '$anchor', '$dynamicAnchor', '$dynamicRef', 'discriminator', 'xml', 'externalDocs']);
-
-/** Keywords whose value maps names to schemas. */
-const NAMED_SUBSCHEMAS = new Set(['properties', 'patternProperties', 'dependentSchemas', '$defs', 'definitions']);
 
 const made = new WeakMap<OperationModel, readonly McpTool[]>();
 
@@ -67,8 +61,8 @@ function toolOf(op: Operation, names: ReadonlyMap<object, string>): McpTool {
     name: op.name,
     title: op.summary,
     description: describe(op),
-    inputSchema: withDefs(input, names) as Tool['inputSchema'],
-    ...(output && { outputSchema: withDefs(output, names) as Tool['outputSchema'] }),
+    inputSchema: selfContained(input, names) as Tool['inputSchema'],
+    ...(output && { outputSchema: selfContained(output, names) as Tool['outputSchema'] }),
     annotations: {
       title: op.summary,
       readOnlyHint: op.effect === 'read',
@@ -110,7 +104,7 @@ function parameterSchema(parameter: Parameter): JsonSchema {
 }
 
 function bodySchema(op: Operation): JsonSchema {
-  const json = op.requestBody && jsonMediaType(op.requestBody.content);
+  const json = op.requestBody && jsonMediaTypeOf(op.requestBody.content);
   if (json?.schema !== undefined) {
     const described = op.requestBody?.description;
     return described && isObject(json.schema) && json.schema.description === undefined ? { ...json.schema, description: described } : json.schema;
@@ -122,57 +116,7 @@ function bodySchema(op: Operation): JsonSchema {
 function outputSchemaOf(op: Operation): Record<string, unknown> | undefined {
   const successes = op.responses.filter((r) => r.status.startsWith('2'));
   if (successes.length !== 1) return undefined;
-  const schema = successes[0]!.content && jsonMediaType(successes[0]!.content)?.schema;
+  const schema = successes[0]!.content && jsonMediaTypeOf(successes[0]!.content)?.schema;
   if (!isObject(schema) || schema.type !== 'object') return undefined;
   return schema;
-}
-
-function jsonMediaType(content: Readonly<Record<string, { schema?: JsonSchema }>>): { schema?: JsonSchema } | undefined {
-  const type = Object.keys(content).find((t) => t === 'application/json' || /^application\/[^;]*\+json/.test(t));
-  return type === undefined ? undefined : content[type];
-}
-
-/**
- * A copy of `root` a client compiles on its own: every schema the operations share by name (and every one that contains
- * itself) is written once under $defs and referred to there, keywords a draft-07 compiler refuses are dropped.
- */
-function withDefs(root: Record<string, unknown>, names: ReadonlyMap<object, string>): Record<string, unknown> {
-  const recursive = recursiveSchemas([root], names);
-  const defs: Record<string, unknown> = {};
-  const defNames = new Map<object, string>();
-  const taken = new Set<string>();
-  const refTo = (schema: object): { $ref: string } => {
-    let name = defNames.get(schema);
-    if (name === undefined) {
-      name = uniqueName(names.get(schema) ?? 'schema', taken);
-      defNames.set(schema, name);
-      defs[name] = {}; // claimed before its parts are copied, so that a part that is this schema refers to it
-      defs[name] = copy(schema, true);
-    }
-    return { $ref: `#/$defs/${name}` };
-  };
-  const copy = (value: unknown, defining = false): unknown => {
-    if (Array.isArray(value)) return value.map((v) => copy(v));
-    if (!isObject(value)) return value;
-    if (!defining && (names.has(value) || recursive.has(value))) return refTo(value);
-    const out: Record<string, unknown> = {};
-    for (const [keyword, v] of Object.entries(value)) {
-      if (DROPPED_KEYWORDS.has(keyword) || keyword.startsWith('x-')) continue;
-      // A property may be called anything, x-trace or $id included: the names of a map are data, not keywords.
-      out[keyword] = NAMED_SUBSCHEMAS.has(keyword) && isObject(v) ? Object.fromEntries(Object.entries(v).map(([name, s]) => [name, copy(s)])) : copy(v);
-    }
-    return out;
-  };
-  const out = copy(root, true) as Record<string, unknown>;
-  if (Object.keys(defs).length > 0) out.$defs = defs;
-  return out;
-}
-
-/** A $defs key that needs no escaping in a JSON pointer or a URI fragment, and is not taken yet. */
-function uniqueName(wanted: string, taken: Set<string>): string {
-  const base = wanted.replace(/[^A-Za-z0-9_.-]/g, '_') || 'schema';
-  let name = base;
-  for (let i = 2; taken.has(name); i++) name = `${base}_${i}`;
-  taken.add(name);
-  return name;
 }

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config, RouteConfig } from '../config/schema.ts';
 import type { ResponseSchemas } from '../config/schema-helpers.ts';
+import type { LegacySpec } from '../agent-contract/spec.ts';
 import type { Outcome, RequestContext } from '../context.ts';
 import type { GatewayError } from '../errors/problem.ts';
 import { StoreError, type Bucket, type ClaimRequest, type ConsumeResult, type Store } from '../store/store.ts';
@@ -94,6 +95,8 @@ export interface CompileScope {
   readonly configDir: string;
   /** Response schemas as config load compiled them, by absolute path. */
   readonly responseSchemas: ResponseSchemas;
+  /** openapi.spec as config load read it; absent without one, and for a config not loaded from a file. */
+  readonly spec: LegacySpec | undefined;
   /** One value per config load under `key`: a policy's state shared by several routes (an upstream's breaker, the named budgets). */
   shared<T>(key: string, make: () => T): T;
 }

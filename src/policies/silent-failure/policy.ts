@@ -8,14 +8,22 @@ import { GatewayError } from '../../errors/problem.ts';
 import type { GatewayMetrics } from '../../observability/metrics.ts';
 import { awaitFirstByte, decodeBody, readBounded } from '../../proxy/body.ts';
 import { CONTINUE, refuse, type Exchange, type Policy, type PolicyFactory, type Verdict } from '../contract.ts';
-import { loadResponseSchema, type SilentFailureSettings } from './schema.ts';
+import { SpecResponseSchemaCompiler, type SpecResponseSchemas } from '../../agent-contract/response-schemas.ts';
+import { FROM_OPENAPI, loadResponseSchema, type SilentFailureSettings } from './schema.ts';
 import { bodyExpected, checkBody, checkContentType, EMPTY_BODY, needsWholeBody, parsePointer, type SilentFailure, type SilentFailureRules } from './rules.ts';
 
 export const silentFailure: PolicyFactory = {
   name: 'silent-failure',
-  compile: ({ route, config, configDir, responseSchemas, timeoutMs, deps }) => {
+  compile: ({ route, config, configDir, responseSchemas, spec, timeoutMs, deps, shared }) => {
+    const settings = route.silent_failure ?? config.defaults.silent_failure;
+    let specSchemas: SpecResponseSchemas | undefined;
+    if (settings && settings.response_schema === FROM_OPENAPI) {
+      if (spec === undefined) throw new Error(`route '${route.name}': silent_failure.response_schema ${FROM_OPENAPI} needs openapi.spec, loaded with the config`);
+      // Which route serves which operation is worked out once per load; each schema is compiled once however many routes share it.
+      specSchemas = shared('silent-failure:spec-schemas', () => new SpecResponseSchemaCompiler(config, spec)).forRoute(route.name);
+    }
     // Response schemas as config load compiled them (it read each file once), for this very load.
-    const check = compileSilentFailure(route.silent_failure ?? config.defaults.silent_failure, configDir, responseSchemas);
+    const check = compileSilentFailure(settings, configDir, responseSchemas, specSchemas);
     return check && new SilentFailurePolicy(route.name, check, timeoutMs, deps);
   },
 };
@@ -40,9 +48,17 @@ export class SilentFailurePolicy implements Policy {
     this.logger = deps.logger.child({ policy: 'silent-failure', route });
   }
 
+  /** The check for this answer: the route's, with the spec's schema for this operation and status where it uses from_openapi. */
+  private checkFor(ex: Exchange, method: string, status: number): SilentFailureCheck {
+    const { specSchemas } = this.check;
+    if (specSchemas === undefined) return this.check;
+    return { ...this.check, rules: { ...this.check.rules, schema: specSchemas.schemaFor(method, ex.ctx.matchPath, status) } };
+  }
+
   async onResponse(ex: Exchange, response: IncomingMessage): Promise<Verdict> {
     const requestId = ex.ctx.requestId;
-    const inspection = await inspectSuccess(this.check, ex.req.method ?? 'GET', response, this.timeoutMs);
+    const method = ex.req.method ?? 'GET';
+    const inspection = await inspectSuccess(this.checkFor(ex, method, response.statusCode ?? 200), method, response, this.timeoutMs);
     switch (inspection.kind) {
       case 'stream':
         return CONTINUE;
@@ -71,6 +87,8 @@ export class SilentFailurePolicy implements Policy {
 export interface SilentFailureCheck {
   readonly rules: SilentFailureRules;
   readonly maxBodyBytes: number;
+  /** from_openapi: the schema depends on the operation and the status, so rules.schema is chosen per answer from these. */
+  readonly specSchemas?: SpecResponseSchemas;
 }
 
 /**
@@ -81,9 +99,11 @@ export function compileSilentFailure(
   settings: false | SilentFailureSettings | undefined,
   configDir: string,
   compiled: ResponseSchemas = new Map(),
+  specSchemas?: SpecResponseSchemas,
 ): SilentFailureCheck | undefined {
   if (!settings) return undefined;
-  const schemaFile = settings.response_schema === undefined ? undefined : path.resolve(configDir, settings.response_schema);
+  const file = settings.response_schema;
+  const schemaFile = file === undefined || file === FROM_OPENAPI ? undefined : path.resolve(configDir, file);
   const rules: SilentFailureRules = {
     emptyBody: settings.empty_body,
     schema: schemaFile === undefined ? undefined : (compiled.get(schemaFile) ?? loadResponseSchema(schemaFile)),
@@ -92,8 +112,9 @@ export function compileSilentFailure(
     ),
     contentTypes: settings.content_type.map((t) => t.toLowerCase()),
   };
-  const active = rules.emptyBody || rules.schema !== undefined || rules.errorFields.length > 0 || rules.contentTypes.length > 0;
-  return active ? { rules, maxBodyBytes: parseSize(settings.max_body_bytes) } : undefined;
+  const fromSpec = specSchemas?.describesAny ? specSchemas : undefined;
+  const active = rules.emptyBody || rules.schema !== undefined || fromSpec !== undefined || rules.errorFields.length > 0 || rules.contentTypes.length > 0;
+  return active ? { rules, maxBodyBytes: parseSize(settings.max_body_bytes), ...(fromSpec && { specSchemas: fromSpec }) } : undefined;
 }
 
 export type Inspection =

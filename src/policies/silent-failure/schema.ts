@@ -7,6 +7,9 @@ import addFormats from 'ajv-formats';
 import { falseOr } from '../../config/false-or.ts';
 import { forEachRouteSetting, isRecord, JSON_POINTER_PATTERN, Size, type CheckProblem, type ConfigCheck } from '../../config/schema-helpers.ts';
 
+/** response_schema's value that means "the schema openapi.spec describes" instead of a file's. */
+export const FROM_OPENAPI = 'from_openapi';
+
 const Pointer = Type.String({ pattern: JSON_POINTER_PATTERN, description: 'a JSON Pointer (RFC 6901), e.g. /errors or /data/0/error' });
 
 export function silentFailureSettingsSchema() {
@@ -17,7 +20,11 @@ export function silentFailureSettingsSchema() {
         description: 'a 2xx (not 204/205, not to HEAD) with no body bytes is a failure; decided on the first chunk, without buffering',
       }),
       response_schema: Type.Optional(
-        Type.String({ minLength: 1, description: 'path of a JSON Schema file (relative to this config file) a 2xx JSON body must match' }),
+        Type.String({
+          minLength: 1,
+          description:
+            'path of a JSON Schema file (relative to this config file) a 2xx JSON body must match, or from_openapi: the schema openapi.spec describes for the operation and the status answered (checked for structure, not format)',
+        }),
       ),
       error_fields: Type.Array(
         Type.Union([
@@ -79,13 +86,17 @@ export function loadResponseSchema(file: string): ValidateFunction {
 /**
  * A response_schema file that cannot be read or is no JSON Schema is a config error, named at its key, not a runtime
  * surprise. Each file is read and compiled once, however many routes name it, and kept in context.responseSchemas
- * for the runtime.
+ * for the runtime. from_openapi needs openapi.spec; what the spec describes is judged once it is read (coverage warnings).
  */
 export const check: ConfigCheck = (config, { configDir, responseSchemas }) => {
   const problems: CheckProblem[] = [];
   const unusable = new Map<string, string>();
   forEachRouteSetting(config, 'silent_failure', (settings, keyPath) => {
     if (!isRecord(settings) || typeof settings.response_schema !== 'string') return;
+    if (settings.response_schema === FROM_OPENAPI) {
+      if (!isRecord(config.openapi)) problems.push({ keyPath: [...keyPath, 'response_schema'], message: `${FROM_OPENAPI} takes the schemas of openapi.spec, and there is no openapi.spec` });
+      return;
+    }
     const file = path.resolve(configDir, settings.response_schema);
     if (!responseSchemas.has(file) && !unusable.has(file)) {
       try {
