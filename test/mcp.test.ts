@@ -213,6 +213,63 @@ describe('the MCP endpoint', () => {
     assert.ok((await client.listTools()).tools.length > 0);
   });
 
+  test('bad messages get the protocol\'s errors and forward nothing: oversized, unknown methods, wrong media types and versions, wrong argument types', async () => {
+    const headers = { authorization: `Bearer ${readerKey}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const post = (body: string | Buffer, extra: Record<string, string> = {}) => send(`${gw.url}/mcp`, { method: 'POST', headers: { ...headers, ...extra }, body });
+    const call = (id: number, name: string, args: unknown) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
+    const forwardedBefore = upstream.received.length;
+
+    const oversized = await post(JSON.stringify(call(1, 'get_order', { id: 'x'.repeat(5 * 1024 * 1024) })));
+    assert.equal(oversized.status, 413);
+    assert.match(oversized.json().error.message, /must not exceed \d+ bytes/);
+
+    const unknownMethod = await post(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'resources/list' }));
+    assert.equal(unknownMethod.json().error.code, -32601, unknownMethod.text);
+
+    const noAccept = await post(JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' }), { accept: 'application/json' });
+    assert.equal(noAccept.status, 406);
+    assert.match(noAccept.json().error.message, /text\/event-stream/);
+
+    const notJson = await post(JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'tools/list' }), { 'content-type': 'text/plain' });
+    assert.equal(notJson.status, 415);
+
+    const unknownVersion = await post(JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/list' }), { 'mcp-protocol-version': '1999-01-01' });
+    assert.equal(unknownVersion.status, 400);
+    assert.match(unknownVersion.json().error.message, /Unsupported protocol version: 1999-01-01 \(supported versions: /);
+    // Without the header, a stateless server takes the request as the version it would have negotiated.
+    const noVersion = await post(JSON.stringify({ jsonrpc: '2.0', id: 6, method: 'tools/list' }));
+    assert.ok(noVersion.json().result.tools.length > 0);
+
+    const wrongTypes = await post(JSON.stringify(call(7, 'get_order', { id: 42 })));
+    assert.equal(wrongTypes.json().error.code, -32602);
+    assert.match(wrongTypes.json().error.message, /Invalid arguments for tool 'get_order': \/id must be string/);
+    const notAnObject = await post(JSON.stringify(call(8, 'get_order', ['x'])));
+    assert.equal(notAnObject.json().error.code, -32602, notAnObject.text);
+    assert.match(notAnObject.json().error.message, /Invalid tools\/call request: .*arguments/s);
+
+    assert.equal(upstream.received.length, forwardedBefore, 'nothing was forwarded');
+    const client = await connect({ authorization: `Bearer ${readerKey}` });
+    assert.ok((await client.listTools()).tools.length > 0, 'the gateway keeps serving');
+  });
+
+  test('a batch (protocol 2025-03-26) runs each call through the pipeline once; more than 100 messages are refused whole', async () => {
+    const headers = { authorization: `Bearer ${readerKey}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-03-26' };
+    const call = (id: number, orderId: string) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'get_order', arguments: { id: orderId } } });
+    const forwardedBefore = upstream.received.length;
+    const batch = await send(`${gw.url}/mcp`, { method: 'POST', headers, body: JSON.stringify([call(1, 'b-1'), call(2, 'b-2')]) });
+    assert.equal(batch.status, 200, batch.text);
+    const replies = batch.json() as { id: number; result: CallToolResult }[];
+    assert.deepEqual(replies.map((r) => r.id).sort(), [1, 2]);
+    assert.deepEqual(upstream.received.slice(forwardedBefore).map((r) => r.url).sort(), ['/orders/b-1', '/orders/b-2']);
+    const requestIds = upstream.received.slice(forwardedBefore).map((r) => r.headers['x-request-id']);
+    assert.equal(new Set(requestIds).size, 2, 'each call is its own request, with its own request id');
+
+    const tooMany = await send(`${gw.url}/mcp`, { method: 'POST', headers, body: JSON.stringify(Array.from({ length: 101 }, (_, i) => call(i, `c-${i}`))) });
+    assert.equal(tooMany.status, 400);
+    assert.equal(tooMany.json().error.code, -32600);
+    assert.equal(upstream.received.length, forwardedBefore + 2, 'nothing of the refused batch was forwarded');
+  });
+
   test('the tools and the OpenAPI document agree: the same operations, parameters and Idempotency-Key rules, for each agent', async () => {
     for (const key of [readerKey, writerKey]) {
       const doc = (await send(`${gw.url}/_agentgate/openapi.json`, { headers: { authorization: `Bearer ${key}` } })).json();

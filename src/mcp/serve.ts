@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolRequest, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import type { RequestContext } from '../context.ts';
 import type { Runtime } from '../runtime.ts';
@@ -20,6 +20,13 @@ const INSTRUCTIONS =
 const ajv = new Ajv({ strict: false, allErrors: true, validateSchema: false });
 const validators = new WeakMap<McpTool, ValidateFunction>();
 
+/**
+ * tools/call as the SDK's base protocol parses it first: without its params, which the SDK's Server checks next and
+ * answers as InvalidParams (-32602). Registered with the full schema, params of the wrong shape (arguments as an
+ * array) fail that first parse and come back as an internal error (-32603), which tells an agent nothing.
+ */
+const ToolCallRequest = CallToolRequestSchema.omit({ params: true }).loose();
+
 
 /** Answers one HTTP request of the MCP endpoint; the caller is settled (pipeline step 4). */
 export async function serveMcp(req: IncomingMessage, res: ServerResponse, runtime: Runtime, ctx: RequestContext, self: SelfCall, logger: Logger): Promise<void> {
@@ -32,11 +39,13 @@ export async function serveMcp(req: IncomingMessage, res: ServerResponse, runtim
   const visible = tools.filter((tool) => tool.operation.scopes.every((scope) => scopes?.has(scope) === true));
   let calls = 0;
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: visible.map((tool) => tool.definition) }));
-  server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
+  server.setRequestHandler(ToolCallRequest, async (request, extra): Promise<CallToolResult> => {
+    // The Server checked the request against CallToolRequestSchema before handing it here.
+    const { params } = request as unknown as CallToolRequest;
     // A tool the caller may not call is still called: the pipeline's scopes policy answers it, with its envelope and its metrics.
-    const tool = tools.find((t) => t.definition.name === request.params.name);
-    if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool '${request.params.name}'; tools/list names the tools you may call.`);
-    const args = request.params.arguments ?? {};
+    const tool = tools.find((t) => t.definition.name === params.name);
+    if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool '${params.name}'; tools/list names the tools you may call.`);
+    const args = params.arguments ?? {};
     checkArguments(tool, args);
     const caller = { headers: req.headers, clientAddress: ctx.clientAddress, requestId: ctx.requestId, identifyHeaders: identifyHeaders(runtime) };
     const answer = await callSelf(self, caller, httpRequestOf(tool, args), ++calls, extra.signal);
