@@ -60,6 +60,7 @@ routes:
   - {name: create-order, match: {methods: [POST], path: /orders}, upstream: api, scopes: [orders:write], idempotency: {required: true, ttl: 1h}}
   - {name: get-order, match: {methods: [GET], path: '/orders/{id}'}, upstream: api, scopes: [orders:read]}
   - {name: scarce, match: {methods: [GET], path: /scarce}, upstream: api, scopes: [orders:read], rate_limit: tiny, cost: 1}
+  - {name: report, match: {methods: [GET], path: /report}, upstream: api, scopes: [orders:read]}
   - {name: flaky, match: {methods: [GET], path: /flaky}, upstream: api, scopes: [orders:read], silent_failure: {error_fields: [{pointer: /ok, equals: false}]}}
 `);
 
@@ -74,6 +75,10 @@ describe('the MCP endpoint', () => {
       'POST /orders': (_req, res, body) => json(res, 201, { id: ++created, sku: JSON.parse(body.toString()).sku }),
       '/scarce': (_req, res) => json(res, 200, { ok: true }),
       '/flaky': (_req, res) => json(res, 200, { ok: false, message: 'nothing was done' }),
+      '/report': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/csv' });
+        res.end(`id,total\n${'1,3\n'.repeat(30_000)}`);
+      },
       '*': (req, res) => json(res, 200, { id: 7, sku: 'seen ' + req.url }),
     });
     gw = await startTestGateway(CONFIG(upstream.url), { files: { 'agents.yaml': AGENTS, 'legacy.yaml': SPEC } });
@@ -95,7 +100,7 @@ describe('the MCP endpoint', () => {
   test('tools/list: one tool per operation the agent may call, with schemas a draft-07 client compiles and annotations', async () => {
     const reader = await connect({ authorization: `Bearer ${readerKey}` });
     const names = (await reader.listTools()).tools.map((t) => t.name).sort();
-    assert.deepEqual(names, ['flaky', 'get_order', 'scarce'], 'create_order needs orders:write');
+    assert.deepEqual(names, ['flaky', 'get_order', 'report', 'scarce'], 'create_order needs orders:write');
     const writer = await connect({ 'x-agent-key': writerKey });
     const tools = (await writer.listTools()).tools;
     const create = tools.find((t) => t.name === 'create_order')!;
@@ -164,6 +169,17 @@ describe('the MCP endpoint', () => {
     assert.equal(result.isError, true);
     assert.equal(result.structuredContent, undefined);
     assert.match(text(result), /^Error \w+ \(HTTP 403\)/);
+  });
+
+  test('an answer that is not JSON comes back as text, bounded, saying that it was cut', async () => {
+    const client = await connect({ authorization: `Bearer ${readerKey}` });
+    const result = (await client.callTool({ name: 'report', arguments: {} })) as CallToolResult;
+    assert.equal(result.isError, undefined);
+    assert.equal(result.structuredContent, undefined);
+    const [body, note] = text(result).split('\n[truncated: ');
+    assert.equal(body!.length, 64 * 1024);
+    assert.ok(body!.startsWith('id,total\n1,3\n1,3\n'));
+    assert.match(note!, /longer than 65536 characters; ask for less/);
   });
 
   test('a silent failure is an isError result', async () => {
