@@ -24,6 +24,7 @@ import { createPipeline } from './pipeline.ts';
 import type { SelfCall } from './mcp/call.ts';
 import { InternalSecret } from './mcp/internal-client.ts';
 import { ADMIN_MAX_CONNECTIONS, createAdminServer } from './admin/server.ts';
+import { ApprovalStore } from './approvals/store.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { AccessLog } from './observability/access-log.ts';
 import { GatewayMetrics } from './observability/metrics.ts';
@@ -198,7 +199,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
   const admin = options.worker
     ? undefined
-    : createAdminServer({ metrics: () => metrics.registry.metrics(), metricsContentType: metrics.registry.contentType, notReadyReason });
+    : createAdminServer({
+        metrics: () => metrics.registry.metrics(),
+        metricsContentType: metrics.registry.contentType,
+        notReadyReason,
+        approvals: { approvals: new ApprovalStore(store, config.store.key_prefix), config: () => runtime.config, proxyUrl: () => self.url, metrics, logger },
+      });
 
   let proxyUrl: string;
   let adminUrl: string | undefined;

@@ -21,6 +21,7 @@ import { decodeBody, readBounded } from './proxy/body.ts';
 import { serveBudget } from './endpoints/budget.ts';
 import { serveWhoami } from './endpoints/whoami.ts';
 import { serveOpenApi } from './endpoints/openapi.ts';
+import { serveApprovalStatus } from './endpoints/approval-status.ts';
 import { isMcpPath } from './mcp/schema.ts';
 import type { SelfCall } from './mcp/call.ts';
 
@@ -140,7 +141,8 @@ async function handle(ex: Exchange, runtime: Runtime, deps: PipelineDeps): Promi
   // 8. Last checks before forwarding, which fail fast without reaching the upstream: a credential it keeps refusing
   //    (auth halt), an upstream known to be failing (open circuit).
   for (const policy of policies) {
-    const verdict = policy.beforeForward?.(ex);
+    let verdict = policy.beforeForward?.(ex);
+    if (verdict instanceof Promise) verdict = await verdict;
     if (verdict && verdict.kind !== 'continue') return answerWith(ex, verdict);
   }
 
@@ -370,6 +372,14 @@ async function serveGatewayEndpoint(ctx: RequestContext, req: IncomingMessage, r
     if (rest === 'budget') await serveBudget(req, res, runtime, ctx.consumer!);
     else if (rest === 'whoami') serveWhoami(res, ctx);
     else serveOpenApi(req, res, runtime, ctx);
+    return;
+  }
+  if (rest.startsWith('approvals/')) {
+    onlyGet(req);
+    // Only the agent that asked sees an approval: settled as a forwarded request's caller is.
+    const resolving = runtime.callers.resolve(req, ctx);
+    if (resolving) await resolving;
+    await serveApprovalStatus(ctx.path.slice(ctx.path.lastIndexOf('/') + 1), req, res, ctx, runtime.approvals);
     return;
   }
   if (rest === 'errors' || rest.startsWith('errors/')) {

@@ -17,6 +17,7 @@ import { TrustedProxies } from './proxy/forwarded.ts';
 import type { StatusOverride } from './errors/normalize.ts';
 import { secretSet } from './errors/redact.ts';
 import { buildOperationModel } from './agent-contract/operations.ts';
+import { ApprovalStore } from './approvals/store.ts';
 import type { OperationModel } from './agent-contract/model.ts';
 import { OpenApiDocuments } from './agent-contract/openapi.ts';
 import path from 'node:path';
@@ -91,6 +92,8 @@ export interface Runtime {
   readonly requestBodyIdleMs: number;
   /** Every operation agents may call, with what the gateway enforces on it (src/agent-contract/). */
   readonly operations: OperationModel;
+  /** Approvals in the store, for the proxy port's status endpoint (the approval policy uses the same). */
+  readonly approvals: ApprovalStore;
   /** GET /_agentgate/openapi.json, rendered from `operations` at load. */
   readonly openapi: OpenApiDocuments;
 }
@@ -207,5 +210,6 @@ export function buildRuntime(loaded: LoadedConfig, pools: UpstreamPools, deps: P
     requestBodyIdleMs: parseDuration(config.server.timeouts.request_body_idle),
     operations,
     openapi: new OpenApiDocuments(operations),
+    approvals: share('approvals', () => new ApprovalStore(deps.store, deps.keyPrefix)),
   };
 }

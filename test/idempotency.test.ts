@@ -11,7 +11,8 @@ import { freePort } from './helpers/redis-cluster.ts';
 import { createHandler, eventsOf, expectError, expectFresh, expectReplayOf, freshKey, post, until } from './helpers/idempotency.ts';
 import { storeKey } from '../src/store/keys.ts';
 import { hashIdentity } from '../src/identity/consumer.ts';
-import { fingerprint, recordId } from '../src/policies/idempotency/key.ts';
+import { fingerprint } from '../src/policies/fingerprint.ts';
+import { recordId } from '../src/policies/idempotency/key.ts';
 import { encodeRecord } from '../src/policies/idempotency/record.ts';
 
 const skipRedis = await skipWithoutRedis();

@@ -1,5 +1,6 @@
 // The admin port: /metrics for Prometheus, /healthz (the process is alive), /readyz (config loaded and store reachable).
 import { createServer, type Server } from 'node:http';
+import { handleApprovals, type ApprovalsAdminDeps } from '../approvals/admin.ts';
 
 export interface AdminDeps {
   /** The exposition text: one process's registry, or (workers) every worker's, aggregated. */
@@ -7,6 +8,8 @@ export interface AdminDeps {
   metricsContentType: string;
   /** Why the gateway is not ready, or undefined when it is. */
   notReadyReason: () => Promise<string | undefined>;
+  /** The approvals API and page (/approvals); absent where the admin port serves none (server.workers > 1). */
+  approvals?: ApprovalsAdminDeps;
 }
 
 /**
@@ -33,6 +36,7 @@ export function createAdminServer(deps: AdminDeps): Server {
       res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
+    if (deps.approvals && handleApprovals(req, res, path!, deps.approvals)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       reply(405, 'application/json', JSON.stringify({ error: 'use GET' }));
       return;
@@ -57,7 +61,7 @@ export function createAdminServer(deps: AdminDeps): Server {
         );
         return;
       default:
-        reply(404, 'application/json', JSON.stringify({ error: 'not found', endpoints: ['/metrics', '/healthz', '/readyz'] }));
+        reply(404, 'application/json', JSON.stringify({ error: 'not found', endpoints: ['/metrics', '/healthz', '/readyz', ...(deps.approvals ? ['/approvals', '/approvals/'] : [])] }));
     }
   });
   server.maxConnections = ADMIN_MAX_CONNECTIONS;

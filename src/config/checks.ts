@@ -5,6 +5,7 @@ import { check as rateLimitCheck } from '../policies/rate-limit/schema.ts';
 import { check as silentFailureCheck } from '../policies/silent-failure/schema.ts';
 import { check as idempotencyCheck } from '../policies/idempotency/schema.ts';
 import { check as scopesCheck } from '../policies/scopes/schema.ts';
+import { check as approvalCheck } from '../policies/approval/schema.ts';
 import { authenticateCheck } from '../agents/schema.ts';
 import { check as agentCheck } from '../agent-contract/schema.ts';
 import { check as mcpCheck } from '../mcp/schema.ts';
@@ -160,6 +161,7 @@ export const CONFIG_CHECKS: readonly ConfigCheck[] = [
   silentFailureCheck, // response_schema files: read and compiled once, kept for the runtime
   idempotencyCheck, // ttl and lease of every idempotency mapping
   scopesCheck, // routes[].scopes only with consumers.authenticate
+  approvalCheck, // approval by: human off a loopback admin port needs server.admin_token
   authenticateCheck, // consumers.authenticate: one JWKS source, over https
   agentCheck, // routes[].agent.tool: unique names
   mcpCheck, // mcp.path: its own path, answered before routing

@@ -7,6 +7,7 @@ import { silentFailureSchema } from '../policies/silent-failure/schema.ts';
 import { circuitBreakerSchema } from '../policies/circuit-breaker/schema.ts';
 import { authHaltSchema } from '../policies/auth-halt/schema.ts';
 import { scopesSchema } from '../policies/scopes/schema.ts';
+import { adminApprovalProperties, approvalSchema } from '../policies/approval/schema.ts';
 import { anonymousSchema, authenticateSchema } from '../agents/schema.ts';
 import { agentSchema, openapiSchema } from '../agent-contract/schema.ts';
 import { mcpSchema } from '../mcp/schema.ts';
@@ -31,6 +32,7 @@ const ServerSchema = Type.Object(
       description:
         "peers (load balancers, ingress proxies) whose Forwarded / X-Forwarded-* / X-Real-IP headers are believed: from them the headers are kept and extended, and {ip: true} identifies the client they name; from any other peer those headers are removed and replaced with the gateway's own",
     }),
+    ...adminApprovalProperties(),
     shutdown_timeout: Duration('on SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits anyway', '10s'),
     workers: Type.Union([Type.Integer({ minimum: 1, maximum: MAX_WORKERS }), Type.Literal('auto')], {
       default: 1,
@@ -205,6 +207,7 @@ const RouteSchema = Type.Object(
     silent_failure: Type.Optional(silentFailureSchema()),
     upstream_errors: Type.Optional(UpstreamErrors),
     scopes: Type.Optional(scopesSchema()),
+    approval: Type.Optional(approvalSchema()),
     agent: Type.Optional(agentSchema()),
   },
   { additionalProperties: false },

@@ -1,11 +1,9 @@
 // GET /_agentgate/openapi.json on the proxy port: the OpenAPI 3.1 document of the operations the caller may call, addressed to the gateway as the caller reached it.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import type { RequestContext } from '../context.ts';
 import type { Runtime } from '../runtime.ts';
 import { sendJson } from './json.ts';
-import { HOST_PATTERN } from '../proxy/forwarded.ts';
-
+import { gatewayUrl } from '../proxy/gateway-url.ts';
 
 export function serveOpenApi(req: IncomingMessage, res: ServerResponse, runtime: Runtime, ctx: RequestContext): void {
   // The caller was settled before (consumers.authenticate: a verified agent); an operation whose route needs a scope it
@@ -13,29 +11,4 @@ export function serveOpenApi(req: IncomingMessage, res: ServerResponse, runtime:
   const scopes = ctx.agent?.scopes;
   const body = runtime.openapi.json((op) => op.scopes.every((scope) => scopes?.has(scope) === true), gatewayUrl(req, ctx.peerTrusted));
   sendJson(res, 200, body);
-}
-
-/**
- * The gateway's URL as the caller reached it: its Host and scheme, or behind a trusted proxy (server.trusted_proxies)
- * what that proxy says the client used (X-Forwarded-Host, -Proto). Anyone else could name any host there.
- */
-export function gatewayUrl(req: IncomingMessage, peerTrusted: boolean): string {
-  const forwardedProto = peerTrusted ? firstValue(req.headers['x-forwarded-proto'])?.toLowerCase() : undefined;
-  const forwardedHost = peerTrusted ? firstValue(req.headers['x-forwarded-host']) : undefined;
-  const scheme = forwardedProto === 'http' || forwardedProto === 'https' ? forwardedProto : (req.socket as TLSSocket).encrypted ? 'https' : 'http';
-  const host = forwardedHost !== undefined && HOST_PATTERN.test(forwardedHost) ? forwardedHost : (req.headers.host ?? localHost(req));
-  return `${scheme}://${host}`;
-}
-
-/** A proxy adds its value after the client's: the first is what the client used. */
-function firstValue(header: string | string[] | undefined): string | undefined {
-  const value = Array.isArray(header) ? header[0] : header;
-  const first = value?.split(',')[0]?.trim();
-  return first === '' ? undefined : first;
-}
-
-/** An HTTP/1.0 request may come without Host: the address it reached. */
-function localHost(req: IncomingMessage): string {
-  const address = req.socket.localAddress ?? '127.0.0.1';
-  return `${address.includes(':') ? `[${address}]` : address}:${req.socket.localPort ?? 80}`;
 }

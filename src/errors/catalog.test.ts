@@ -30,6 +30,11 @@ const CONTRACT: Record<string, [number, boolean]> = {
   CIRCUIT_OPEN: [503, true],
   STORE_UNAVAILABLE: [503, true],
   GATEWAY_ERROR: [500, true],
+  // Section 9: a call that needs approval is not retryable as is (it needs Approval-Id); a pending one is, later.
+  APPROVAL_REQUIRED: [428, false],
+  APPROVAL_PENDING: [409, true],
+  APPROVAL_DENIED: [403, false],
+  APPROVAL_MISMATCH: [422, false],
 };
 
 test('each code answers with its contract status and retryability', () => {

@@ -151,6 +151,31 @@ export const ERROR_CATALOG = {
     retryable: true,
     suggestion: 'The gateway cannot reach its state store: wait, then retry the same request.',
   },
+  APPROVAL_REQUIRED: {
+    status: 428,
+    title: 'Approval required',
+    retryable: false,
+    suggestion:
+      'Nothing was executed. Read approval.by: "agent" means confirm by sending the identical request again with the header Approval-Id: <approval.id>; "human" means a person must approve first: poll approval.url, then send the identical request with that header.',
+  },
+  APPROVAL_PENDING: {
+    status: 409,
+    title: 'Approval pending',
+    retryable: true,
+    suggestion: 'A person has not decided yet: wait, then send the identical request again with the same Approval-Id.',
+  },
+  APPROVAL_DENIED: {
+    status: 403,
+    title: 'Approval denied',
+    retryable: false,
+    suggestion: 'A person refused this action: do not send it again; report the reason to whoever asked for it.',
+  },
+  APPROVAL_MISMATCH: {
+    status: 422,
+    title: 'Approval-Id belongs to another request',
+    retryable: false,
+    suggestion: 'An approval covers one exact request (method, path, query, body) of one agent: send exactly that request with it, or send the new request without Approval-Id to ask for its own approval.',
+  },
   GATEWAY_ERROR: {
     status: 500,
     title: 'Gateway error',

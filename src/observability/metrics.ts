@@ -112,6 +112,13 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly approvals = new Counter({
+    name: 'agentgate_approvals_total',
+    help: 'Approvals of destructive calls, by route and outcome: requested (a 428 that asked for one), pending (re-sent before a decision), approved, denied, executed, mismatch (another request or agent), expired (re-sent after its time, or used), restored (taken for a request that was never sent, given back).',
+    labelNames: ['route', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly authFailures = new Counter({
     name: 'agentgate_auth_failures_total',
     help: 'Requests refused for who is calling (401) or what it may do (403), by reason: missing, malformed, unknown_key, expired, bad_signature, wrong_audience, missing_scope, ...',

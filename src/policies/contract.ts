@@ -75,8 +75,11 @@ export interface Policy {
   onRequest?(ex: Exchange): Verdict | Promise<Verdict>;
   /** An earlier policy refused the request in the request phase, so this one's onRequest never ran (it may still describe itself on the answer). */
   onSkipped?(ex: Exchange): Promise<void>;
-  /** Right before forwarding, after the store answered: the last chance to refuse without reaching the upstream. */
-  beforeForward?(ex: Exchange): Verdict;
+  /**
+   * Right before forwarding, after the store answered: the last chance to refuse without reaching the upstream. Answers
+   * at once where it can (the pipeline awaits only a promise).
+   */
+  beforeForward?(ex: Exchange): Verdict | Promise<Verdict>;
   /**
    * A non-error answer's head arrived (status below 400): refuse it, or let it through, having read its body into
    * ex.responseBody if the policy had to (it is then delivered from memory).
@@ -173,8 +176,13 @@ export class Exchange {
   }
 }
 
-/** What the store answered a charge; `failed`: the round trip failed, so nothing is known to be charged. */
-export type ChargeReply = { readonly kind: 'charged'; readonly result: ConsumeResult } | { readonly kind: 'failed'; readonly error: StoreError };
+/**
+ * What the store answered a charge; `failed`: the round trip failed, so nothing is known to be charged. `dryRun`: the
+ * request is answered without being forwarded (StoreBatch.answerInstead), so it was only checked, not charged.
+ */
+export type ChargeReply =
+  | { readonly kind: 'charged'; readonly result: ConsumeResult; readonly dryRun?: true }
+  | { readonly kind: 'failed'; readonly error: StoreError };
 /**
  * What the store answered a claim: null when it claimed the key; the value already there; undefined when it was not
  * made (no room, a Cluster claim that failed after the charge, a failed round trip): the claimant then claims itself,
@@ -193,6 +201,7 @@ export class StoreBatch {
   waitedOnStore = false;
   private charge: { buckets: readonly Bucket[]; cost: number; decide: (reply: ChargeReply) => Verdict } | undefined;
   private claim: { request: ClaimRequest | undefined; decide: (reply: ClaimReply) => Promise<Verdict> } | undefined;
+  private instead: (() => Promise<Verdict>) | undefined;
 
   addCharge(buckets: readonly Bucket[], cost: number, decide: (reply: ChargeReply) => Verdict): void {
     assert.equal(this.charge, undefined, 'one charge per request: a route charges all its budgets at once');
@@ -209,10 +218,34 @@ export class StoreBatch {
     this.claim = { request, decide };
   }
 
+  /**
+   * The request is not to be forwarded: a policy answers it itself (asks for an approval) if its budgets would let it
+   * through. Its charge is then only checked (a dry run: an over-budget request is still refused, and one that passes
+   * costs nothing) and its claim is not made, so a retry finds no key in use.
+   */
+  answerInstead(answer: () => Promise<Verdict>): void {
+    assert.equal(this.instead, undefined, 'one policy answers instead of the upstream');
+    this.instead = answer;
+  }
+
   async commit(store: Store): Promise<Verdict> {
-    const { charge, claim } = this;
-    this.charge = this.claim = undefined;
+    const { charge, claim, instead } = this;
+    this.charge = this.claim = this.instead = undefined;
     this.waitedOnStore = charge !== undefined || claim !== undefined;
+    if (instead) {
+      if (charge) {
+        let reply: ChargeReply;
+        try {
+          reply = { kind: 'charged', result: await store.consume(charge.buckets, charge.cost, 'dry_run'), dryRun: true };
+        } catch (err) {
+          if (!(err instanceof StoreError)) throw err;
+          reply = { kind: 'failed', error: err };
+        }
+        const verdict = charge.decide(reply);
+        if (verdict.kind !== 'continue') return verdict;
+      }
+      return instead();
+    }
     let claimed: ClaimReply;
     if (charge) {
       let reply: ChargeReply;

@@ -4,6 +4,7 @@ import type { PolicyFactory } from './contract.ts';
 import { scopes } from './scopes/policy.ts';
 import { idempotency } from './idempotency/policy.ts';
 import { rateLimit } from './rate-limit/policy.ts';
+import { approval } from './approval/policy.ts';
 import { authHalt } from './auth-halt/policy.ts';
 import { circuitBreaker } from './circuit-breaker/policy.ts';
 import { silentFailure } from './silent-failure/policy.ts';
@@ -19,6 +20,12 @@ export const POLICIES: readonly PolicyFactory[] = [
   // Prices the request (reading the body for a per-item cost, unless idempotency already did) and charges every budget
   // of the route in the batch, with the claim: a request over budget never reaches the legacy API.
   rateLimit,
+  // After the budgets and the idempotency key, whose decisions come first: a call over budget asks for no approval (its
+  // charge is only checked: asking costs nothing), and a retry of an approved call that already ran is replayed, not
+  // run or approved again. Its refusals need no store batch (a pending, denied or mismatched approval is answered in
+  // the request phase, charged nothing). Before the auth halt and the breaker: an approval is about the request, not
+  // the upstream's health, and one taken for a request they then stop is given back.
+  approval,
   // Right before forwarding, after the store decided (a replayed or refused request never counts): a credential the
   // upstream keeps refusing is not sent. Before the breaker, because a halted credential says nothing about the upstream.
   authHalt,

@@ -25,6 +25,9 @@ export interface ForwardTarget {
  */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'expect']);
 
+/** Headers addressed to the gateway alone, on any route: an approval is the gateway's record, nothing the upstream reads. */
+const GATEWAY_ONLY = new Set(['approval-id']);
+
 /**
  * Request headers the client never decides for the upstream: framing (Content-Length, Transfer-Encoding) is written
  * from what Node's parser made of the request, so no header trick (a Connection header naming Content-Length, a DELETE
@@ -386,7 +389,7 @@ function prepareUpstreamHeaders(req: IncomingMessage, ctx: RequestContext, body:
   for (const name in incoming) {
     // CGI-style upstreams (WSGI, Rack, PHP) read X_Real_IP as X-Real-IP: every check compares the dashed spelling.
     const dashed = name.includes('_') ? name.replaceAll('_', '-') : name;
-    if (HOP_BY_HOP.has(dashed) || GATEWAY_FRAMED.has(dashed) || CLIENT_ADDRESS_HEADERS.has(dashed) || namedInConnection?.includes(name)) continue;
+    if (HOP_BY_HOP.has(dashed) || GATEWAY_FRAMED.has(dashed) || GATEWAY_ONLY.has(dashed) || CLIENT_ADDRESS_HEADERS.has(dashed) || namedInConnection?.includes(name)) continue;
     if (!trusted && FORWARDING_CHAIN_HEADERS.has(dashed)) continue;
     // The agent's own key or token is the gateway's to check, never the upstream's to see.
     if (ctx.credentialHeaders?.includes(dashed)) continue;

@@ -1,4 +1,4 @@
-// The Idempotency-Key header (bare token or structured-field string), the request fingerprint and the record's scope hash.
+// The Idempotency-Key header (bare token or structured-field string) and the record's scope hash.
 import { hash } from 'node:crypto';
 
 export const MAX_KEY_LENGTH = 255;
@@ -65,16 +65,6 @@ function decodeStructuredString(raw: string): string | undefined {
     }
   }
   return undefined; // no closing quote
-}
-
-/**
- * What makes two requests "the same request": method, path, query (exactly as sent) and body bytes. Each part is
- * length-prefixed, so no two different requests can produce the same input.
- */
-export function fingerprint(method: string, target: string, body: Buffer): string {
-  const head = `${Buffer.byteLength(method)}:${method}\n${Buffer.byteLength(target)}:${target}\n${body.length}:`;
-  // One-shot hashing of one buffer: a Hash object per request cost more than copying a body bounded by max_body_bytes.
-  return hash('sha256', Buffer.concat([Buffer.from(head), body]), 'base64url');
 }
 
 /**

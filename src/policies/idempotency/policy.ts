@@ -13,7 +13,8 @@ import type { GatewayMetrics } from '../../observability/metrics.ts';
 import type { PolicyDeps } from '../deps.ts';
 import { CLIENT_CLOSED, CONTINUE, refuse, type ClaimReply, type Exchange, type Policy, type PolicyFactory, type Verdict } from '../contract.ts';
 import type { IdempotencySettings } from './schema.ts';
-import { fingerprint, headerValues, parseIdempotencyKey, recordId } from './key.ts';
+import { fingerprint } from '../fingerprint.ts';
+import { headerValues, parseIdempotencyKey, recordId } from './key.ts';
 import { Claim, type ClaimSettings, type IdempotencyEvent } from './claim.ts';
 import {
   decodeRecord,

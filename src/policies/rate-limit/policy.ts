@@ -240,6 +240,12 @@ export class RouteRateLimiter implements Policy {
     if (reply.kind === 'failed') return this.storeUnavailable(reply.error, consumer, ctx.requestId);
     const views = this.views(reply.result, consumer);
     if (!reply.result.allowed) return refuse(this.refusal(views, cost, reply.result.now));
+    if (reply.dryRun) {
+      // Answered by the gateway without being forwarded (an approval asked for): admitted, and it costs nothing.
+      for (const counters of this.admittedCounters) counters.decisions.inc();
+      Object.assign(ctx.responseHeaders, rateLimitHeaders(views, 0, reply.result.now, false));
+      return CONTINUE;
+    }
     for (const counters of this.admittedCounters) {
       counters.decisions.inc();
       if (cost > 0) counters.costUnits.inc(cost);
