@@ -118,6 +118,16 @@ describe('approvals', () => {
     assert.equal((await call(mallory, 'GET', `/_agentgate/approvals/${approval.id}`)).status, 404, "another agent does not see it");
   });
 
+  test('the same request asked again while its approval is pending gets that approval, not another: a person sees one entry', async () => {
+    const first = required(await call(alice, 'DELETE', '/customers/11'));
+    const again = required(await call(alice, 'DELETE', '/customers/11'));
+    assert.equal(again.id, first.id);
+    assert.notEqual(required(await call(alice, 'DELETE', '/customers/12')).id, first.id, 'another request, another approval');
+    assert.notEqual(required(await call(mallory, 'DELETE', '/customers/11')).id, first.id, 'another agent, another approval');
+    const listed = (await admin('GET', '/approvals?status=pending&route=delete-customer&agent=agent:alice')).json();
+    assert.equal(listed.approvals.filter((a: { id: string }) => a.id === first.id).length, 1);
+  });
+
   test('by: human — pending until a person approves (409, retryable), then the identical request runs once; sent again it needs a new approval', async () => {
     const approval = required(await call(alice, 'DELETE', '/customers/7'));
     const before = upstream.received.length;

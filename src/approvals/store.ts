@@ -2,6 +2,7 @@
 // Every change is a compare-and-set of the whole record (Store.replaceIf), so of two replicas deciding or executing at
 // once exactly one wins; times come from the store's clock. Every key lives under one hash tag ({approvals}), so on
 // Redis Cluster the records and their index share a slot, and every key has a TTL.
+import { hash } from 'node:crypto';
 import { storeKey } from '../store/keys.ts';
 import { StoreError, type Store } from '../store/store.ts';
 import { newApprovalId, statusAt, type Approval, type ApprovalStatus, type ApprovalBy, type ApprovalPreview } from './record.ts';
@@ -63,6 +64,27 @@ export class ApprovalStore {
 
   now(): Promise<number> {
     return this.store.now();
+  }
+
+  /**
+   * The pending approval of this agent for this very request, when it asked already (an agent in a loop asks once, and a
+   * person sees one entry); else a new one.
+   */
+  async ask(request: NewApproval): Promise<{ approval: Approval; reused: boolean }> {
+    const pointer = storeKey(this.prefix, 'approval-ask', TAG, hash('sha256', `${request.agent}\u0000${request.route}\u0000${request.fingerprint}`, 'base64url'));
+    const asked = await this.store.get(pointer);
+    if (asked !== null) {
+      const [existing, now] = await Promise.all([this.get(asked), this.store.now()]);
+      if (existing && existing.fingerprint === request.fingerprint && existing.agent === request.agent && statusAt(existing, now) === 'pending') {
+        return { approval: existing, reused: true };
+      }
+    }
+    const approval = await this.create(request);
+    const ttl = approval.expires_at - approval.created_at;
+    // Best effort: a lost race leaves two approvals for one request, each valid on its own.
+    if (asked === null) await this.store.claim(pointer, approval.id, ttl);
+    else await this.store.replaceIf(pointer, asked, approval.id, ttl);
+    return { approval, reused: false };
   }
 
   async create(request: NewApproval): Promise<Approval> {

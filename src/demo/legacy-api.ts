@@ -26,8 +26,16 @@ interface QuotaWindow {
   used: number;
 }
 
+interface Customer {
+  id: string;
+  name: string;
+  email: string;
+}
+
 interface State {
   orders: Map<string, Order>;
+  /** Three demo customers, back after every reset: deleting one is the walk-through's destructive call. */
+  customers: Map<string, Customer>;
   nextOrderNumber: number;
   executions: Map<string, number>;
   dailyQuota: QuotaWindow;
@@ -73,6 +81,13 @@ const MAX_BODY_BYTES = 1024 * 1024;
 function freshState(): State {
   return {
     orders: new Map(),
+    customers: new Map(
+      [
+        { id: 'cus_1', name: 'Ada Lovelace', email: 'ada@example.com' },
+        { id: 'cus_2', name: 'Grace Hopper', email: 'grace@example.com' },
+        { id: 'cus_3', name: 'Linus Pauling', email: 'linus@example.com' },
+      ].map((c) => [c.id, c]),
+    ),
     nextOrderNumber: 1,
     executions: new Map(),
     dailyQuota: { startedAt: 0, used: 0 },
@@ -209,6 +224,20 @@ const getOrder: Handler = ({ res, params, state }) => {
     return;
   }
   sendJson(res, 200, order);
+};
+
+const listCustomers: Handler = ({ res, state }) => {
+  sendJson(res, 200, [...state.customers.values()]);
+};
+
+/** Irreversible, as legacy deletes are: the walk-through puts it behind an approval. */
+const deleteCustomer: Handler = ({ res, params, state }) => {
+  const id = params.id ?? '';
+  if (!state.customers.delete(id)) {
+    sendJson(res, 404, { message: `customer ${id} not found` });
+    return;
+  }
+  sendJson(res, 200, { deleted: id });
 };
 
 const slow: Handler = async ({ res, url, wait }) => {
@@ -352,6 +381,8 @@ const ROUTES: readonly Route[] = [
   { method: 'POST', path: '/orders', handler: createOrder },
   { method: 'GET', path: '/orders', handler: listOrders },
   { method: 'GET', path: '/orders/{id}', handler: getOrder },
+  { method: 'GET', path: '/customers', handler: listCustomers },
+  { method: 'DELETE', path: '/customers/{id}', handler: deleteCustomer },
   { method: 'GET', path: '/slow', handler: slow },
   { method: 'GET', path: '/reports/daily', handler: dailyReport },
   { method: 'GET', path: '/reports/weekly', handler: weeklyReport },

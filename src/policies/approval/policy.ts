@@ -166,8 +166,9 @@ export class ApprovalPolicy implements Policy {
     const { req, ctx } = ex;
     const method = req.method ?? 'GET';
     let created: Approval;
+    let reused: boolean;
     try {
-      created = await this.approvals.create({
+      ({ approval: created, reused } = await this.approvals.ask({
         route: this.route,
         by: this.by,
         agent: agentOf(ex),
@@ -175,14 +176,19 @@ export class ApprovalPolicy implements Policy {
         preview: previewOf(method, req.url ?? '/', req.headers['content-type'], request.body),
         requestId: ctx.requestId,
         ttlMs: this.ttlMs,
-      });
+      }));
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
       return refuse(storeUnavailable('The approval store cannot be reached, so no approval could be asked for; nothing was executed.', err));
     }
-    this.count('requested');
-    this.logger.info({ request_id: ctx.requestId, approval_id: created.id, by: this.by, agent: created.agent }, 'approval asked for: the call waits');
-    if (this.webhook && this.notifier) this.notifier.notify(created, this.webhook);
+    if (reused) {
+      this.count('asked_again');
+      this.logger.info({ request_id: ctx.requestId, approval_id: created.id }, 'approval asked for again: the same pending approval');
+    } else {
+      this.count('requested');
+      this.logger.info({ request_id: ctx.requestId, approval_id: created.id, by: this.by, agent: created.agent }, 'approval asked for: the call waits');
+      if (this.webhook && this.notifier) this.notifier.notify(created, this.webhook);
+    }
     const base = gatewayUrl(req, ctx.peerTrusted);
     const view = approvalView(created, 'pending', base);
     const until = view.expires_at;
