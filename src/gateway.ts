@@ -25,6 +25,7 @@ import type { SelfCall } from './mcp/call.ts';
 import { InternalSecret } from './mcp/internal-client.ts';
 import { ADMIN_MAX_CONNECTIONS, createAdminServer } from './admin/server.ts';
 import { ApprovalStore } from './approvals/store.ts';
+import { WebhookNotifier, type WebhookNotifierOptions } from './approvals/webhook.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { AccessLog } from './observability/access-log.ts';
 import { GatewayMetrics } from './observability/metrics.ts';
@@ -47,6 +48,11 @@ export interface GatewayOptions {
    * since, as a reload would, rather than serve with another Redis or port than its siblings.
    */
   worker?: { id: number; startedWith: string };
+  /**
+   * Test hook: the approval.notify webhook's delivery settings (backoff base delay, attempts, per-attempt timeout, bound),
+   * so that tests can retry within milliseconds. Left out in production: 1 s doubling, 6 attempts, 5 s, 1000 notices.
+   */
+  approvalWebhook?: Pick<WebhookNotifierOptions, 'baseDelayMs' | 'maxAttempts' | 'timeoutMs' | 'maxPending'>;
 }
 
 export interface Gateway {
@@ -110,7 +116,7 @@ const REQUEST_TOTAL_MS = 300_000;
 /**
  * Open files kept for everything but client connections of the proxy port: stdio and log files, the listening
  * sockets, the store's connections (several on a Redis Cluster), node's own (epoll, event fds, the worker IPC channel),
- * DNS. The admin port's connections and the upstream pools are added to it.
+ * DNS, approval webhook deliveries (at most 8 at once, src/approvals/webhook.ts). The admin port's connections and the upstream pools are added to it.
  */
 const FD_RESERVE = 128;
 
@@ -139,10 +145,32 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     metrics,
   );
   const pools = new UpstreamPools();
-  const policyDeps = { store, keyPrefix: config.store.key_prefix, metrics, logger, requestBodyIdleMs: parseDuration(config.server.timeouts.request_body_idle) };
+  // The proxy listener's URL is known once it is bound (below); MCP tool calls are sent there.
+  const self: SelfCall = { url: undefined, secret: new InternalSecret() };
+  /** The admin listener's URL once bound (undefined for a worker: its primary serves the admin port). */
+  let adminBound: string | undefined;
+  // One notifier for the gateway's life, across reloads: a reload does not cancel the retries of notices already sent.
+  const approvalNotifier = new WebhookNotifier({
+    logger,
+    metrics,
+    // server is restart-only, so server.admin_url is the same in every config this gateway runs.
+    adminBase: () => config.server.admin_url ?? adminBound ?? listenUrl(config.server.admin_listen),
+    proxyUrl: () => self.url,
+    ...options.approvalWebhook,
+  });
+  const policyDeps = {
+    store,
+    keyPrefix: config.store.key_prefix,
+    metrics,
+    logger,
+    requestBodyIdleMs: parseDuration(config.server.timeouts.request_body_idle),
+    approvalNotifier,
+  };
   const jwtVerifiers = new JwtVerifiers();
   await loadJwtSupport(config);
   let runtime = buildRuntime(loaded, pools, policyDeps, jwtVerifiers);
+  const warnApprovalsInMemory = approvalsInMemoryWarning(logger);
+  warnApprovalsInMemory(config);
   const agentsFile = new AgentsFileWatch({ logger, metrics }, () => ({ config: runtime.config, authenticator: runtime.callers.authenticator }), options.watchConfig !== false);
   agentsFile.follow(loaded.agents);
   let appliedDigest = loaded.digest;
@@ -151,8 +179,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   /** True from a refused reload until a reload succeeds or the watcher sees the file back at the config in force. */
   let fileRefused = false;
   const forwarder = new Forwarder();
-  // The proxy listener's URL is known once it is bound (below); MCP tool calls are sent there.
-  const self: SelfCall = { url: undefined, secret: new InternalSecret() };
   const handle = createPipeline({ runtime: () => runtime, forwarder, metrics, logger, accessLog, store, self });
 
   let inFlight = 0;
@@ -212,10 +238,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     proxyUrl = await listen(server, config.server.listen);
     self.url = proxyUrl;
     adminUrl = admin && (await listen(admin, config.server.admin_listen));
+    adminBound = adminUrl;
   } catch (err) {
     // Nothing may keep the process alive after a failed start: a Redis connection would, for good.
     server.close();
     admin?.close();
+    approvalNotifier.close();
     forwarder.close();
     pools.destroyAll();
     agentsFile.close();
@@ -251,6 +279,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const previous = runtime;
       await loadJwtSupport(next.config);
       runtime = buildRuntime(next, pools, policyDeps, jwtVerifiers);
+      warnApprovalsInMemory(next.config);
       agentsFile.follow(next.agents);
       await followSpec(next, specBefore);
       jwtVerifiers.releaseUnused(new Set(runtime.callers.authenticator?.jwt ? [runtime.callers.authenticator.jwt] : []));
@@ -364,6 +393,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         admin.closeAllConnections();
         await new Promise<void>((resolve) => admin.close(() => resolve()));
       }
+      // After the drain, so that the requests drained could still notify; retries not yet made are cancelled.
+      approvalNotifier.close();
       forwarder.close();
       pools.destroyAll();
       jwtVerifiers.closeAll();
@@ -418,9 +449,37 @@ export async function listen(server: Server, address: string): Promise<string> {
   server.listen(port, host);
   await once(server, 'listening');
   const bound = server.address();
-  const boundPort = typeof bound === 'object' && bound ? bound.port : port;
+  return urlOf(host, typeof bound === 'object' && bound ? bound.port : port);
+}
+
+/** The URL of a `host:port` of the config, as written (port 0 stays 0): where a listener not bound here is reached. */
+function listenUrl(address: string): string {
+  const { host, port } = parseListenAddress(address)!;
+  return urlOf(host, port);
+}
+
+function urlOf(host: string, port: number): string {
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  return `http://${shownHost}:${boundPort}`;
+  return `http://${shownHost}:${port}`;
+}
+
+/**
+ * On the memory store, approvals are lost with the process and seen by no other replica: said once when a config
+ * with approvals comes into force (at start, or by a reload that adds the first route with approval).
+ */
+function approvalsInMemoryWarning(logger: Logger): (config: Config) => void {
+  let had = false;
+  return (config) => {
+    const routes = config.routes.filter((route) => route.approval !== undefined).map((route) => route.name);
+    const has = config.store.type === 'memory' && routes.length > 0;
+    if (has && !had) {
+      logger.warn(
+        { store: config.store.type, routes },
+        "approvals live in this process's memory: a restart loses pending and approved approvals; use store type redis to keep them and share them between replicas",
+      );
+    }
+    had = has;
+  };
 }
 
 // ---------- client connections of the proxy port: timeouts, limits, refusals ----------

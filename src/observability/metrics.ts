@@ -114,8 +114,15 @@ export class GatewayMetrics {
 
   readonly approvals = new Counter({
     name: 'agentgate_approvals_total',
-    help: 'Approvals of destructive calls, by route and outcome: requested (a 428 that asked for one), pending (re-sent before a decision), approved, denied, executed, mismatch (another request or agent), expired (re-sent after its time, or used), restored (taken for a request that was never sent, given back).',
+    help: 'Approvals of destructive calls, by route and outcome: requested (a 428 that asked for one), asked_again (the same request asked again while its approval is pending: the same approval), pending (re-sent before a decision), approved, denied (a person\'s decisions), refused (re-sent after a denial), mismatch (another request or agent), expired (re-sent after its time, or used), executed, restored (taken for a request that was never sent, given back).',
     labelNames: ['route', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly approvalWebhooks = new Counter({
+    name: 'agentgate_approval_webhooks_total',
+    help: 'Approval notices POSTed to routes\' approval.notify webhooks, by route and result: delivered (a 2xx), retried (an attempt failed and another is scheduled), failed (given up: attempts exhausted, or a 4xx other than 408 and 429), dropped (not sent: too many notices pending, or the gateway shut down).',
+    labelNames: ['route', 'result'] as const,
     registers: [this.registry],
   });
 
