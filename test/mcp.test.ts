@@ -286,10 +286,10 @@ describe('the MCP endpoint', () => {
     assert.equal(upstream.received.length, forwardedBefore + 2, 'nothing of the refused batch was forwarded');
   });
 
-  test('the tools and the OpenAPI document agree: the same operations, parameters and Idempotency-Key rules, for each agent', async () => {
+  test('the tools and the OpenAPI document agree: the same operations, parameters, Idempotency-Key and Approval-Id rules, for each agent', async () => {
     for (const key of [readerKey, writerKey]) {
       const doc = (await send(`${gw.url}/_agentgate/openapi.json`, { headers: { authorization: `Bearer ${key}` } })).json();
-      type DocumentedOperation = { operationId: string; parameters?: { name: string; in: string; required?: boolean }[] };
+      type DocumentedOperation = { operationId: string; parameters?: { name: string; in: string; required?: boolean; schema?: { pattern?: string } }[] };
       const operations = new Map<string, DocumentedOperation>();
       for (const item of Object.values(doc.paths) as Record<string, DocumentedOperation>[]) {
         for (const [method, op] of Object.entries(item)) if (['get', 'post', 'put', 'patch', 'delete'].includes(method)) operations.set(op.operationId, op);
@@ -303,6 +303,11 @@ describe('the MCP endpoint', () => {
         const properties = Object.keys(tool.inputSchema.properties ?? {});
         assert.equal(properties.includes('idempotency_key'), idempotencyKey !== undefined, `${tool.name}: idempotency_key where the document has Idempotency-Key`);
         assert.equal((tool.inputSchema.required ?? []).includes('idempotency_key'), idempotencyKey?.required === true, `${tool.name}: required alike`);
+        // An approval route's tools and operations (test/mcp-approvals.test.ts has some): approval_id is the Approval-Id header.
+        const approvalId = parameters.find((p) => p.in === 'header' && p.name.toLowerCase() === 'approval-id');
+        assert.equal(properties.includes('approval_id'), approvalId !== undefined, `${tool.name}: approval_id where the document has Approval-Id`);
+        assert.equal((tool.inputSchema.properties?.approval_id as { pattern?: string } | undefined)?.pattern, approvalId?.schema?.pattern, `${tool.name}: the same pattern`);
+        assert.ok(!(tool.inputSchema.required ?? []).includes('approval_id') && approvalId?.required !== true, `${tool.name}: optional in both`);
         for (const p of parameters.filter((p) => p.in === 'path' || p.in === 'query')) assert.ok(properties.includes(p.name), `${tool.name}: ${p.in} parameter ${p.name}`);
       }
     }

@@ -10,6 +10,7 @@ const NONE: ErrorFacts = {
   authenticate: false,
   scopes: false,
   idempotency: undefined,
+  approval: undefined,
   rateLimit: undefined,
   silentFailure: false,
   circuitBreaker: false,
@@ -38,6 +39,12 @@ test('each policy adds its codes, only where it applies', () => {
   assert.ok(gatewayCodes({ rateLimit: { readsBody: true, failClosed: true } }).has('STORE_UNAVAILABLE'));
   assert.ok(gatewayCodes({ scopes: true }).has('FORBIDDEN'));
   assert.ok(!gatewayCodes({ authenticate: true }).has('FORBIDDEN'));
+  const human = gatewayCodes({ approval: { by: 'human' } });
+  for (const code of ['APPROVAL_REQUIRED', 'APPROVAL_PENDING', 'APPROVAL_DENIED', 'APPROVAL_MISMATCH', 'PAYLOAD_TOO_LARGE', 'STORE_UNAVAILABLE'] as const) assert.ok(human.has(code), code);
+  const agent = gatewayCodes({ approval: { by: 'agent' } });
+  assert.ok(agent.has('APPROVAL_REQUIRED') && agent.has('APPROVAL_MISMATCH'));
+  assert.ok(!agent.has('APPROVAL_PENDING') && !agent.has('APPROVAL_DENIED'), "an agent's own confirmation is never pending or denied");
+  assert.ok(![...gatewayCodes({})].some((code) => code.startsWith('APPROVAL_')), 'no approval, no APPROVAL_* code');
 });
 
 test("the upstream's statuses: a route's reinterpretation and the spec's descriptions at their own statuses", () => {
@@ -54,6 +61,7 @@ const RAISERS: [string, Partial<ErrorFacts>][] = [
   ['policies/scopes', { scopes: true }],
   ['policies/idempotency', { idempotency: { required: true, failClosed: true } }],
   ['policies/rate-limit', { rateLimit: { readsBody: true, failClosed: true } }],
+  ['policies/approval', { approval: { by: 'human' } }],
   ['policies/silent-failure', { silentFailure: true }],
   ['policies/circuit-breaker', { circuitBreaker: true }],
   ['policies/auth-halt', { authHalt: true }],

@@ -12,6 +12,8 @@ export interface ErrorFacts {
   readonly scopes: boolean;
   /** The route's idempotency applies to this method. */
   readonly idempotency: { readonly required: boolean; readonly failClosed: boolean } | undefined;
+  /** routes[].approval: who grants it (a person's approval can also be pending or denied). */
+  readonly approval: { readonly by: 'agent' | 'human' } | undefined;
   /** The route is charged against budgets. */
   readonly rateLimit: { readonly readsBody: boolean; readonly failClosed: boolean } | undefined;
   readonly silentFailure: boolean;
@@ -73,6 +75,14 @@ function gatewayCodes(facts: ErrorFacts): ErrorCode[] {
     // A per-item cost reads the body: too large, or not the JSON the rule counts in.
     if (facts.rateLimit.readsBody) codes.push('PAYLOAD_TOO_LARGE');
     if (facts.rateLimit.failClosed) codes.push('STORE_UNAVAILABLE');
+  }
+  if (facts.approval) {
+    // 428 until the call carries a usable Approval-Id; 422 with one of another request (or agent). A person's approval
+    // can be waited for (409, alongside any other 409) or refused (403); an agent's own confirmation is neither.
+    codes.push('APPROVAL_REQUIRED', 'APPROVAL_MISMATCH');
+    if (facts.approval.by === 'human') codes.push('APPROVAL_PENDING', 'APPROVAL_DENIED');
+    // The body is read whole to bind the approval to it (bounded by max_body_bytes), and the approval store fails closed.
+    codes.push('PAYLOAD_TOO_LARGE', 'STORE_UNAVAILABLE');
   }
   if (facts.authHalt) codes.push('UNAUTHENTICATED');
   if (facts.circuitBreaker) codes.push('CIRCUIT_OPEN');

@@ -1,5 +1,6 @@
 // The operation model: every operation agents may call through the gateway, one per route and method (or per spec operation a route serves), with what the gateway enforces on it. The OpenAPI document is rendered from it, and so are MCP tools.
 import type { ErrorCode } from '../errors/catalog.ts';
+import type { ApprovalBy } from '../approvals/record.ts';
 import type { CostRuleConfig } from '../policies/rate-limit/schema.ts';
 import type { Effect } from './schema.ts';
 import type { JsonSchema } from './json-schema.ts';
@@ -83,6 +84,11 @@ export interface Operation {
   readonly effect: Effect;
   /** Set where the route's idempotency applies to this method: the Idempotency-Key it takes. */
   readonly idempotency?: { readonly required: boolean; readonly ttlSeconds: number };
+  /**
+   * Set where the route needs an approval first (routes[].approval): who grants it (the agent confirming after the
+   * preview, or a person), and how long a pending or granted approval holds. The call then takes an Approval-Id.
+   */
+  readonly approval?: { readonly by: ApprovalBy; readonly ttlSeconds: number };
   /** What one call costs: units, or the rule; 0 where no budget applies. */
   readonly cost: number | CostRule;
   /** The rate-limit policies charged; empty where none applies. */

@@ -2,11 +2,14 @@
 import { ERROR_CATALOG, type ErrorCode } from '../errors/catalog.ts';
 import { MAX_KEY_LENGTH } from '../policies/idempotency/key.ts';
 import { RATE_LIMIT_HEADER_NAMES } from '../policies/rate-limit/headers.ts';
+import { APPROVAL_ID_PATTERN } from '../approvals/record.ts';
 import type { Operation, OperationError, OperationModel, Parameter, Response } from './model.ts';
 
 export const OPENAPI_VERSION = '3.1.0';
 /** The gateway's own component schema: named so that no spec's `Problem` clashes with it (a name may hold a dot, a spec's rarely does). */
 const PROBLEM = 'agentgate.Problem';
+/** The envelope's `approval` member (src/approvals/view.ts), in the documents of operations that need one. */
+const APPROVAL = 'agentgate.Approval';
 const SCHEMA_REF = '#/components/schemas/';
 const HEADER_REF = '#/components/headers/';
 /** Documents kept, one per set of operations a caller may call: agents with the same scopes share one. */
@@ -34,6 +37,48 @@ const PROBLEM_SCHEMA = {
   description: 'Every error of the gateway and of the API behind it, as one RFC 9457 problem document',
   required: Object.keys(ENVELOPE_MEMBERS),
   properties: ENVELOPE_MEMBERS,
+};
+
+const APPROVAL_SCHEMA = {
+  type: 'object',
+  description: 'The approval a call waits for, as the APPROVAL_* answers carry it',
+  required: ['id', 'by', 'status', 'route', 'created_at', 'expires_at', 'url'],
+  properties: {
+    id: { type: 'string', pattern: APPROVAL_ID_PATTERN.source, description: 'what to send as the Approval-Id header with the identical request' },
+    by: { type: 'string', enum: ['agent', 'human'], description: 'agent: you confirm by sending the identical request with Approval-Id; human: a person must approve it first' },
+    status: { type: 'string', enum: ['pending', 'approved', 'denied', 'executed', 'expired'] },
+    route: { type: 'string' },
+    created_at: { type: 'string', format: 'date-time' },
+    expires_at: { type: 'string', format: 'date-time', description: 'until then a pending approval can be decided, an approved one used' },
+    url: { type: 'string', format: 'uri', description: 'its status (GET, with your credential)' },
+    decided_by: { type: 'string' },
+    decided_at: { type: 'string', format: 'date-time' },
+    reason: { type: 'string' },
+    executed_at: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+/** The extension members of the APPROVAL_* envelopes, by code: `approval`, and the request's `preview` or the denial's `reason`. */
+const APPROVAL_MEMBERS: Partial<Record<ErrorCode, Record<string, unknown>>> = {
+  APPROVAL_REQUIRED: {
+    approval: { $ref: SCHEMA_REF + APPROVAL },
+    preview: {
+      type: 'object',
+      description: 'what would be executed, for whoever approves it: method, path, query and a bounded, redacted summary of the body',
+      required: ['method', 'path', 'body_bytes'],
+      properties: {
+        method: { type: 'string' },
+        path: { type: 'string' },
+        query: { type: 'string' },
+        content_type: { type: 'string' },
+        body_bytes: { type: 'integer', minimum: 0 },
+        body: { type: 'string' },
+        body_truncated: { type: 'boolean' },
+      },
+    },
+  },
+  APPROVAL_PENDING: { approval: { $ref: SCHEMA_REF + APPROVAL } },
+  APPROVAL_DENIED: { approval: { $ref: SCHEMA_REF + APPROVAL }, reason: { type: 'string', description: "the person's reason, when they gave one" } },
 };
 
 const RATE_LIMIT_HEADERS: Record<(typeof RATE_LIMIT_HEADER_NAMES)[number], { name: string; description: string; schema: object }> = {
@@ -108,6 +153,7 @@ export class OpenApiDocuments {
       (paths[op.path] ??= {})[op.method.toLowerCase()] = rendered.json;
       for (const name of rendered.uses) this.use(name, used);
     });
+    const approvals = this.model.operations.some((op, i) => shown[i] && op.approval !== undefined);
     const authentication = this.model.authentication;
     const info = this.model.info;
     const head = {
@@ -122,7 +168,7 @@ export class OpenApiDocuments {
       ...(authentication ? { security: securityOf(this.model, []) } : {}),
       paths,
       components: {
-        schemas: { [PROBLEM]: PROBLEM_SCHEMA, ...Object.fromEntries([...used].sort().map((name) => [name, this.schemas.get(name)!.json])) },
+        schemas: { [PROBLEM]: PROBLEM_SCHEMA, ...(approvals ? { [APPROVAL]: APPROVAL_SCHEMA } : {}), ...Object.fromEntries([...used].sort().map((name) => [name, this.schemas.get(name)!.json])) },
         headers: GATEWAY_HEADERS,
         ...(authentication ? { securitySchemes: securitySchemesOf(this.model) } : {}),
       },
@@ -160,11 +206,16 @@ export class OpenApiDocuments {
   }
 
   private operation(op: Operation, uses: Set<string>): Record<string, unknown> {
-    const parameters = [...op.parameters.map((p) => this.write(p, uses)), ...(op.idempotency ? [idempotencyKeyParameter(op.idempotency)] : [])];
+    const parameters = [
+      ...op.parameters.map((p) => this.write(p, uses)),
+      ...(op.idempotency ? [idempotencyKeyParameter(op.idempotency)] : []),
+      ...(op.approval ? [approvalIdParameter(op.approval)] : []),
+    ];
+    const description = [op.description, op.approval && approvalSentence(op.approval)].filter(Boolean).join('\n\n');
     return {
       operationId: op.name,
       summary: op.summary,
-      ...(op.description ? { description: op.description } : {}),
+      ...(description ? { description } : {}),
       ...(op.tags ? { tags: op.tags } : {}),
       ...(op.deprecated ? { deprecated: true } : {}),
       ...(parameters.length > 0 ? { parameters } : {}),
@@ -177,6 +228,7 @@ export class OpenApiDocuments {
       'x-agentgate-route': op.route,
       'x-agentgate-effect': op.effect,
       'x-agentgate-cost': op.cost,
+      ...(op.approval ? { 'x-agentgate-approval': { by: op.approval.by, ttl_seconds: op.approval.ttlSeconds } } : {}),
       ...(op.hint ? { 'x-agent-hint': op.hint } : {}),
     };
   }
@@ -207,6 +259,30 @@ function idempotencyKeyParameter({ required, ttlSeconds }: { required: boolean; 
       `a retry gets 409 IDEMPOTENCY_IN_PROGRESS; the same key with a different request gets 422 IDEMPOTENCY_KEY_REUSED. ` +
       `Keys are the calling agent's own. ${obligation}`,
     schema: { type: 'string', minLength: 1, maxLength: MAX_KEY_LENGTH, pattern: '^[\\x20-\\x7E]+$' },
+  };
+}
+
+/** The sentence an operation's description gains when it needs an approval: what the first call answers, and what executes it. */
+function approvalSentence({ by }: { by: 'agent' | 'human' }): string {
+  return by === 'human'
+    ? 'Needs a person\'s approval before it runs: a call without one executes nothing and answers 428 APPROVAL_REQUIRED with approval.id, and once a person approved it the identical request sent again with the header Approval-Id: <approval.id> executes once.'
+    : 'Needs your confirmation before it runs: a call without it executes nothing and answers 428 APPROVAL_REQUIRED with a preview and approval.id, and the identical request sent again with the header Approval-Id: <approval.id> executes once.';
+}
+
+function approvalIdParameter({ by, ttlSeconds }: { by: 'agent' | 'human'; ttlSeconds: number }): Parameter {
+  const when =
+    by === 'human'
+      ? 'Send it only once a person approved it (until then: 409 APPROVAL_PENDING, retry later; refused: 403 APPROVAL_DENIED).'
+      : 'Send it to confirm the action after checking the preview.';
+  return {
+    name: 'Approval-Id',
+    in: 'header',
+    required: false,
+    description:
+      `The approval.id (apr_...) of the 428 APPROVAL_REQUIRED answer this operation gave; leave it out of the first call. ` +
+      `It covers that one request of yours: send it again identical (method, path, query and body) with this header, and it executes once; ` +
+      `another request with it gets 422 APPROVAL_MISMATCH, and one sent after it ran or expired (${duration(ttlSeconds)} after it was asked for or approved) gets a new 428. ${when}`,
+    schema: { type: 'string', pattern: APPROVAL_ID_PATTERN.source },
   };
 }
 
@@ -248,9 +324,14 @@ function problemResponse(op: Operation, errors: readonly OperationError[]): Reco
     description,
     headers: gatewayHeaders(['X-Request-Id', 'X-Should-Retry', 'Retry-After'], op.rateLimits.length > 0 && codes.some((code) => BUDGET_CODES.has(code))),
     content: {
-      'application/problem+json': { schema: { allOf: [{ $ref: SCHEMA_REF + PROBLEM }, { properties: { code: { enum: codes } } }] } },
+      'application/problem+json': { schema: { allOf: [{ $ref: SCHEMA_REF + PROBLEM }, { properties: { code: { enum: codes }, ...approvalMembers(codes) } }] } },
     },
   };
+}
+
+/** The extension members the answer's APPROVAL_* codes carry (present only with those codes). */
+function approvalMembers(codes: readonly ErrorCode[]): Record<string, unknown> {
+  return Object.assign({}, ...codes.map((code) => APPROVAL_MEMBERS[code] ?? {}));
 }
 
 /** The ways to present a credential; with scopes, the scopes required (OpenAPI 3.1 lets any scheme list roles). */

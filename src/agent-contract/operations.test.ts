@@ -87,3 +87,22 @@ test('with a spec: its operationIds (made tool-safe), the idempotency of each me
   assert.ok(model.schemaNames.size >= 3, 'the components, and the recursive category');
   assert.ok([...model.schemaNames.values()].includes('category'));
 });
+
+test("routes[].approval: every operation of the route takes an approval, by the route's 'by' and ttl, and lists its APPROVAL_* codes", (t) => {
+  const model = modelOf(
+    t,
+    `  - {name: wipe, match: {methods: [DELETE, POST], path: '/things/{id}'}, upstream: api, approval: {by: human, ttl: 20m}}
+  - {name: confirm, match: {methods: [POST], path: /confirm}, upstream: api, approval: {by: agent, ttl: 90s}}
+  - {name: plain, match: {methods: [DELETE], path: /plain}, upstream: api}
+`,
+  );
+  const byName = new Map(model.operations.map((op) => [op.name, op]));
+  const codes = (name: string) => byName.get(name)!.errors.map((e) => e.code).filter((code) => code.startsWith('APPROVAL_'));
+  assert.deepEqual(byName.get('wipe_delete')!.approval, { by: 'human', ttlSeconds: 1200 });
+  assert.deepEqual(byName.get('wipe_post')!.approval, { by: 'human', ttlSeconds: 1200 });
+  assert.deepEqual(codes('wipe_delete').sort(), ['APPROVAL_DENIED', 'APPROVAL_MISMATCH', 'APPROVAL_PENDING', 'APPROVAL_REQUIRED']);
+  assert.deepEqual(byName.get('confirm')!.approval, { by: 'agent', ttlSeconds: 90 });
+  assert.deepEqual(codes('confirm').sort(), ['APPROVAL_MISMATCH', 'APPROVAL_REQUIRED']);
+  assert.equal(byName.get('plain')!.approval, undefined);
+  assert.deepEqual(codes('plain'), []);
+});

@@ -2,6 +2,7 @@
 import type { Config, RouteConfig } from '../config/schema.ts';
 import type { Policy } from '../policies/contract.ts';
 import { IdempotencyPolicy } from '../policies/idempotency/policy.ts';
+import { ApprovalPolicy } from '../policies/approval/policy.ts';
 import { RouteRateLimiter } from '../policies/rate-limit/policy.ts';
 import { SilentFailurePolicy } from '../policies/silent-failure/policy.ts';
 import { UpstreamCircuit } from '../policies/circuit-breaker/policy.ts';
@@ -126,6 +127,8 @@ function operationOf(config: Config, draft: Draft, name: string): Operation {
   const idempotency = policyOf(route, IdempotencyPolicy);
   const keyed = idempotency?.settings.methods.has(method) ? idempotency : undefined;
   const limiter = policyOf(route, RouteRateLimiter);
+  // An approval applies to every method of its route.
+  const approval = policyOf(route, ApprovalPolicy);
   const hint = agent?.hint ?? spec?.hint;
   return {
     name,
@@ -144,6 +147,7 @@ function operationOf(config: Config, draft: Draft, name: string): Operation {
     responses: responsesOf(spec),
     effect: agent?.effect ?? effectOf(method),
     ...(keyed ? { idempotency: { required: keyed.settings.required, ttlSeconds: keyed.settings.ttlMs / 1000 } } : {}),
+    ...(approval ? { approval: { by: approval.by, ttlSeconds: approval.ttlMs / 1000 } } : {}),
     cost: limiter ? costOf(limiter) : 0,
     rateLimits: limiter ? limiter.policies.map((p) => p.name) : [],
     scopes: route.config.scopes ?? [],
@@ -151,6 +155,7 @@ function operationOf(config: Config, draft: Draft, name: string): Operation {
       authenticate: config.consumers.authenticate !== undefined,
       scopes: route.config.scopes !== undefined,
       idempotency: keyed && { required: keyed.settings.required, failClosed: keyed.settings.onStoreError === 'fail_closed' },
+      approval: approval && { by: approval.by },
       rateLimit: limiter && { readsBody: limiter.cost.readsBody, failClosed: limiter.policies.some((p) => p.failClosed) },
       silentFailure: policyOf(route, SilentFailurePolicy) !== undefined,
       circuitBreaker: policyOf(route, UpstreamCircuit) !== undefined,

@@ -4,7 +4,7 @@
 import { request, type IncomingMessage } from 'node:http';
 import { ErrorCode, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { AGENT_KEY_HEADER } from '../agents/authenticate.ts';
-import { BODY_ARGUMENT, IDEMPOTENCY_ARGUMENT, type McpTool } from './tools.ts';
+import { APPROVAL_ARGUMENT, BODY_ARGUMENT, IDEMPOTENCY_ARGUMENT, type McpTool } from './tools.ts';
 import { CLIENT_ADDRESS_HEADER, type InternalSecret } from './internal-client.ts';
 
 /** Most of an answer read back; JSON beyond it is returned as truncated text. */
@@ -34,6 +34,8 @@ export interface HttpRequest {
   readonly target: string;
   readonly body: Buffer | undefined;
   readonly idempotencyKey: string | undefined;
+  /** The Approval-Id header: the approval_id argument. */
+  readonly approvalId: string | undefined;
 }
 
 /** The request a call with these (already validated) arguments stands for. */
@@ -52,12 +54,26 @@ export function httpRequestOf(tool: McpTool, args: Record<string, unknown>): Htt
   const search = query.toString();
   const body = args[BODY_ARGUMENT];
   const key = args[IDEMPOTENCY_ARGUMENT];
+  const approvalId = args[APPROVAL_ARGUMENT];
+  // An approval covers the request's exact bytes, and a model calling again with "the same arguments" may well write
+  // the body's members in another order: on such a tool the body is sent with its members sorted, so that the same
+  // arguments are always the same request.
+  const text = body === undefined ? undefined : op.approval ? JSON.stringify(sortedMembers(body)) : JSON.stringify(body);
   return {
     method: op.method,
     target: search === '' ? path : `${path}?${search}`,
-    body: body === undefined ? undefined : Buffer.from(JSON.stringify(body)),
+    body: text === undefined ? undefined : Buffer.from(text),
     idempotencyKey: typeof key === 'string' ? key : undefined,
+    approvalId: typeof approvalId === 'string' ? approvalId : undefined,
   };
+}
+
+/** A JSON value with every object's members in code-unit order (arrays keep theirs). */
+function sortedMembers(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortedMembers);
+  if (typeof value !== 'object' || value === null) return value;
+  const object = value as Record<string, unknown>;
+  return Object.fromEntries(Object.keys(object).sort().map((key) => [key, sortedMembers(object[key])]));
 }
 
 /**
@@ -96,6 +112,7 @@ export function callSelf(self: SelfCall, caller: Caller, http: HttpRequest, sequ
     if (typeof value === 'string') headers[name] = value;
   }
   if (http.idempotencyKey !== undefined) headers['idempotency-key'] = http.idempotencyKey;
+  if (http.approvalId !== undefined) headers['approval-id'] = http.approvalId;
   if (http.body !== undefined) {
     headers['content-type'] = 'application/json';
     headers['content-length'] = String(http.body.length);
@@ -131,15 +148,18 @@ function readAnswer(res: IncomingMessage): Promise<HttpAnswer> {
   });
 }
 
-/** The answer as a tool result: a success as JSON or text, an envelope as an error result an LLM reads well. */
-export function resultOf(tool: McpTool, answer: HttpAnswer): CallToolResult {
+/**
+ * The answer as a tool result: a success as JSON or text, an envelope as an error result an LLM reads well. `sent`:
+ * the request the call made (an approval answer tells the model what to call next).
+ */
+export function resultOf(tool: McpTool, answer: HttpAnswer, sent?: HttpRequest): CallToolResult {
   const type = String(answer.headers['content-type'] ?? '');
   const meta = {
     'agentgate/status': answer.status,
     'agentgate/request_id': answer.headers['x-request-id'],
     ...(answer.headers['idempotent-replayed'] === 'true' && { 'agentgate/replayed': true }),
   };
-  if (answer.status >= 400) return errorResult(answer, type, meta);
+  if (answer.status >= 400) return errorResult(tool, answer, type, meta, sent);
   const text = answer.body.toString('utf8');
   if (!answer.truncated && /^application\/([^;]*\+)?json/i.test(type)) {
     const json = parseJson(text);
@@ -153,13 +173,99 @@ export function resultOf(tool: McpTool, answer: HttpAnswer): CallToolResult {
  * An error never carries structuredContent: the official client (1.x) checks an error's structuredContent against the
  * tool's outputSchema and throws (typescript-sdk #1943), so the envelope goes as JSON text after a short summary.
  */
-function errorResult(answer: HttpAnswer, type: string, meta: Record<string, unknown>): CallToolResult {
+function errorResult(tool: McpTool, answer: HttpAnswer, type: string, meta: Record<string, unknown>, sent: HttpRequest | undefined): CallToolResult {
   const text = answer.body.toString('utf8');
   const envelope = /problem\+json|application\/json/i.test(type) ? parseJson(text) : undefined;
   if (!isPlainObject(envelope)) {
     return { isError: true, content: [textContent(`The call failed with HTTP ${answer.status}.`), textContent(text, answer.truncated)], _meta: meta };
   }
-  return { isError: true, content: [textContent(summary(envelope, answer.status)), textContent(JSON.stringify(envelope))], _meta: meta };
+  const first = approvalSummary(tool.definition.name, envelope, answer.status, sent?.approvalId) ?? summary(envelope, answer.status);
+  return { isError: true, content: [textContent(first), textContent(JSON.stringify(envelope))], _meta: meta };
+}
+
+/**
+ * An APPROVAL_* answer as what happens next, in the tool's own terms (approval_id, not the Approval-Id header): an LLM
+ * that reads only this line must neither give up on an action that waits for a person nor run one twice. Undefined for
+ * any other envelope, or one without what it needs.
+ */
+function approvalSummary(toolName: string, envelope: Record<string, unknown>, status: number, sentId: string | undefined): string | undefined {
+  const code = envelope.code;
+  const approval = isPlainObject(envelope.approval) ? envelope.approval : undefined;
+  const id = typeof approval?.id === 'string' ? approval.id : sentId;
+  if (typeof code !== 'string' || !code.startsWith('APPROVAL_') || id === undefined) return undefined;
+  const until = typeof approval?.expires_at === 'string' ? `${approval.expires_at}${fromNow(approval.expires_at)}` : undefined;
+  const again = (exactly: string) => `call ${toolName} again with ${exactly} arguments plus approval_id "${id}"`;
+  const tail = `(${code}, HTTP ${status}; the details are in the JSON that follows.)`;
+  switch (code) {
+    case 'APPROVAL_REQUIRED': {
+      if (approval === undefined) return undefined;
+      const before = sentId === undefined ? '' : priorOf(sentId, String(envelope.detail ?? ''));
+      if (approval.by === 'human') {
+        const check = typeof approval.url === 'string' ? `check its status with GET ${approval.url} if you can` : 'calling with approval_id before then only tells you it is still pending';
+        return (
+          `${before}A person must approve this first. Nothing was executed. Approval ${id} is pending until ${until ?? 'it expires'}. ` +
+          `Do not retry now; ${again('the same')} after the person approved (${check}). ${tail}`
+        );
+      }
+      const preview = previewText(envelope.preview);
+      return (
+        `${before}This action needs your confirmation before it runs. Nothing was executed.${preview ? ` It would send: ${preview}.` : ''} ` +
+        `To go ahead, ${again('exactly the same')}${until ? ` before ${until}` : ''}. If that is not what you intend, do not call it again. ${tail}`
+      );
+    }
+    case 'APPROVAL_PENDING': {
+      const wait = typeof envelope.retry_after_seconds === 'number' ? `at least ${envelope.retry_after_seconds} seconds (people often take minutes)` : 'a while (people often take minutes)';
+      return (
+        `A person has not decided on approval ${id} yet. Nothing was executed. Do not retry now; wait ${wait}, then ${again('the same')}. ` +
+        `It can be approved until ${until ?? 'it expires'}; after that, it needs a new approval. ${tail}`
+      );
+    }
+    case 'APPROVAL_DENIED': {
+      const who = typeof approval?.decided_by === 'string' ? `A person (${approval.decided_by})` : 'A person';
+      const reason = typeof envelope.reason === 'string' ? envelope.reason : undefined;
+      return (
+        `${who} denied approval ${id}${reason ? `, saying: ${reason}` : ' without giving a reason'}. Nothing was executed. ` +
+        `Do not call ${toolName} again for this action; tell whoever asked for it that it was denied${reason ? ', and why' : ''}. ${tail}`
+      );
+    }
+    case 'APPROVAL_MISMATCH':
+      return (
+        `Approval ${id} does not cover this call: its arguments are not exactly those of the call that was refused (or the approval is another agent's). Nothing was executed. ` +
+        `To use it, ${again('exactly the refused call\'s')}; for a different action, call ${toolName} without approval_id to ask for its own approval. ${tail}`
+      );
+    default:
+      return undefined;
+  }
+}
+
+/** Why a call that carried an approval_id needs a new approval: that one was used, expired, or is not known. */
+function priorOf(sentId: string, detail: string): string {
+  const state = new RegExp(`^Approval ${sentId} (.+?), so a new one was made\\.`).exec(detail)?.[1];
+  if (state === 'was used already') {
+    return `Approval ${sentId} was used already: that call ran once, and running it again needs a new approval. Only go on if you mean to do it again. `;
+  }
+  return `Approval ${sentId} ${state ?? 'cannot be used any more (used, expired or unknown)'}, so a new approval was asked for. `;
+}
+
+/** The request an approval covers, on one line: method, path, query and body as the preview shows them. */
+function previewText(preview: unknown): string | undefined {
+  if (!isPlainObject(preview) || typeof preview.method !== 'string' || typeof preview.path !== 'string') return undefined;
+  const query = typeof preview.query === 'string' ? `?${preview.query}` : '';
+  let body = '';
+  if (typeof preview.body === 'string') {
+    const json = parseJson(preview.body);
+    body = ` with the body ${json === undefined ? preview.body : JSON.stringify(json)}${preview.body_truncated === true ? ' (shortened)' : ''}`;
+  }
+  return `${preview.method} ${preview.path}${query}${body}`;
+}
+
+/** " (in about 15 minutes)": an LLM knows no clock. */
+function fromNow(iso: string): string {
+  const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
+  if (!Number.isFinite(seconds) || seconds <= 0) return '';
+  if (seconds < 120) return ` (in about ${seconds} seconds)`;
+  if (seconds < 7200) return ` (in about ${Math.round(seconds / 60)} minutes)`;
+  return ` (in about ${Math.round(seconds / 3600)} hours)`;
 }
 
 /** code, what happened, whether and when to retry, what to do: the envelope in the few lines an agent acts on. */

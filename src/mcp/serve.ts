@@ -15,6 +15,8 @@ const SERVER_INFO = { name: 'agentgate', version: '0.1.0' };
 const INSTRUCTIONS =
   'Each tool is an operation of the API behind agentgate. Errors come back as isError results with a stable code and whether and when to retry; ' +
   'send idempotency_key with writes so that a retry runs once.';
+const APPROVAL_INSTRUCTIONS =
+  'A tool that needs approval executes nothing on its first call: its result says who approves (a person, or you by confirming) and when to call it again with the same arguments plus approval_id.';
 
 /** Compiles tool input schemas as the official client does (draft-07, not strict), once per tool object. */
 const ajv = new Ajv({ strict: false, allErrors: true, validateSchema: false });
@@ -32,8 +34,9 @@ const ToolCallRequest = CallToolRequestSchema.omit({ params: true }).loose();
 export async function serveMcp(req: IncomingMessage, res: ServerResponse, runtime: Runtime, ctx: RequestContext, self: SelfCall, logger: Logger): Promise<void> {
   // Stateless: no session to resume (GET's server-sent stream) or end (DELETE); the client goes on with POSTs alone.
   if (req.method !== 'POST') return refuseMethod(res);
-  const server = new Server(SERVER_INFO, { capabilities: { tools: { listChanged: false } }, instructions: INSTRUCTIONS });
   const tools = toolsOf(runtime.operations);
+  const instructions = tools.some((tool) => tool.operation.approval) ? `${INSTRUCTIONS} ${APPROVAL_INSTRUCTIONS}` : INSTRUCTIONS;
+  const server = new Server(SERVER_INFO, { capabilities: { tools: { listChanged: false } }, instructions });
   const scopes = ctx.agent?.scopes;
   // As GET /_agentgate/openapi.json: an operation whose scopes the caller lacks would only answer 403, so it is not listed.
   const visible = tools.filter((tool) => tool.operation.scopes.every((scope) => scopes?.has(scope) === true));
@@ -48,8 +51,9 @@ export async function serveMcp(req: IncomingMessage, res: ServerResponse, runtim
     const args = params.arguments ?? {};
     checkArguments(tool, args);
     const caller = { headers: req.headers, clientAddress: ctx.clientAddress, requestId: ctx.requestId, identifyHeaders: identifyHeaders(runtime) };
-    const answer = await callSelf(self, caller, httpRequestOf(tool, args), ++calls, extra.signal);
-    return resultOf(tool, answer);
+    const http = httpRequestOf(tool, args);
+    const answer = await callSelf(self, caller, http, ++calls, extra.signal);
+    return resultOf(tool, answer, http);
   });
   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
   transport.onerror = (err) => logger.debug({ request_id: ctx.requestId, err: err.message }, 'MCP request refused');

@@ -2,10 +2,13 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { JsonSchema, Operation, OperationModel, Parameter } from '../agent-contract/model.ts';
 import { isObject, jsonMediaTypeOf, selfContained } from '../agent-contract/json-schema.ts';
+import { APPROVAL_ID_PATTERN } from '../approvals/record.ts';
 
 /** The tool arguments the gateway itself adds beside the operation's parameters. */
 export const BODY_ARGUMENT = 'body';
 export const IDEMPOTENCY_ARGUMENT = 'idempotency_key';
+/** Sent as the Approval-Id header: the approval a refused call of the tool gave. */
+export const APPROVAL_ARGUMENT = 'approval_id';
 
 /** A tool, with what tools/call needs to turn its arguments back into an HTTP request. */
 export interface McpTool {
@@ -55,6 +58,19 @@ function toolOf(op: Operation, names: ReadonlyMap<object, string>): McpTool {
     };
     if (op.idempotency.required) required.push(IDEMPOTENCY_ARGUMENT);
   }
+  if (op.approval) {
+    const when =
+      op.approval.by === 'human'
+        ? 'once a person approved it (before that, the call only tells you it is still pending)'
+        : 'to confirm it after checking its preview';
+    properties[APPROVAL_ARGUMENT] = {
+      type: 'string',
+      pattern: APPROVAL_ID_PATTERN.source,
+      description:
+        `Leave it out of the first call. The approval id (apr_...) that a refused call of this tool gave you, sent ${when}. ` +
+        'It covers exactly that call: every other argument must be exactly the same as in the call that was refused, or nothing runs (a mismatch). It can be used once.',
+    };
+  }
   const input = { type: 'object', properties, required, additionalProperties: false };
   const output = outputSchemaOf(op);
   const definition: Tool = {
@@ -89,6 +105,11 @@ function describe(op: Operation): string {
   if (cost) parts.push(`Cost: ${cost} of your budget.`);
   if (op.idempotency?.required) parts.push('Requires idempotency_key: a retry with the same key runs once and replays the first answer.');
   else if (op.idempotency) parts.push('Send idempotency_key to make a retry safe: with the same key it runs once.');
+  if (op.approval?.by === 'human') {
+    parts.push('Needs approval by a person: the first call executes nothing and returns an approval id; once the person approved, call again with the same arguments plus approval_id.');
+  } else if (op.approval) {
+    parts.push('Needs your own confirmation: the first call executes nothing and returns a preview and an approval id; to go ahead, call again with exactly the same arguments plus approval_id.');
+  }
   if (op.effect === 'destructive') parts.push('Destructive.');
   return parts.join('\n\n');
 }
