@@ -132,7 +132,7 @@ describe('approval webhooks', () => {
 upstreams:
   crm: {url: '${upstream.url}'}
 routes:
-${route('delete-customer', 'DELETE', '/customers/{id}', 'human', `${receiver.url}/hooks/approvals?channel=ops`)}${route('flaky', 'POST', '/flaky', 'agent', `${receiver.url}/hooks/flaky`)}${route('held', 'POST', '/held', 'agent', `${receiver.url}/hooks/held`)}${route('nowhere', 'POST', '/nowhere', 'agent', `http://127.0.0.1:${nowhere}/hooks`)}`),
+${route('delete-customer', 'DELETE', '/customers/{id}', 'human', `${receiver.url}/hooks/approvals?channel=ops`)}${route('flaky', 'POST', '/flaky', 'human', `${receiver.url}/hooks/flaky`)}${route('held', 'POST', '/held', 'human', `${receiver.url}/hooks/held`)}${route('nowhere', 'POST', '/nowhere', 'human', `http://127.0.0.1:${nowhere}/hooks`)}`),
       { baseDelayMs: 20, maxAttempts: 4, timeoutMs: 60_000 },
     );
     gateway = gw.gateway;
@@ -280,7 +280,7 @@ describe('approval webhooks: without server.admin_url, and bounded', () => {
       configYaml(`upstreams:
   crm: {url: '${upstream.url}'}
 routes:
-${route('purge', 'POST', '/purge', 'agent', `${receiver.url}/hooks/held`)}`),
+${route('purge', 'POST', '/purge', 'human', `${receiver.url}/hooks/held`)}`),
       { baseDelayMs: 20, maxAttempts: 2, timeoutMs: 60_000, maxPending: 1 },
     );
   });

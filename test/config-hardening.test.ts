@@ -313,3 +313,20 @@ test('server.trusted_proxies takes IP addresses and CIDR ranges, and names an en
     );
   }
 });
+
+test('a secret written in the file itself is never quoted by a config error: the admin token, a webhook secret, an injected header', () => {
+  const problems = (yaml: string) => {
+    try {
+      parseConfig(yaml, 'f.yaml', {});
+    } catch (err) {
+      return (err as ConfigError).problems.map((p) => `${p.keyPath}: ${p.message}`).join('\n');
+    }
+    return assert.fail('the config was accepted');
+  };
+  const base = "version: 1\nupstreams: {api: {url: 'http://127.0.0.1:9', headers: {X-Key: 17}}}\n";
+  const shown = problems(`${base}server: {admin_token: tooshort1}\nroutes:\n  - name: a\n    match: {path: /a}\n    upstream: api\n    approval: {by: human, notify: {webhook: 'http://h.example', secret: tooshort2}}\n`);
+  assert.match(shown, /admin_token: must NOT have fewer than 16 characters, got a value that is not shown \(a secret\)/);
+  assert.match(shown, /secret: must NOT have fewer than 16 characters, got a value that is not shown/);
+  assert.match(shown, /X-Key: must be a string, got a value that is not shown/);
+  for (const secret of ['tooshort1', 'tooshort2', '17']) assert.ok(!shown.includes(secret), `${secret} in: ${shown}`);
+});

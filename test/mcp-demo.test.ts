@@ -11,7 +11,7 @@ import type { TestGateway } from './helpers/gateway.ts';
 import { demoKey, startDemo } from './helpers/demo.ts';
 
 /** The tools only an agent holding orders:write may call: the demo's create-order and change-order routes. */
-const WRITE_TOOLS = ['create_order', 'change_order_post', 'change_order_put', 'change_order_patch', 'change_order_delete'];
+const WRITE_TOOLS = ['create_order', 'delete_customer', 'change_order_post', 'change_order_put', 'change_order_patch', 'change_order_delete'];
 
 /** reporter's budget for the policy 'agents' (config/agents.yaml), refilled continuously over a minute; a read costs 1. */
 const REPORTER_CAPACITY = 20;

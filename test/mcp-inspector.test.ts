@@ -92,7 +92,7 @@ interface ToolResult {
 }
 
 /** The tools only an agent holding orders:write may call: the demo's create-order and change-order routes. */
-const WRITE_TOOLS = ['create_order', 'change_order_post', 'change_order_put', 'change_order_patch', 'change_order_delete'];
+const WRITE_TOOLS = ['create_order', 'delete_customer', 'change_order_post', 'change_order_put', 'change_order_patch', 'change_order_delete'];
 
 describe('the MCP Inspector CLI against the demo', () => {
   let api: LegacyApi;

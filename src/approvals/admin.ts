@@ -60,6 +60,8 @@ async function serve(req: IncomingMessage, res: ServerResponse, path: string, de
     return signIn(req, res, config);
   }
   const asset = path.startsWith('/approvals/') ? path.slice('/approvals/'.length) : undefined;
+  // The style sheet holds nothing secret, and the sign-in form uses it too.
+  if (asset === 'page.css' && (method === 'GET' || method === 'HEAD') && servePageAsset(asset, res)) return;
   const token = config.server.admin_token;
   if (!authorized(req, token)) {
     // The page itself answers with its sign-in form (no approval in it); the API with 401.
@@ -128,7 +130,9 @@ async function decide(req: IncomingMessage, res: ServerResponse, id: string, act
         ? `approval ${id} expired before this decision: nothing was changed; the agent must ask again`
         : current.by === 'agent'
           ? `approval ${id} is the agent's own confirmation (by: agent): no person decides it`
-          : `approval ${id} is ${status} already: nothing was changed`;
+          : status === 'unknown'
+            ? `approval ${id} is gone (it ended and was removed while this decision was on its way): nothing was changed`
+            : `approval ${id} is ${status} already: nothing was changed`;
     return json(res, 409, { error: 'not_pending', status, detail, ...(decision.approval ? { approval: adminView(decision.approval, status as ApprovalStatus, deps.proxyUrl()) } : {}) });
   }
   const outcome = action === 'approve' ? 'approved' : 'denied';

@@ -44,6 +44,8 @@ export type Execution =
 export interface ExecutionRequest {
   readonly agent: string;
   readonly fingerprint: string;
+  /** The route's `by` as configured now: an approval made under the other rule (before a reload) no longer applies. */
+  readonly by: ApprovalBy;
   readonly requestId: string;
   /** The request's Idempotency-Key record (hashed), when the route has idempotency. */
   readonly idempotency: string | undefined;
@@ -151,7 +153,8 @@ export class ApprovalStore {
       if (current === undefined) return { kind: 'refused', approval: undefined, status: 'unknown', now: await this.store.now() };
       if (current.agent !== request.agent || current.fingerprint !== request.fingerprint) return { kind: 'mismatch', approval: current };
       const now = await this.store.now();
-      const status = statusAt(current, now);
+      // A reload that made an agent's confirmation a person's decision (or the reverse) voids what was asked before it.
+      const status = current.by === request.by ? statusAt(current, now) : 'expired';
       const ready = status === 'approved' || (status === 'pending' && current.by === 'agent');
       if (!ready) return { kind: 'refused', approval: current, status, now };
       const next: Approval = { ...current, status: 'executed', executed_at: now, executed_request_id: requestId, ...(idempotency ? { idempotency } : {}) };

@@ -462,8 +462,12 @@ function schemaProblems(errors: ErrorObject[], doc: Document, at: At, redaction:
     let target = keyPath;
     let message: string;
     // The value in question, unless it came from the environment (scrubbed before describe() shortens it).
+    // A secret (writeOnly in the schema: a token, a signing key, an injected credential) is never quoted, even when
+    // written in the file itself.
+    const secret = (e.parentSchema as { writeOnly?: boolean } | undefined)?.writeOnly === true;
     const got = () =>
-      redaction.hidden(formatKeyPath(keyPath)) ?? describe(typeof e.data === 'string' ? redaction.scrub(e.data, formatKeyPath(keyPath)) : e.data);
+      redaction.hidden(formatKeyPath(keyPath)) ??
+      (secret ? 'a value that is not shown (a secret)' : describe(typeof e.data === 'string' ? redaction.scrub(e.data, formatKeyPath(keyPath)) : e.data));
     switch (e.keyword) {
       case 'additionalProperties': {
         const key = String(e.params.additionalProperty);

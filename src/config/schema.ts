@@ -156,7 +156,7 @@ const UpstreamSchema = Type.Object(
     connect_timeout: Duration('longest a TCP connect to the upstream may take', '5s'),
     max_sockets: Type.Integer({ minimum: 1, default: 256, description: 'size of the keep-alive connection pool to this upstream' }),
     headers: Type.Optional(
-      Type.Record(Type.String({ pattern: HEADER_NAME_PATTERN }), Type.String(), {
+      Type.Record(Type.String({ pattern: HEADER_NAME_PATTERN }), Type.String({ writeOnly: true }), {
         description:
           "headers added to (or replacing) every request to this upstream, e.g. Authorization: 'Bearer ${LEGACY_TOKEN}', so agents never hold the legacy API's secret; never logged. A value must be a valid HTTP field value (no line break or other control character but tab; a secret read from a file must not end with a newline); names are case-insensitive and given once; host, content-length, transfer-encoding, connection, keep-alive, te, upgrade, trailer, expect and proxy-connection are the gateway's own and cannot be injected",
       }),

@@ -199,7 +199,7 @@ function approvalSummary(toolName: string, envelope: Record<string, unknown>, st
   switch (code) {
     case 'APPROVAL_REQUIRED': {
       if (approval === undefined) return undefined;
-      const before = sentId === undefined ? '' : priorOf(sentId, String(envelope.detail ?? ''));
+      const before = sentId === undefined ? '' : priorOf(sentId, envelope.prior);
       if (approval.by === 'human') {
         const check = typeof approval.url === 'string' ? `check its status with GET ${approval.url} if you can` : 'calling with approval_id before then only tells you it is still pending';
         return (
@@ -238,13 +238,14 @@ function approvalSummary(toolName: string, envelope: Record<string, unknown>, st
   }
 }
 
-/** Why a call that carried an approval_id needs a new approval: that one was used, expired, or is not known. */
-function priorOf(sentId: string, detail: string): string {
-  const state = new RegExp(`^Approval ${sentId} (.+?), so a new one was made\\.`).exec(detail)?.[1];
-  if (state === 'was used already') {
+/** Why a call that carried an approval_id needs a new approval: the envelope's `prior` says (used, expired or unknown). */
+function priorOf(sentId: string, prior: unknown): string {
+  const status = isPlainObject(prior) ? prior.status : undefined;
+  if (status === 'executed') {
     return `Approval ${sentId} was used already: that call ran once, and running it again needs a new approval. Only go on if you mean to do it again. `;
   }
-  return `Approval ${sentId} ${state ?? 'cannot be used any more (used, expired or unknown)'}, so a new approval was asked for. `;
+  const why = status === 'expired' ? 'has expired' : status === 'unknown' ? 'is not known (or expired long ago)' : 'cannot be used any more';
+  return `Approval ${sentId} ${why}, so a new approval was asked for. `;
 }
 
 /** The request an approval covers, on one line: method, path, query and body as the preview shows them. */

@@ -93,7 +93,7 @@ export class ApprovalPolicy implements Policy {
     }
     let execution: Execution;
     try {
-      execution = await this.approvals.execute(id, { agent: agentOf(ex), fingerprint: print, requestId: ctx.requestId, idempotency: ctx.idempotencyKeyHash });
+      execution = await this.approvals.execute(id, { agent: agentOf(ex), fingerprint: print, by: this.by, requestId: ctx.requestId, idempotency: ctx.idempotencyKeyHash });
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
       // Never executed unapproved: whatever the route's other policies do on a store outage, this one fails closed.
@@ -192,14 +192,15 @@ export class ApprovalPolicy implements Policy {
     const base = gatewayUrl(req, ctx.peerTrusted);
     const view = approvalView(created, 'pending', base);
     const until = view.expires_at;
-    const before = prior ? `Approval ${prior.id} ${PRIOR_STATE[prior.status]}, so a new one was made. ` : '';
+    const before = prior ? `Approval ${prior.id} ${PRIOR_STATE[prior.status]}, so ${reused ? `the pending approval of this same request, ${created.id}, stands` : 'a new one was made'}. ` : '';
     const next =
       this.by === 'human'
         ? `A person must approve it first: approval ${created.id} is pending until ${until}. Poll ${view.url}; once it is approved, send the identical request again with the header Approval-Id: ${created.id}.`
         : `Check the preview; to go ahead, send the identical request again with the header Approval-Id: ${created.id} before ${until}.`;
     return refuse(
       new GatewayError('APPROVAL_REQUIRED', `${before}${method} ${ctx.path} needs approval before it runs; nothing was executed. ${next}`, {
-        extensions: { approval: view, preview: created.preview },
+        // prior: the Approval-Id this request carried, and why it could not be used, for clients that act on it.
+        extensions: { approval: view, preview: created.preview, ...(prior ? { prior: { id: prior.id, status: prior.status } } : {}) },
       }),
     );
   }

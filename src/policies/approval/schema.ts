@@ -18,6 +18,7 @@ export function approvalSchema() {
             webhook: Type.String({ pattern: '^https?://', description: 'URL the pending approval is POSTed to (JSON), retried with backoff; never delays the agent' }),
             secret: Type.String({
               minLength: 16,
+              writeOnly: true,
               description: 'key of the HMAC-SHA256 signature in the X-Agentgate-Signature header, so the receiver can tell a real notice from a forged one; use ${VAR}',
             }),
           },
@@ -38,6 +39,7 @@ export function adminApprovalProperties() {
     admin_token: Type.Optional(
       Type.String({
         minLength: 16,
+        writeOnly: true,
         description:
           'bearer token the approvals API and page on the admin port require (use ${VAR}); required when a route has approval by: human and admin_listen is not loopback',
       }),
@@ -58,6 +60,11 @@ export function adminApprovalProperties() {
 export const check: ConfigCheck = (config) => {
   const problems: CheckProblem[] = [];
   const routes = Array.isArray(config.routes) ? config.routes : [];
+  routes.forEach((route: unknown, i) => {
+    if (isRecord(route) && isRecord(route.approval) && route.approval.by === 'agent' && route.approval.notify !== undefined) {
+      problems.push({ keyPath: ['routes', i, 'approval', 'notify'], message: 'notify tells people that an approval waits for them, and a by: agent approval waits for no person (the agent confirms it): remove notify, or make it by: human' });
+    }
+  });
   const human = routes.findIndex((route: unknown) => isRecord(route) && isRecord(route.approval) && route.approval.by === 'human');
   if (human === -1) return problems;
   const server = isRecord(config.server) ? config.server : {};
