@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createStore } from '../src/store/index.ts';
 import { storeKey } from '../src/store/keys.ts';
-import { MemoryStore } from '../src/store/memory.ts';
+import { budgetBytes, MemoryStore, recordBytes } from '../src/store/memory.ts';
 import { RedisStore } from '../src/store/redis.ts';
 import { StoreError, StoreFullError, type Bucket } from '../src/store/store.ts';
 import { consumeBuckets } from '../src/store/token-bucket.ts';
@@ -82,8 +82,6 @@ describe('MemoryStore', () => {
   const HOUR = 3_600_000;
   /** A budget of its own: charging it writes one entry to the budgets part. */
   const budget = (key: string, capacity = 10, perMs = HOUR): Bucket => ({ key, capacity, perMs });
-  /** What an entry counts against its part: key and value as UTF-16, plus 96 bytes. */
-  const sizeOf = (key: string, value: string) => (key.length + value.length) * 2 + 96;
 
   it('refuses a record larger than the records bound with StoreFullError instead of claiming and silently dropping it', async () => {
     const store = new MemoryStore({ maxEntries: 10, maxBytes: 500, records: { maxEntries: 10, maxBytes: 500 } });
@@ -116,8 +114,9 @@ describe('MemoryStore', () => {
 
   it('evicts the least recently used budget beyond max bytes', async () => {
     const time = 1_000_000;
-    // Each budget is "1000:1000000" under a 2-character key: (2 + 12) * 2 + 96 = 124 bytes, so 300 bytes hold two.
-    const store = new MemoryStore({ maxEntries: 1_000, maxBytes: 300, clock: () => time });
+    // Each budget is "1000:1000000" under a 2-character key: (2 + 12 + 170) * 2.5 = 460 bytes, so 1,000 bytes hold two.
+    assert.equal(budgetBytes('k1', '1000:1000000'), 460);
+    const store = new MemoryStore({ maxEntries: 1_000, maxBytes: 1_000, clock: () => time });
     const b = (key: string) => budget(key, 10, 1_000);
     await store.consume([b('k1')], 1);
     await store.consume([b('k2')], 1);
@@ -126,7 +125,7 @@ describe('MemoryStore', () => {
     assert.equal(await store.get('k2'), null, 'k2 was least recently used');
     assert.equal(await store.get('k1'), '1000:1000000');
     assert.equal(await store.get('k3'), '1000:1000000');
-    assert.equal(store.usedBytes, 2 * sizeOf('k1', '1000:1000000'));
+    assert.equal(store.usedBytes, 2 * budgetBytes('k1', '1000:1000000'));
     await store.close();
   });
 
@@ -159,13 +158,14 @@ describe('MemoryStore', () => {
     assert.equal(store.stats().records.refusals, 2);
 
     // By bytes: a replacement that needs more room than is left is refused and leaves the record as it was.
-    const bytes = new MemoryStore({ maxEntries: 100, maxBytes: 1_000_000, records: { maxEntries: 100, maxBytes: 2_000 } });
+    // 'pending' counts 370, 600 characters 1,853, 300 characters 1,103: 3,000 bytes hold the first two, not two of 600.
+    const bytes = new MemoryStore({ maxEntries: 100, maxBytes: 1_000_000, records: { maxEntries: 100, maxBytes: 3_000 } });
     assert.equal(await bytes.claim('r', 'pending', HOUR), null);
     assert.equal(await bytes.claim('s', 'x'.repeat(600), HOUR), null);
     await assert.rejects(bytes.replaceIf('r', 'pending', 'y'.repeat(600), HOUR), (err) => err instanceof StoreFullError && err.operation === 'replaceIf');
     assert.equal(await bytes.get('r'), 'pending');
     assert.equal(await bytes.replaceIf('r', 'pending', 'y'.repeat(300), HOUR), true, 'a replacement that fits is made');
-    assert.ok(bytes.usedBytes <= 2_000, `${bytes.usedBytes} bytes`);
+    assert.ok(bytes.usedBytes <= 3_000, `${bytes.usedBytes} bytes`);
     await Promise.all([store.close(), bytes.close()]);
   });
 
@@ -278,7 +278,7 @@ describe('MemoryStore', () => {
     let model: Model[] = [];
     let refusals = 0;
     const maxEntries = 6;
-    const maxBytes = 1_200;
+    const maxBytes = 4_000;
     let time = 0;
     const store = new MemoryStore({ maxEntries: 1, maxBytes: 1, records: { maxEntries, maxBytes }, clock: () => time, sweepIntervalMs: 3_600_000 });
     const total = () => model.reduce((sum, e) => sum + e.bytes, 0);
@@ -289,7 +289,7 @@ describe('MemoryStore', () => {
     };
     /** False when refused. */
     const put = (key: string, value: string, ttl: number, existing: Model | undefined): boolean => {
-      const bytes = sizeOf(key, value);
+      const bytes = recordBytes(key, value);
       const over = () => model.length + (existing ? 0 : 1) > maxEntries || total() + bytes - (existing?.bytes ?? 0) > maxBytes;
       if (over()) model = model.filter((e) => e.expiresAt > time);
       if (over()) {
@@ -360,7 +360,7 @@ describe('MemoryStore', () => {
     let model: Model[] = [];
     let evictions = 0;
     const maxEntries = 8;
-    const maxBytes = 850;
+    const maxBytes = 3_000;
     let time = 0;
     const store = new MemoryStore({ maxEntries, maxBytes, clock: () => time, sweepIntervalMs: 3_600_000 });
     const live = (key: string): Model | undefined => {
@@ -376,7 +376,7 @@ describe('MemoryStore', () => {
       write: (key: string, value: string | null, ttl: number) => {
         model = model.filter((e) => e.key !== key);
         if (value === null) return;
-        model.push({ key, value, expiresAt: time + Math.max(1, ttl), bytes: sizeOf(key, value) });
+        model.push({ key, value, expiresAt: time + Math.max(1, ttl), bytes: budgetBytes(key, value) });
         const total = () => model.reduce((sum, e) => sum + e.bytes, 0);
         while (model.length > maxEntries || total() > maxBytes) {
           model.shift();
@@ -422,7 +422,7 @@ describe('MemoryStore', () => {
 });
 
 describe('createStore', () => {
-  const memory = { max_entries: 5, max_bytes: '1kb', records: { max_entries: 3, max_bytes: '64kb' } };
+  const memory = { max_entries: 5, max_bytes: '4kb', records: { max_entries: 3, max_bytes: '64kb' } };
   const base = { key_prefix: 'agentgate', command_timeout: '250ms', memory };
 
   it('builds a memory store with the configured bounds of each part', async () => {
@@ -434,7 +434,7 @@ describe('createStore', () => {
     const { budgets, records } = (store as MemoryStore).stats();
     assert.deepEqual(
       [budgets.entries, budgets.maxEntries, budgets.maxBytes, records.entries, records.maxEntries, records.maxBytes],
-      [5, 5, 1024, 3, 3, 64 * 1024],
+      [5, 5, 4096, 3, 3, 64 * 1024],
     );
     await store.close();
   });
