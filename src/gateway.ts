@@ -479,6 +479,14 @@ function approvalsInMemoryWarning(logger: Logger): (config: Config) => void {
       );
     }
     had = has;
+    const humans = config.routes.filter((route) => route.approval?.by === 'human').map((route) => route.name);
+    if (humans.length > 0 && config.server.admin_token === undefined) {
+      // Allowed on a loopback admin port (the contract's rule), but any process on this host, an agent's included, may decide.
+      logger.warn(
+        { routes: humans },
+        'approvals by a person without server.admin_token: any process on this host can approve them through the admin port; set admin_token unless only people use this host',
+      );
+    }
   };
 }
 

@@ -54,6 +54,7 @@ routes:
     match: {methods: [POST], path: /unreachable}
     upstream: down
     approval: {by: agent, ttl: 15m}
+  - {name: everything-else, match: {path: /*}, upstream: crm}
 `);
 
 describe('approvals', () => {
@@ -255,6 +256,25 @@ describe('approvals', () => {
     const fromAgent = await call(alice, 'POST', `/_agentgate/approvals/${approval.id}/approve`, { body: '{"by":"me"}' });
     assert.ok(fromAgent.status === 404 || fromAgent.status === 405, `${fromAgent.status}`);
     assert.equal((await call(alice, 'GET', `/_agentgate/approvals/${approval.id}`)).json().status, 'pending');
+  });
+
+  test('a POST whose body names another method (Rails\' and Laravel\'s _method) cannot run, through a catch-all route, what an approval route holds', async () => {
+    const before = upstream.received.length;
+    const post = (body: string, contentType: string, path = '/customers/42') => call(alice, 'POST', path, { body, headers: { 'content-type': contentType } });
+    for (const [body, type] of [
+      ['_method=DELETE', 'application/x-www-form-urlencoded'],
+      ['name=x&_METHOD=delete', 'application/x-www-form-urlencoded; charset=utf-8'],
+      ['{"_method": "DELETE"}', 'application/json'],
+      ['--b\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--b--\r\n', 'multipart/form-data; boundary=b'],
+    ]) {
+      const reply = await post(body!, type!);
+      assert.equal(reply.status, 400, `${type}: ${reply.text}`);
+      assert.match(envelopeOf(reply).detail, /_method.*route 'delete-customer'/);
+    }
+    assert.equal(forwardedSince(before), 0, 'nothing reached the API');
+    const plain = await post('{"note": "a plain POST"}', 'application/json');
+    assert.equal(plain.status, 201, 'a POST without an override goes its way');
+    assert.equal(upstream.received.at(-1)!.body.toString(), '{"note": "a plain POST"}', 'its body read by the guard is forwarded whole');
   });
 
   test('metrics count what happened, by route and outcome', async () => {

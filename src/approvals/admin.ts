@@ -142,13 +142,17 @@ async function decide(req: IncomingMessage, res: ServerResponse, id: string, act
 }
 
 /**
- * Without admin_token, the loopback admin port trusts whoever reaches it; a web page elsewhere could still reach it
- * through the person's browser by pointing its own name at 127.0.0.1 (DNS rebinding), so the Host must name loopback.
+ * Without admin_token, approvals are served only to this host: the connection must have arrived on a loopback address
+ * (an admin port on 0.0.0.0 is reachable from elsewhere, whatever Host a client claims), and the Host must name
+ * loopback, since a web page elsewhere could reach it through a person's browser by pointing its own name at
+ * 127.0.0.1 (DNS rebinding).
  */
 function refuseRebinding(req: IncomingMessage, config: Config): string | undefined {
   if (config.server.admin_token !== undefined) return undefined;
   const host = hostName(req.headers.host);
-  return host !== undefined && isLoopback(host) ? undefined : `the admin port answers approvals only under a loopback name (localhost, 127.0.0.1) unless server.admin_token is set`;
+  const local = req.socket.localAddress?.replace(/^::ffff:/, '');
+  if (local !== undefined && isLoopback(local) && host !== undefined && isLoopback(host)) return undefined;
+  return 'without server.admin_token, approvals are served only on a loopback address, under a loopback name (localhost, 127.0.0.1)';
 }
 
 /** Browsers send Origin with every POST; a client that sends none (curl, a script) is no browser on another site. */

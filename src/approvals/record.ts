@@ -2,6 +2,7 @@
 // client asserts in-band. What it says, how its id looks, and the bounded, redacted preview a person decides on.
 import { randomBytes } from 'node:crypto';
 import { KEY_IN_TEXT_PATTERN } from '../agents/keys.ts';
+import { decodeBody } from '../proxy/body.ts';
 
 /** Who grants it: the agent itself, confirming after the preview (a checkpoint), or a person. */
 export type ApprovalBy = 'agent' | 'human';
@@ -21,6 +22,8 @@ export interface ApprovalPreview {
   /** The query string (without '?'), sensitive parameters redacted, bounded. */
   readonly query?: string;
   readonly content_type?: string;
+  readonly content_encoding?: string;
+  /** Bytes as sent (compressed, if it was). */
   readonly body_bytes: number;
   /** A bounded summary of the body: JSON re-serialized with sensitive members redacted, text as text, else a note. */
   readonly body?: string;
@@ -68,21 +71,32 @@ export function statusAt(approval: Approval, now: number): ApprovalStatus {
 /** Most characters of a body summary, and of a query, a person is shown (and a webhook is sent). */
 const MAX_BODY_SUMMARY = 2000;
 const MAX_QUERY = 1000;
-/** Member and parameter names whose values are never shown: a person approves the action, not a password. */
-const SENSITIVE_NAME = /pass(word|wd)?|secret|token|api[-_]?key|authorization|credential|private[-_]?key|session|cookie|^pin$|cvv|ssn/i;
+/**
+ * Member and parameter names whose values are never shown, as whole words of the name (`password`, `api_key`,
+ * `X-Session-Token`), so that `bypass` or `passengers` stay visible: a person approves the action, not a password.
+ */
+const SENSITIVE_NAME = /(^|[^a-z])(pass(word|wd)?|secret|token|api[-_]?key|authorization|credentials?|private[-_]?key|session|cookie|pin|cvv|ssn)($|[^a-z])/i;
 const REDACTED = '[redacted]';
+/** Most bytes of a compressed body decoded for its preview. */
+const MAX_DECODED = 64 * 1024;
 
-/** The preview of a request: what a person needs to decide, bounded, with what looks like a secret redacted. */
-export function previewOf(method: string, target: string, contentType: string | undefined, body: Buffer): ApprovalPreview {
+/**
+ * The preview of a request: what a person needs to decide, bounded, with what looks like a secret redacted. The body
+ * is shown as sent (decoded when compressed), not re-serialized: a number beyond JSON's safe range, or a member given
+ * twice, reads exactly as the API will read it.
+ */
+export function previewOf(method: string, target: string, headers: { contentType?: string; contentEncoding?: string }, body: Buffer): ApprovalPreview {
   const q = target.indexOf('?');
   const path = q === -1 ? target : target.slice(0, q);
   const query = q === -1 ? undefined : redactQuery(target.slice(q + 1));
-  const summary = body.length === 0 ? undefined : summarize(body, contentType);
+  const { contentType, contentEncoding } = headers;
+  const summary = body.length === 0 ? undefined : summarize(body, contentType, contentEncoding);
   return {
     method,
     path,
     ...(query ? { query } : {}),
     ...(contentType ? { content_type: contentType.slice(0, 200) } : {}),
+    ...(contentEncoding ? { content_encoding: contentEncoding.slice(0, 100) } : {}),
     body_bytes: body.length,
     ...(summary ? { body: summary.text, ...(summary.truncated ? { body_truncated: true } : {}) } : {}),
   };
@@ -96,30 +110,37 @@ function redactQuery(query: string): string {
   return text.length > MAX_QUERY ? `${text.slice(0, MAX_QUERY)}…` : text;
 }
 
-function summarize(body: Buffer, contentType: string | undefined): { text: string; truncated: boolean } {
-  const text = body.toString('utf8');
-  const looksJson = /json/i.test(contentType ?? '') || /^\s*[[{]/.test(text);
-  if (looksJson) {
-    try {
-      return bounded(JSON.stringify(redactJson(JSON.parse(text)), null, 1));
-    } catch {
-      // not JSON after all: shown as text
-    }
+function summarize(raw: Buffer, contentType: string | undefined, contentEncoding: string | undefined): { text: string; truncated: boolean } {
+  let body = raw;
+  if (contentEncoding && contentEncoding.trim().toLowerCase() !== 'identity') {
+    const decoded = decodeBody(raw, contentEncoding, MAX_DECODED, true);
+    if (decoded.kind !== 'decoded') return { text: `(${raw.length} bytes, ${contentEncoding}, cannot be shown)`, truncated: false };
+    body = decoded.body;
   }
+  const text = body.toString('utf8');
   if (text.includes('\uFFFD') || /[\x00-\x08\x0E-\x1F]/.test(text)) return { text: `(${body.length} bytes, not text)`, truncated: false };
-  return bounded(redactText(text));
+  const json = /json/i.test(contentType ?? '') || /^\s*[[{]/.test(text);
+  const form = /x-www-form-urlencoded/i.test(contentType ?? '');
+  return bounded(json ? redactJsonText(text) : form ? redactQuery(text) : redactText(text));
 }
 
 function bounded(text: string): { text: string; truncated: boolean } {
   return text.length > MAX_BODY_SUMMARY ? { text: `${text.slice(0, MAX_BODY_SUMMARY)}…`, truncated: true } : { text, truncated: false };
 }
 
-function redactJson(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return redactText(value);
-  if (typeof value !== 'object' || value === null) return value;
-  if (depth > 32) return '…';
-  if (Array.isArray(value)) return value.map((v) => redactJson(v, depth + 1));
-  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SENSITIVE_NAME.test(k) ? REDACTED : redactJson(v, depth + 1)]));
+/**
+ * A JSON member's name and, when it is a string or a scalar, its value; an object or array value is not taken, so the
+ * scan goes on inside it.
+ */
+const JSON_MEMBER = /"((?:[^"\\]|\\.)*)"(\s*:\s*)("(?:[^"\\]|\\.)*"|[^,{}[\]\s"]+)?/g;
+
+/** The JSON text as sent, the values of secret-named members replaced (an object or array under such a name stays: rare, and then visible). */
+function redactJsonText(text: string): string {
+  return redactText(
+    text.replace(JSON_MEMBER, (member, name: string, colon: string, value: string | undefined) =>
+      value !== undefined && SENSITIVE_NAME.test(name) ? `"${name}"${colon}"${REDACTED}"` : member,
+    ),
+  );
 }
 
 /** Agent keys and bearer tokens inside free text. */

@@ -12,19 +12,24 @@ function setup() {
   let time = 1_800_000_000_000;
   const store = new MemoryStore({ maxEntries: 1000, maxBytes: 1 << 20, clock: () => time });
   const approvals = new ApprovalStore(store, 'test');
-  const ask = (overrides: Partial<NewApproval> = {}) =>
-    approvals.ask({
-      route: 'delete-customer',
-      by: 'human',
-      agent: 'agent:alice',
-      fingerprint: 'print-1',
-      preview: { method: 'DELETE', path: '/customers/1', body_bytes: 0 },
-      requestId: 'req-1',
-      ttlMs: 15 * MINUTE,
-      ...overrides,
-    });
+  const request = (overrides: Partial<NewApproval>): NewApproval => ({
+    route: 'delete-customer',
+    by: 'human',
+    agent: 'agent:alice',
+    fingerprint: 'print-1',
+    preview: { method: 'DELETE', path: '/customers/1', body_bytes: 0 },
+    requestId: 'req-1',
+    ttlMs: 15 * MINUTE,
+    maxPending: 100,
+    ...overrides,
+  });
+  const ask = async (overrides: Partial<NewApproval> = {}) => {
+    const asked = await approvals.ask(request(overrides));
+    assert.equal(asked.kind, 'asked');
+    return asked as Extract<typeof asked, { kind: 'asked' }>;
+  };
   const executing = { agent: 'agent:alice', fingerprint: 'print-1', by: 'human' as const, requestId: 'req-2', idempotency: undefined };
-  return { approvals, ask, executing, advance: (ms: number) => (time += ms), close: () => store.close() };
+  return { approvals, ask, request, executing, advance: (ms: number) => (time += ms), close: () => store.close() };
 }
 
 test('asking again for the same pending request is the same approval; another request or agent asks anew', async () => {
@@ -35,6 +40,19 @@ test('asking again for the same pending request is the same approval; another re
   assert.equal((await ask()).reused, true);
   assert.notEqual((await ask({ fingerprint: 'print-2' })).approval.id, first.approval.id);
   assert.notEqual((await ask({ agent: 'agent:mallory' })).approval.id, first.approval.id);
+  await close();
+});
+
+test('an agent may ask for max_pending approvals of a route within ttl; the same request again does not count', async () => {
+  const { approvals, ask, request, advance, close } = setup();
+  for (const print of ['p1', 'p2']) await ask({ fingerprint: print, maxPending: 2 });
+  await ask({ fingerprint: 'p1', maxPending: 2 });
+  const third = await approvals.ask(request({ fingerprint: 'p3', maxPending: 2 }));
+  assert.equal(third.kind, 'too_many');
+  assert.ok(third.kind === 'too_many' && third.waitMs > 0 && third.waitMs <= 15 * MINUTE);
+  assert.equal((await approvals.ask(request({ fingerprint: 'p3', maxPending: 2, agent: 'agent:bob' }))).kind, 'asked', "another agent's asks are its own");
+  advance(8 * MINUTE);
+  assert.equal((await approvals.ask(request({ fingerprint: 'p3', maxPending: 2 }))).kind, 'asked', 'room comes back over ttl');
   await close();
 });
 

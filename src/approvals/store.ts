@@ -23,6 +23,8 @@ export interface NewApproval {
   readonly preview: ApprovalPreview;
   readonly requestId: string;
   readonly ttlMs: number;
+  /** Most approvals this agent may ask for on this route within ttlMs (a token bucket): asking costs the agent no budget. */
+  readonly maxPending: number;
 }
 
 /** The outcome of a person's decision. */
@@ -72,21 +74,25 @@ export class ApprovalStore {
    * The pending approval of this agent for this very request, when it asked already (an agent in a loop asks once, and a
    * person sees one entry); else a new one.
    */
-  async ask(request: NewApproval): Promise<{ approval: Approval; reused: boolean }> {
+  async ask(request: NewApproval): Promise<{ kind: 'asked'; approval: Approval; reused: boolean } | { kind: 'too_many'; waitMs: number }> {
     const pointer = storeKey(this.prefix, 'approval-ask', TAG, hash('sha256', `${request.agent}\u0000${request.route}\u0000${request.fingerprint}`, 'base64url'));
     const asked = await this.store.get(pointer);
     if (asked !== null) {
       const [existing, now] = await Promise.all([this.get(asked), this.store.now()]);
       if (existing && existing.fingerprint === request.fingerprint && existing.agent === request.agent && statusAt(existing, now) === 'pending') {
-        return { approval: existing, reused: true };
+        return { kind: 'asked', approval: existing, reused: true };
       }
     }
+    // Asking costs no budget, so an agent's asks are bounded on their own: a flood cannot bury other agents' approvals.
+    const asks = { key: storeKey(this.prefix, 'approval-asks', hash('sha256', `${request.agent}\u0000${request.route}`, 'base64url')), capacity: request.maxPending, perMs: request.ttlMs };
+    const admitted = await this.store.consume([asks], 1);
+    if (!admitted.allowed) return { kind: 'too_many', waitMs: admitted.buckets[0]!.waitMs };
     const approval = await this.create(request);
     const ttl = approval.expires_at - approval.created_at;
     // Best effort: a lost race leaves two approvals for one request, each valid on its own.
     if (asked === null) await this.store.claim(pointer, approval.id, ttl);
     else await this.store.replaceIf(pointer, asked, approval.id, ttl);
-    return { approval, reused: false };
+    return { kind: 'asked', approval, reused: false };
   }
 
   async create(request: NewApproval): Promise<Approval> {

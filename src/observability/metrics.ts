@@ -114,7 +114,7 @@ export class GatewayMetrics {
 
   readonly approvals = new Counter({
     name: 'agentgate_approvals_total',
-    help: 'Approvals of destructive calls, by route and outcome: requested (a 428 that asked for one), asked_again (the same request asked again while its approval is pending: the same approval), pending (re-sent before a decision), approved, denied (a person\'s decisions), refused (re-sent after a denial), mismatch (another request or agent), expired (re-sent after its time, or used), executed, restored (taken for a request that was never sent, given back).',
+    help: 'Approvals of destructive calls, by route and outcome: requested (a 428 that asked for one), asked_again (the same request asked again while its approval is pending: the same approval), too_many (an agent past approval.max_pending: 429), pending (re-sent before a decision), approved, denied (a person\'s decisions), refused (re-sent after a denial), mismatch (another request or agent), expired (re-sent after its time, or used), executed, restored (taken for a request that was never sent, given back).',
     labelNames: ['route', 'outcome'] as const,
     registers: [this.registry],
   });

@@ -5,6 +5,7 @@ import { scopes } from './scopes/policy.ts';
 import { idempotency } from './idempotency/policy.ts';
 import { rateLimit } from './rate-limit/policy.ts';
 import { approval } from './approval/policy.ts';
+import { approvalOverrideGuard } from './approval/override-guard.ts';
 import { authHalt } from './auth-halt/policy.ts';
 import { circuitBreaker } from './circuit-breaker/policy.ts';
 import { silentFailure } from './silent-failure/policy.ts';
@@ -13,6 +14,10 @@ export const POLICIES: readonly PolicyFactory[] = [
   // First: an agent that may not call the route is refused before its body is read, anything is charged or claimed,
   // or the upstream hears of it (the agent itself was verified before any route was matched).
   scopes,
+  // Next, on routes that could take a POST aimed at a path an approval route holds for other methods: a body naming
+  // another method (_method) would run, through this route, what that route holds back. It reads such POSTs' bodies
+  // first, so the policies after it take the body from there.
+  approvalOverrideGuard,
   // Checks the Idempotency-Key and reads the body it fingerprints first: a request malformed there is refused before
   // it is charged. Its claim goes into the store batch, which makes charges first, so a refused charge claims nothing
   // and a 429 is never stored as a replay (Stripe's order); the claim is held before anything can reach the upstream.

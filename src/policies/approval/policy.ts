@@ -2,6 +2,8 @@
 // in the store), and the identical request sent again with Approval-Id executes once the approval allows it, exactly
 // once however many copies race, on any replica. The approval is the gateway's record, bound to the agent and the
 // request's fingerprint: nothing the client says in-band can grant it.
+import { hash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { parseSize, parseDuration } from '../../config/units.ts';
 import { GatewayError, requestBodyStalled, storeUnavailable } from '../../errors/problem.ts';
@@ -42,6 +44,8 @@ export class ApprovalPolicy implements Policy {
   readonly name = 'approval';
   readonly by: ApprovalSettings['by'];
   readonly ttlMs: number;
+  private readonly ttl: string;
+  private readonly maxPending: number;
   private readonly route: string;
   private readonly maxBodyBytes: number;
   private readonly webhook: ApprovalSettings['notify'];
@@ -60,7 +64,9 @@ export class ApprovalPolicy implements Policy {
   ) {
     this.route = route;
     this.by = settings.by;
+    this.ttl = settings.ttl;
     this.ttlMs = parseDuration(settings.ttl);
+    this.maxPending = settings.max_pending;
     this.maxBodyBytes = parseSize(settings.max_body_bytes);
     this.webhook = settings.notify;
     this.approvals = approvals;
@@ -84,7 +90,7 @@ export class ApprovalPolicy implements Policy {
       if (read === 'too_large') return refuse(payloadTooLarge(this.maxBodyBytes));
       body = ctx.requestBody = read;
     }
-    const print = fingerprint(req.method ?? 'GET', req.url ?? '/', body);
+    const print = boundFingerprint(req, body);
     const ids = req.headersDistinct['approval-id'];
     if (ids === undefined) return this.askInstead(ex, { fingerprint: print, body }, undefined);
     const id = ids[0]!.trim();
@@ -165,22 +171,32 @@ export class ApprovalPolicy implements Policy {
   private async ask(ex: Exchange, request: Pending, prior: Prior | undefined): Promise<Verdict> {
     const { req, ctx } = ex;
     const method = req.method ?? 'GET';
-    let created: Approval;
-    let reused: boolean;
+    let asked: Awaited<ReturnType<ApprovalStore['ask']>>;
     try {
-      ({ approval: created, reused } = await this.approvals.ask({
+      asked = await this.approvals.ask({
         route: this.route,
         by: this.by,
         agent: agentOf(ex),
         fingerprint: request.fingerprint,
-        preview: previewOf(method, req.url ?? '/', req.headers['content-type'], request.body),
+        preview: previewOf(method, req.url ?? '/', { contentType: req.headers['content-type'], contentEncoding: req.headers['content-encoding'] }, request.body),
         requestId: ctx.requestId,
         ttlMs: this.ttlMs,
-      }));
+        maxPending: this.maxPending,
+      });
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
       return refuse(storeUnavailable('The approval store cannot be reached, so no approval could be asked for; nothing was executed.', err));
     }
+    if (asked.kind === 'too_many') {
+      this.count('too_many');
+      return refuse(
+        new GatewayError('RATE_LIMITED', `You asked for ${this.maxPending} approvals on this route within ${this.ttl}, the most an agent may; nothing was executed.`, {
+          retryAfterSeconds: Math.max(1, asked.waitMs / 1000),
+          suggestion: 'Wait for a decision on the approvals you asked for (or for them to expire) before asking for another.',
+        }),
+      );
+    }
+    const { approval: created, reused } = asked;
     if (reused) {
       this.count('asked_again');
       this.logger.info({ request_id: ctx.requestId, approval_id: created.id }, 'approval asked for again: the same pending approval');
@@ -245,6 +261,15 @@ const PRIOR_STATE: Record<ApprovalStatus | 'unknown', string> = {
   expired: 'has expired',
   unknown: 'is unknown (or expired long ago)',
 };
+
+/**
+ * The request an approval covers: method, target and body bytes (as idempotency fingerprints a request), and how the
+ * body is to be read, so that the same bytes sent as another media type or coding are another request.
+ */
+function boundFingerprint(req: IncomingMessage, body: Buffer): string {
+  const print = fingerprint(req.method ?? 'GET', req.url ?? '/', body);
+  return hash('sha256', `${print}\u0000${req.headers['content-type'] ?? ''}\u0000${req.headers['content-encoding'] ?? ''}`, 'base64url');
+}
 
 /** Who the approval is bound to: the verified agent, or the caller as consumers.identify tells them apart. */
 function agentOf(ex: Exchange): string {

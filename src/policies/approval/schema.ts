@@ -25,6 +25,12 @@ export function approvalSchema() {
           { additionalProperties: false, description: 'tell people an approval is waiting' },
         ),
       ),
+      max_pending: Type.Integer({
+        minimum: 1,
+        default: 10,
+        description:
+          'most approvals one agent may ask for on this route within ttl (asking costs no budget, so this bounds it); one more gets 429 RATE_LIMITED with Retry-After. The same request asked again while pending is the same approval and does not count',
+      }),
       max_body_bytes: Size('largest request body accepted on this route (it is read whole to bind the approval to it and preview it); larger ones get 413', '1mb'),
     },
     { additionalProperties: false, description: 'calls need an approval first: 428 APPROVAL_REQUIRED, then the identical request with Approval-Id executes once' },

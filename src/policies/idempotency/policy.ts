@@ -165,7 +165,9 @@ export class IdempotencyPolicy implements Policy {
     const id = recordId(ctx.consumer?.id ?? 'anonymous', this.routeName, parsed.key);
     ctx.idempotencyKeyHash = id;
 
-    const body = await readRequestBody(req, this.settings.maxBodyBytes, this.requestBodyIdleMs);
+    // Read already by a policy before this one (the approval guard), or read here.
+    const read = ctx.requestBody;
+    const body = read === undefined ? await readRequestBody(req, this.settings.maxBodyBytes, this.requestBodyIdleMs) : read.length > this.settings.maxBodyBytes ? 'too_large' : read;
     if (body === undefined) return { kind: 'client_closed' };
     // The client's fault, answered before anything is charged or claimed.
     if (body === 'timeout') return { kind: 'refuse', error: requestBodyStalled() };
