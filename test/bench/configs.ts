@@ -48,6 +48,8 @@ export interface StoreChoice {
   type: 'memory' | 'redis';
   url?: string;
   keyPrefix?: string;
+  /** Memory store: its default bounds rather than MEMORY_STORE's room for a million records (the open-loop run). */
+  defaultBounds?: boolean;
 }
 
 /** A budget no benchmark can exhaust: 10^9 units a second (capacity × per stays far below the schema's 2^52 bound). */
@@ -80,7 +82,9 @@ export function writeGatewayConfig(dir: string, name: string, settings: GatewayS
   writeFileSync(path.join(dir, 'jwks.json'), JSON.stringify(BENCH_JWKS));
   const storeYaml =
     store.type === 'memory'
-      ? MEMORY_STORE
+      ? store.defaultBounds
+        ? 'store: {type: memory}'
+        : MEMORY_STORE
       : `store: {type: redis, url: '${store.url}', key_prefix: '${store.keyPrefix}'}`;
   const yaml = `version: 1
 server:

@@ -1,5 +1,5 @@
 // Turns scenario results into the ratios, the issue-4/5 figures and the printed report.
-import { BLOB_SIZES_KIB, CONTEXT_RATIOS, TARGETS, type TargetSpec } from './scenarios.ts';
+import { BLOB_SIZES_KIB, CONTEXT_RATIOS, OPEN_LOOP_TARGETS, TARGETS, type OpenLoopTargetSpec, type TargetSpec } from './scenarios.ts';
 import type { SchemaCalibration } from './calibrate.ts';
 
 export interface ScenarioResult {
@@ -73,6 +73,8 @@ export interface ScenarioResult {
 
 export interface TargetResult {
   name: string;
+  /** The issue that set the bar (7 or 23). */
+  issue: number;
   kind: TargetSpec['kind'];
   of: string;
   over: string;
@@ -155,7 +157,7 @@ export function analyse(results: ScenarioResult[]): Analysis {
     const of = byId.get(t.of);
     const over = byId.get(t.over);
     const comparison = t.kind === 'throughput' ? '>=' : '<=';
-    const base = { name: t.name, kind: t.kind, of: t.of, over: t.over, target: t.target, comparison, stretch: t.stretch ?? false } as const;
+    const base = { name: t.name, issue: t.issue, kind: t.kind, of: t.of, over: t.over, target: t.target, comparison, stretch: t.stretch ?? false } as const;
     if (!usable(of) || !usable(over)) return { ...base, value: null, verdict: 'n/a', cpu_ratio: null, note: missingNote(byId, t.of, t.over) };
     const value = t.kind === 'throughput' ? of.rps / over.rps : of.p99_ms - over.p99_ms;
     const met = t.kind === 'throughput' ? value >= t.target : value <= t.target;
@@ -289,16 +291,17 @@ export function formatResults(results: ScenarioResult[]): string {
 
 export function formatTargets(targets: TargetResult[]): string {
   return table(
-    ['target (issue 7)', 'measured', 'wanted', 'verdict', 'same by CPU µs/req', 'note'],
+    ['target', 'issue', 'measured', 'wanted', 'verdict', 'same by CPU µs/req', 'note'],
     targets.map((t) => [
       `${t.name}${t.stretch ? ' (stretch)' : ''}`,
+      String(t.issue),
       t.kind === 'throughput' ? fmt(t.value) : signed(t.value, 2),
       `${t.comparison} ${t.target}`,
       t.verdict,
       fmt(t.cpu_ratio),
       t.note ?? '',
     ]),
-    [false, true, false, false, true, false],
+    [false, true, true, false, false, true, false],
   );
 }
 
@@ -479,5 +482,195 @@ export function formatBuildComparison(comparisons: BuildComparison[]): string {
     '  after the other), min–max over them; req/s above 1 and CPU below 1 favour the new build. "new faster/cheaper": in',
     `  how many pairs it did better; were the builds the same, each pair would be a coin toss (${noise.join(', ') || 'no pairs'}`,
     "  95% of the time). CPU µs/req is the gateway process's, all its threads. Nothing is asserted.",
+  ].join('\n');
+}
+
+// ---- the open-loop run (issue 23) ----
+
+/** Latency quantiles in ms. */
+export interface LatencyQuantiles {
+  p50: number;
+  p90: number;
+  p99: number;
+  p99_9: number;
+  max: number;
+  mean: number;
+}
+
+export interface OpenLoopScenarioResult {
+  id: string;
+  title: string;
+  method: string;
+  path: string;
+  /** As ScenarioResult's: flagged when some answers were not the expected status, failed, timed out or never came. */
+  status: 'ok' | 'flagged' | 'skipped' | 'failed';
+  reason?: string;
+  problems: string[];
+  notes: string[];
+  expected_status: number;
+  /** The schedule's requests per second. */
+  rate: number;
+  /** Requests scheduled in the measured window, and the answers they got. */
+  scheduled?: number;
+  responses?: number;
+  /** The measured requests per second really sent (first to last send). */
+  sent_rate?: number;
+  status_counts?: Record<string, number>;
+  unexpected_responses?: number;
+  errors?: number;
+  timeouts?: number;
+  /** From each request's scheduled send time to the end of its answer (expected status only): the headline figures. */
+  latency_ms?: LatencyQuantiles;
+  /** From the actual send instead: coordinated omission left in, for comparison. */
+  service_time_ms?: LatencyQuantiles;
+  /** How late the generator sent each request: its own share of latency_ms, alike for every target at one rate. */
+  send_lag_ms?: LatencyQuantiles;
+  max_in_flight?: number;
+  sockets_opened?: number;
+  /** RSS of the process under test, MiB: right after it started (agentgate; before any request), the peak while measured, at the end. */
+  idle_rss_mib?: number;
+  peak_rss_mib?: number;
+  end_rss_mib?: number;
+  cpu_us_per_request?: number;
+  cpu_cores?: number;
+  /** agentgate only, as ScenarioResult's: GC time per response (a lower bound) and major collections, while measured. */
+  gc_us_per_request?: number;
+  major_gcs?: number;
+  upstream_cpu_cores?: number;
+  loadgen_cpu_cores?: number;
+  redis_cpu_cores?: number;
+  machine_steal_pct?: number;
+  machine_other_cores?: number;
+  gateway_outcomes?: Record<string, number>;
+  log_bytes?: number;
+  redis_keys_left?: number;
+}
+
+export interface AddedLatency {
+  name: string;
+  of: string;
+  over: string;
+  /** Each quantile of `of` minus the same quantile of `over`, ms; null when either did not measure. */
+  added_ms: Record<'p50' | 'p90' | 'p99' | 'p99_9' | 'max', number | null>;
+  note?: string;
+}
+
+export interface OpenLoopTargetResult {
+  name: string;
+  kind: OpenLoopTargetSpec['kind'];
+  of: string;
+  over: string | null;
+  value: number | null;
+  target: number;
+  comparison: '<=';
+  verdict: 'met' | 'not met' | 'n/a';
+  note?: string;
+}
+
+const QUANTILE_KEYS = ['p50', 'p90', 'p99', 'p99_9', 'max'] as const;
+
+function usableOpenLoop(r: OpenLoopScenarioResult | undefined): r is OpenLoopScenarioResult & { latency_ms: LatencyQuantiles } {
+  return r !== undefined && (r.status === 'ok' || r.status === 'flagged') && r.latency_ms !== undefined;
+}
+
+function openLoopNote(byId: Map<string, OpenLoopScenarioResult>, ...ids: string[]): string | undefined {
+  const missing = ids.filter((id) => !usableOpenLoop(byId.get(id))).map((id) => `${id} ${byId.get(id)?.status ?? 'not run'}`);
+  if (missing.length > 0) return missing.join(', ');
+  const flagged = ids.filter((id) => byId.get(id)?.status === 'flagged');
+  return flagged.length > 0 ? `${flagged.join(', ')} flagged: not a valid measurement` : undefined;
+}
+
+/** The latency each agentgate scenario adds over the upstream's, quantile by quantile, and issue 23's targets. */
+export function analyseOpenLoop(results: OpenLoopScenarioResult[]): { added: AddedLatency[]; targets: OpenLoopTargetResult[] } {
+  const byId = new Map(results.map((r) => [r.id, r]));
+  const pairs = [...new Set(OPEN_LOOP_TARGETS.filter((t) => t.over !== undefined).map((t) => `${t.of}|${t.over}`))].map((p) => p.split('|') as [string, string]);
+  const added = pairs.map(([ofId, overId]): AddedLatency => {
+    const of = byId.get(ofId);
+    const over = byId.get(overId);
+    const name = `${ofId.split('-')[0]}−${overId.split('-')[0]} ${of?.method ?? ofId.split('-')[1]}`;
+    const note = openLoopNote(byId, ofId, overId);
+    const ok = usableOpenLoop(of) && usableOpenLoop(over);
+    const added_ms = Object.fromEntries(QUANTILE_KEYS.map((q) => [q, ok ? of.latency_ms[q] - over.latency_ms[q] : null])) as AddedLatency['added_ms'];
+    return { name, of: ofId, over: overId, added_ms, ...(note ? { note } : {}) };
+  });
+  const targets = OPEN_LOOP_TARGETS.map((t): OpenLoopTargetResult => {
+    const base = { name: t.name, kind: t.kind, of: t.of, over: t.over ?? null, target: t.target, comparison: '<=' as const };
+    const of = byId.get(t.of);
+    const note = openLoopNote(byId, ...(t.over ? [t.of, t.over] : [t.of]));
+    let value: number | null = null;
+    if (t.kind === 'rss') value = usableOpenLoop(of) ? (of.peak_rss_mib ?? null) : null;
+    else {
+      const over = byId.get(t.over!);
+      const q = t.kind === 'added-p50' ? 'p50' : 'p99';
+      if (usableOpenLoop(of) && usableOpenLoop(over)) value = of.latency_ms[q] - over.latency_ms[q];
+    }
+    const flagged = note !== undefined;
+    return { ...base, value, verdict: value === null || flagged ? 'n/a' : value <= t.target ? 'met' : 'not met', ...(note ? { note } : {}) };
+  });
+  return { added, targets };
+}
+
+export function formatOpenLoop(rate: number, results: OpenLoopScenarioResult[], analysis: ReturnType<typeof analyseOpenLoop>): string {
+  const q = (r: OpenLoopScenarioResult, key: keyof LatencyQuantiles, digits = 2) => fmt(r.latency_ms?.[key], digits);
+  const n = Math.min(...results.map((r) => r.scheduled ?? Infinity));
+  const tail = Number.isFinite(n) ? { n, above: n - Math.ceil(0.999 * n) } : undefined;
+  const rows = results.map((r) => {
+    const mark = r.status === 'ok' ? '' : r.status === 'flagged' ? ' !!FLAGGED' : ` (${r.status})`;
+    const bad = r.unexpected_responses === undefined ? '—' : String(r.unexpected_responses + (r.errors ?? 0) + (r.timeouts ?? 0));
+    return [
+      `${r.id}${mark}`,
+      r.scheduled === undefined ? '—' : fmtInt(r.scheduled),
+      fmtInt(r.sent_rate),
+      q(r, 'p50'),
+      q(r, 'p90'),
+      q(r, 'p99'),
+      q(r, 'p99_9'),
+      q(r, 'max', 1),
+      r.send_lag_ms ? `${fmt(r.send_lag_ms.p50)} / ${fmt(r.send_lag_ms.p99)}` : '—',
+      r.service_time_ms ? `${fmt(r.service_time_ms.p50)} / ${fmt(r.service_time_ms.p99)}` : '—',
+      r.max_in_flight === undefined ? '—' : String(r.max_in_flight),
+      fmt(r.cpu_us_per_request, 0),
+      fmt(r.cpu_cores, 2),
+      fmt(r.gc_us_per_request, 1),
+      r.major_gcs === undefined ? '—' : String(r.major_gcs),
+      fmt(r.idle_rss_mib, 1),
+      fmt(r.peak_rss_mib, 1),
+      fmt(r.end_rss_mib, 1),
+      fmt(r.machine_steal_pct, 0),
+      fmt(r.machine_other_cores, 2),
+      bad,
+      r.title,
+    ];
+  });
+  return [
+    `Open-loop latency at ${rate.toLocaleString('en-US')} req/s (issue 23): requests sent on a fixed schedule whether or not earlier ones were answered;`,
+    "  latency from each request's scheduled send time, so waiting behind a slow answer counts (no coordinated omission).",
+    table(
+      ['scenario', 'measured', 'sent/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'send lag p50 / p99', 'from send p50 / p99', 'max in flight', 'CPU µs/req', 'CPU cores', 'GC µs/req', 'major GCs', 'idle RSS MiB', 'peak RSS MiB', 'end RSS MiB', 'steal %', 'other cores', 'bad/err', 'what'],
+      rows,
+      [false, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, false],
+    ),
+    '  send lag: how late the generator sent the requests (a worker thread keeps the schedule to about 0.1 ms; beyond that',
+    '  the bench process was busy or its CPU taken: it shares the cores with the process under test). It is part of every',
+    '  latency above, alike for every target at one rate, so it mostly cancels in the added latency below. from send: the',
+    '  same answers timed from the actual send (coordinated omission left in). max in flight: requests unanswered at once.',
+    '  RSS: of the process under test (A: the upstream), idle = agentgate right after start, peak = while measured, end =',
+    '  after the last answer. other cores: CPU used by processes outside the benchmark (the upstream, the generator and',
+    '  Redis are left out; their own CPU is in the JSON).',
+    '',
+    'Added latency over the upstream directly (each quantile minus the same quantile of A, same rate and method):',
+    table(
+      ['added', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'note'],
+      analysis.added.map((a) => [a.name, signed(a.added_ms.p50, 2), signed(a.added_ms.p90, 2), signed(a.added_ms.p99, 2), signed(a.added_ms.p99_9, 2), signed(a.added_ms.max, 1), a.note ?? '']),
+      [false, true, true, true, true, true, false],
+    ),
+    '',
+    table(
+      ['target (issue 23, at 1,000 req/s)', 'measured', 'wanted', 'verdict', 'note'],
+      analysis.targets.map((t) => [t.name, t.kind === 'rss' ? fmt(t.value, 1) : signed(t.value, 2), `≤ ${t.target}`, t.verdict, t.note ?? '']),
+      [false, true, false, false, false],
+    ),
+    ...(rate === 1000 ? [] : [`  These targets are set at 1,000 req/s; this run's rate was ${rate.toLocaleString('en-US')}.`]),
+    `  Never asserted.${tail === undefined ? '' : ` p99.9 and max rest on few samples (samples above p99.9: ${tail.above} of ${tail.n.toLocaleString("en-US")}; a longer --duration steadies the tail).`}`,
   ].join('\n');
 }

@@ -1,39 +1,48 @@
-// `npm run bench`: agentgate against the upstream itself, a bare http-proxy-3 proxy and nginx (issue 7), plus the
-// rate limiter's cost (issue 4) and the response-inspection layer's cost (issue 5). Prints a report and writes
-// bench-results/latest.json. Targets are printed, never asserted: the exit code is 0 unless a scenario could not run.
+// `npm run bench`: agentgate against the upstream itself, a bare http-proxy-3 proxy and nginx (issue 7) and the
+// do-it-yourself fastify and express stacks (issue 23), plus the rate limiter's cost (issue 4) and the
+// response-inspection layer's cost (issue 5); and, with --open-loop, the latency agentgate adds at a fixed request rate
+// (issue 23). Prints a report and writes bench-results/latest.json. Targets are printed, never asserted: the exit code
+// is 0 unless a scenario could not run.
 //
 //   npm run bench                   every scenario, 5 s warm-up + 5 s measured, 32 connections
 //   npm run bench -- --quick        every scenario for ~1 s (smoke check)
 //   npm run bench -- --only 'B|D'   scenarios whose id matches the regular expression
+//   npm run bench -- --open-loop    open-loop latency at 1,000 req/s (upstream, agentgate on memory and on Redis)
 //   npm run bench -- --help         all options and their environment variables
 //   npm run bench -- --baseline DIR another build (sh scripts/bench-baseline.sh REF) against this one, side by side
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { credentialHeaders, writeGatewayConfig, type GatewayProfile } from './configs.ts';
 import { runLoad, stopLoad, type LoadResult } from './load.ts';
 import { findNginx, nginxVersion, readErrorLog, writeNginxConfig } from './nginx.ts';
 import { ORDER } from './payloads.ts';
-import { childPids, cpuSeconds, machineFacts, machineCpu, mainThreadCpuSeconds, tcpActiveOpens, peakRssKiB, ProcessGroup, resetPeakRss } from './procs.ts';
+import { childPids, cpuSeconds, machineFacts, machineCpu, mainThreadCpuSeconds, tcpActiveOpens, peakRssKiB, procStatusKiB, ProcessGroup, resetPeakRss } from './procs.ts';
+import { runOpenLoop, stopOpenLoop, type Quantiles } from './open-loop.ts';
 import {
   analyse,
+  analyseOpenLoop,
   compareBuilds,
   formatBuildComparison,
   formatIssue4,
   formatIssue5,
+  formatOpenLoop,
   formatRatios,
   formatResults,
   formatSliceRatios,
   formatTargets,
   median,
   type BuildComparison,
+  type LatencyQuantiles,
+  type OpenLoopScenarioResult,
   type ScenarioResult,
   type TargetResult,
 } from './report.ts';
-import { BLOB_SIZES_KIB, SCENARIOS, TARGETS, type Scenario } from './scenarios.ts';
+import { BLOB_SIZES_KIB, OPEN_LOOP_SCENARIOS, SCENARIOS, TARGETS, type Scenario } from './scenarios.ts';
 import { calibrateSchemaCheck } from './calibrate.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -51,12 +60,23 @@ const HELP = `Usage: npm run bench [-- options]
                         req/s of every round (default 1; use 3-5 on a noisy machine)   BENCH_ROUNDS
   --only REGEX          run only scenarios whose id matches, e.g. 'B|D'     BENCH_ONLY
   --out FILE            JSON results (default bench-results/latest.json)    BENCH_OUT
-  --cpu-prof DIR        run agentgate and the bare proxy under node --cpu-prof, profiles into DIR
+  --cpu-prof DIR        run agentgate, the bare proxy and the stacks under node --cpu-prof, profiles into DIR
                         (summarise one: sh scripts/node.sh test/bench/cpuprofile-top.ts FILE)   BENCH_CPU_PROF
   --log-level LEVEL     agentgate's logging.level (default info, as issue 7 asks; silent isolates the cost of logs)  BENCH_LOG_LEVEL
-  --interleave N        issue 7's targets only: the two scenarios of each target run side by side and are measured
-                        in N alternating slices of --duration/N seconds (over, of, of, over, ...), so the machine's
-                        drift falls on both alike (e.g. --interleave 10 --duration 10)   BENCH_INTERLEAVE
+  --interleave N        the targets only (issues 7 and 23): the two scenarios of each target run side by side and are
+                        measured in N alternating slices of --duration/N seconds (over, of, of, over, ...), so the
+                        machine's drift falls on both alike (e.g. --interleave 10 --duration 10)   BENCH_INTERLEAVE
+  --open-loop [RATE]    open-loop latency (issue 23): requests sent on a fixed schedule of RATE per second (default
+                        1000), whether or not earlier ones were answered, latency measured from each request's scheduled
+                        time (so queueing behind a slow answer is counted, not omitted), to the upstream directly (A) and
+                        to agentgate with every policy on the memory store, default bounds (D) and on Redis (E), GET then
+                        POST: each one --warmup seconds at the same rate, then --duration seconds measured (a longer
+                        --duration steadies p99.9: at 5 s only 5 of 5,000 samples lie above it). Reports p50, p90, p99,
+                        p99.9 and max, the latency added over A at p50 and p99, agentgate's RSS idle, at its peak while
+                        measured and at the end, and CPU µs/req, against issue 23's targets. The generator runs in this
+                        process, on the same cores as the process under test; its own lateness is reported (send lag).
+                        On its own it runs only this; with --interleave N, after the targets, in the same report and
+                        JSON. --only picks among ${OPEN_LOOP_SCENARIOS.map((s) => s.id).join(' ')}.   BENCH_OPEN_LOOP=RATE
   --baseline DIR        prove a change is not slower: DIR is another checkout with its dist/ built (make one with
                         sh scripts/bench-baseline.sh REF); its gateway and this checkout's run side by side on the same
                         config, load and upstream, measured in --interleave alternating slices (default 10 slices of a
@@ -66,7 +86,8 @@ const HELP = `Usage: npm run bench [-- options]
   BENCH_NGINX           the nginx binary (default /usr/sbin/nginx, then nginx on PATH); G is skipped without one
   AGENTGATE_REQUIRE_REDIS=1   a missing Redis fails the run instead of skipping E and the Redis rate-limit figure
 
-Scenarios: ${SCENARIOS.map((s) => s.id).join(' ')}`;
+Scenarios: ${SCENARIOS.map((s) => s.id).join(' ')}
+  (H and X: the fastify and the express stack of issue 23, test/bench/stacks/; docs/performance.md describes the rest)`;
 
 interface Options {
   durationSeconds: number;
@@ -78,6 +99,8 @@ interface Options {
   interleave: number;
   /** --baseline: the other checkout (its dist/cli.js is the old build), measured against this one. */
   baseline: string | undefined;
+  /** --open-loop: requests per second of the open-loop latency run; 0 runs none. */
+  openLoop: number;
   only: RegExp | undefined;
   out: string;
   cpuProfDir: string | undefined;
@@ -97,7 +120,13 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
       flags.set('quick', '1');
       continue;
     }
-    const match = /^--(duration|warmup|connections|rounds|only|out|cpu-prof|log-level|interleave|baseline)(?:=(.*))?$/.exec(arg);
+    // --open-loop takes an optional rate: --open-loop, --open-loop 2000, --open-loop=2000.
+    if (arg === '--open-loop') {
+      const rate = argv[i + 1];
+      flags.set('open-loop', rate !== undefined && /^\d+(\.\d+)?$/.test(rate) ? argv[++i]! : String(DEFAULT_OPEN_LOOP_RATE));
+      continue;
+    }
+    const match = /^--(duration|warmup|connections|rounds|only|out|cpu-prof|log-level|interleave|baseline|open-loop)(?:=(.*))?$/.exec(arg);
     if (!match) throw new Error(`unknown argument '${arg}' (see --help)`);
     const value = match[2] ?? argv[++i];
     if (value === undefined) throw new Error(`${arg} needs a value`);
@@ -119,6 +148,8 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   // default 10 slices of 2 s (the duration's default below).
   const interleave = Math.round(number('interleave', 'BENCH_INTERLEAVE', baseline === undefined ? 0 : 10, 0));
   if (baseline !== undefined && interleave < 1) throw new Error('--baseline measures in alternating slices: --interleave must be at least 1');
+  const openLoop = number('open-loop', 'BENCH_OPEN_LOOP', 0, 0);
+  if (openLoop > 0 && baseline !== undefined) throw new Error('--open-loop and --baseline cannot be combined');
   return {
     quick,
     durationSeconds: number('duration', 'BENCH_DURATION', quick ? 1 : baseline === undefined ? 5 : 20, 0.2),
@@ -132,8 +163,12 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     interleave,
     baseline: baseline === undefined ? undefined : path.resolve(baseline),
+    openLoop,
   };
 }
+
+/** --open-loop without a rate: issue 23's realistic load. */
+const DEFAULT_OPEN_LOOP_RATE = 1000;
 
 /** --baseline without --only: the passthrough route (C) and the route with every policy (D), GET and POST. */
 const BASELINE_SCENARIOS = /^[CD]-(GET|POST)$/;
@@ -248,12 +283,17 @@ class Bench {
       }
       case 'nginx':
         return this.startNginx(s);
+      case 'stack': {
+        const script = path.join(HERE, 'stacks', `${s.target.stack}.ts`);
+        const { child, port } = await this.procs.spawnNodeWithPort(script, [upstream.url], this.cpuProfArgs(`${s.target.stack}-stack`, s));
+        return { url: `http://127.0.0.1:${port}`, pids: () => [child.pid!], describeFailure: () => '', stop: () => this.procs.stop(child) };
+      }
       case 'agentgate':
         return this.startGateway(s, s.target.profile, s.target.store, s.target.workers ?? 1, s.target.cli ?? CLI);
     }
   }
 
-  /** --cpu-prof: node flags that write the process's profile on exit (agentgate and the bare proxy B). */
+  /** --cpu-prof: node flags that write the process's profile on exit (agentgate, the bare proxy B, the stacks H and X). */
   private cpuProfArgs(label: string, s: Scenario): string[] {
     const dir = this.options.cpuProfDir;
     return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${label}-${s.id}-${Date.now()}.cpuprofile`] : [];
@@ -294,7 +334,12 @@ class Bench {
     const configFile = writeGatewayConfig(configDir, 'gateway', {
       profile,
       upstreamUrl: this.upstream!.url,
-      store: { type: storeType, url: this.options.redisUrl, ...(redisPrefix ? { keyPrefix: redisPrefix } : {}) },
+      store: {
+        type: storeType,
+        url: this.options.redisUrl,
+        ...(redisPrefix ? { keyPrefix: redisPrefix } : {}),
+        ...(s.target.kind === 'agentgate' && s.target.defaultStoreBounds ? { defaultBounds: true } : {}),
+      },
       proxyPort,
       adminPort,
       logLevel: this.options.logLevel,
@@ -391,8 +436,154 @@ class Bench {
     return { of: ofSide.result, over: overSide.result, sliceRatios, slices: { of: ofSide.slices, over: overSide.slices } };
   }
 
+  /**
+   * --open-loop: the scenario's process started fresh, its idle RSS read, then requests sent at `rate` per second on a
+   * fixed schedule: --warmup seconds, then --duration seconds measured (open-loop.ts).
+   */
+  async runOpenLoop(s: Scenario, rate: number): Promise<OpenLoopScenarioResult> {
+    const result = freshOpenLoopResult(s, rate);
+    const running = await this.start(s);
+    try {
+      await this.measureOpenLoop(s, running, result, rate);
+    } catch (err) {
+      throw withDetail(err, running);
+    } finally {
+      await this.finish(s, running, result);
+    }
+    return result;
+  }
+
+  private async measureOpenLoop(s: Scenario, running: Running, result: OpenLoopScenarioResult, rate: number): Promise<void> {
+    const { warmupSeconds, durationSeconds, redisUrl } = this.options;
+    const pids = running.pids();
+    const upstreamPid = this.upstream!.pid;
+    const rssKiB = (pid: number) => procStatusKiB(pid, 'VmRSS');
+    // A fresh agentgate, ready and not yet asked anything: what it holds idle. (The upstream has served before.)
+    if (s.target.kind === 'agentgate') {
+      const idle = sumOver(pids, rssKiB);
+      if (idle !== undefined) result.idle_rss_mib = idle / 1024;
+    }
+    const { headers, body } = this.requestFor(s, '');
+    delete headers['idempotency-key'];
+    const redis = s.target.kind === 'agentgate' && s.target.store === 'redis';
+    let before:
+      | {
+          at: number;
+          cpu: number | undefined;
+          upstreamCpu: number | undefined;
+          self: NodeJS.CpuUsage;
+          machine: ReturnType<typeof machineCpu>;
+          redisCpu: Promise<number | undefined> | undefined;
+          gc: Promise<{ seconds: number; majors: number } | undefined> | undefined;
+        }
+      | undefined;
+    const load = await runOpenLoop(
+      {
+        url: running.url,
+        method: s.method,
+        path: s.path,
+        headers,
+        ...(body === undefined ? {} : { body }),
+        ...(s.method === 'POST' && s.body === undefined ? { freshHeader: { name: 'idempotency-key', prefix: `bench-${this.runId}-open-${s.id}` } } : {}),
+        rate,
+        warmupSeconds,
+        durationSeconds,
+        // The warm-up is over: the measured window starts now (synchronous reads of /proc only).
+        onMeasureStart: () => {
+          for (const pid of pids) resetPeakRss(pid);
+          before = {
+            at: performance.now(),
+            cpu: sumOver(pids, cpuSeconds),
+            upstreamCpu: cpuSeconds(upstreamPid),
+            self: process.cpuUsage(),
+            machine: machineCpu(),
+            redisCpu: redis ? redisCpuSeconds(redisUrl) : undefined,
+            gc: running.adminUrl ? gatewayGc(running.adminUrl) : undefined,
+          };
+        },
+      },
+      s.expectedStatus,
+    );
+    const after = {
+      at: performance.now(),
+      cpu: sumOver(pids, cpuSeconds),
+      upstreamCpu: cpuSeconds(upstreamPid),
+      self: before ? process.cpuUsage(before.self) : undefined,
+      machine: machineCpu(),
+      redisCpu: redis ? await redisCpuSeconds(redisUrl) : undefined,
+      gc: running.adminUrl ? await gatewayGc(running.adminUrl) : undefined,
+    };
+    if (this.interrupted) throw new Error('interrupted');
+    const peak = sumOver(pids, peakRssKiB);
+    const end = sumOver(pids, rssKiB);
+    const expected = load.statusCounts[String(s.expectedStatus)] ?? 0;
+    const asQuantiles = (q: Quantiles | undefined): LatencyQuantiles | undefined => q && { p50: q.p50, p90: q.p90, p99: q.p99, p99_9: q.p999, max: q.max, mean: q.mean };
+    Object.assign(result, {
+      scheduled: load.scheduled,
+      responses: load.responses,
+      sent_rate: load.sentRate,
+      status_counts: load.statusCounts,
+      unexpected_responses: load.responses - expected,
+      errors: load.errors,
+      timeouts: load.timeouts,
+      latency_ms: asQuantiles(load.latency),
+      service_time_ms: asQuantiles(load.serviceTime),
+      send_lag_ms: asQuantiles(load.sendLag),
+      max_in_flight: load.maxInFlight,
+      sockets_opened: load.socketsOpened,
+      ...(peak === undefined ? {} : { peak_rss_mib: peak / 1024 }),
+      ...(end === undefined ? {} : { end_rss_mib: end / 1024 }),
+    } satisfies Partial<OpenLoopScenarioResult>);
+    if (before) {
+      const seconds = (after.at - before.at) / 1000;
+      const redisBefore = await before.redisCpu;
+      const gcBefore = await before.gc;
+      if (gcBefore && after.gc && load.responses > 0) {
+        result.gc_us_per_request = ((after.gc.seconds - gcBefore.seconds) * 1e6) / load.responses;
+        result.major_gcs = after.gc.majors - gcBefore.majors;
+      }
+      if (before.cpu !== undefined && after.cpu !== undefined && load.responses > 0) {
+        result.cpu_us_per_request = ((after.cpu - before.cpu) * 1e6) / load.responses;
+        result.cpu_cores = (after.cpu - before.cpu) / seconds;
+      }
+      if (s.target.kind !== 'upstream' && before.upstreamCpu !== undefined && after.upstreamCpu !== undefined) result.upstream_cpu_cores = (after.upstreamCpu - before.upstreamCpu) / seconds;
+      if (after.self) result.loadgen_cpu_cores = (after.self.user + after.self.system) / 1e6 / seconds;
+      if (redisBefore !== undefined && after.redisCpu !== undefined) result.redis_cpu_cores = (after.redisCpu - redisBefore) / seconds;
+      if (before.machine && after.machine && after.machine.total > before.machine.total) {
+        const total = after.machine.total - before.machine.total;
+        const idle = after.machine.idle - before.machine.idle;
+        const steal = after.machine.steal - before.machine.steal;
+        result.machine_steal_pct = (100 * steal) / total;
+        const busyCores = ((total - idle - steal) / total) * os.cpus().length;
+        const ours = (result.cpu_cores ?? 0) + (result.upstream_cpu_cores ?? 0) + (result.loadgen_cpu_cores ?? 0) + (result.redis_cpu_cores ?? 0);
+        result.machine_other_cores = Math.max(0, busyCores - ours);
+        if (result.machine_steal_pct > 10) result.notes.push(`${result.machine_steal_pct.toFixed(0)}% of the machine's CPU time was stolen by the hypervisor during this scenario`);
+        if (result.machine_other_cores > 0.25) result.notes.push(`other processes used ${result.machine_other_cores.toFixed(2)} cores during this scenario`);
+      }
+    }
+    if (load.sendLag && load.sendLag.p99 > 1000 / rate + 1) {
+      result.notes.push(`the generator sent 1% of the requests more than ${load.sendLag.p99.toFixed(1)} ms late: the bench process could not keep the schedule`);
+    }
+    // Anything but the expected answer to every scheduled request flags the scenario.
+    if (load.responses === 0) result.problems.push('no responses at all');
+    if (result.unexpected_responses! > 0) result.problems.push(`${result.unexpected_responses} of ${load.responses} responses were not ${s.expectedStatus}: ${JSON.stringify(load.statusCounts)}`);
+    if (load.errors > 0) result.problems.push(`${load.errors} requests failed (${load.firstError ?? 'no message'})`);
+    if (load.timeouts > 0) result.problems.push(`${load.timeouts} requests got no answer within 10 s`);
+    const unanswered = load.scheduled - load.responses - load.errors - load.timeouts;
+    if (unanswered > 0) result.problems.push(`${unanswered} scheduled requests were never sent or answered`);
+    if (running.adminUrl) {
+      const outcomes = await gatewayOutcomes(running.adminUrl);
+      if (outcomes) {
+        result.gateway_outcomes = outcomes;
+        const other = Object.entries(outcomes).filter(([o]) => o !== s.expectedOutcome && o !== 'client_closed');
+        if (other.length > 0) result.problems.push(`the gateway reports other outcomes than '${s.expectedOutcome}': ${JSON.stringify(Object.fromEntries(other))}`);
+      } else result.problems.push('could not read the gateway metrics');
+    }
+    if (result.problems.length > 0) result.status = 'flagged';
+  }
+
   /** Stops the process and cleans up after it, with the evidence that its logs and store were really written to. */
-  private async finish(s: Scenario, running: Running, result: ScenarioResult): Promise<void> {
+  private async finish(s: Scenario, running: Running, result: { responses?: number; log_bytes?: number; redis_keys_left?: number }): Promise<void> {
     await running.stop();
     // Whole process life, warm-up included.
     if (running.logFile && result.responses) result.log_bytes = fileSize(running.logFile);
@@ -404,8 +595,11 @@ class Bench {
     rmSync(path.join(this.tmp, s.id), { recursive: true, force: true });
   }
 
-  private async measure(s: Scenario, running: Running, result: ScenarioResult, timing: Pick<Options, 'warmupSeconds' | 'durationSeconds' | 'connections'>): Promise<ScenarioResult> {
-    const options = { ...this.options, ...timing };
+  /**
+   * A scenario's request: its headers and body. A POST of the order carries an Idempotency-Key: F's fixed one, or
+   * `keyTemplate`, which the load generator turns into a fresh key per request.
+   */
+  private requestFor(s: Scenario, keyTemplate: string): { headers: Record<string, string>; body: string | undefined } {
     const headers: Record<string, string> = {
       'x-agent-id': 'bench-agent',
       accept: 'application/json',
@@ -418,9 +612,15 @@ class Bench {
     } else if (s.method === 'POST') {
       body = JSON.stringify(ORDER);
       headers['content-type'] = 'application/json';
-      // [<id>] becomes a fresh unique id on every request (see load.ts); F reuses one key.
-      headers['idempotency-key'] = s.fixedKey ?? `bench-${this.runId}-[<id>]`;
+      headers['idempotency-key'] = s.fixedKey ?? keyTemplate;
     }
+    return { headers, body };
+  }
+
+  private async measure(s: Scenario, running: Running, result: ScenarioResult, timing: Pick<Options, 'warmupSeconds' | 'durationSeconds' | 'connections'>): Promise<ScenarioResult> {
+    const options = { ...this.options, ...timing };
+    // [<id>] becomes a fresh unique id on every request (see load.ts); F reuses one key.
+    const { headers, body } = this.requestFor(s, `bench-${this.runId}-[<id>]`);
     if (s.fixedKey) await this.prime(s, running.url, headers, body!);
 
     const spec = { url: running.url, method: s.method, path: s.path, headers, connections: options.connections, ...(body === undefined ? {} : { body }) };
@@ -656,6 +856,10 @@ function freshResult(s: Scenario): ScenarioResult {
   return { id: s.id, title: s.title, group: s.group, method: s.method, path: s.path, status: 'ok', problems: [], notes: [], expected_status: s.expectedStatus };
 }
 
+function freshOpenLoopResult(s: Scenario, rate: number): OpenLoopScenarioResult {
+  return { id: s.id, title: s.title, method: s.method, path: s.path, status: 'ok', problems: [], notes: [], expected_status: s.expectedStatus, rate };
+}
+
 /** A failure with what the process under test said about it (its stderr, its warnings and errors). */
 function withDetail(err: unknown, running: Running): Error {
   const detail = running.describeFailure();
@@ -775,6 +979,11 @@ async function main(): Promise<number> {
     process.stderr.write(`bench: no ${options.baseline ? 'agentgate ' : ''}scenario matches --only ${options.only}; scenarios: ${SCENARIOS.map((s) => s.id).join(' ')}\n`);
     return 2;
   }
+  const openLoopScenarios = options.openLoop ? OPEN_LOOP_SCENARIOS.filter((s) => !options.only || options.only.test(s.id)) : [];
+  if (options.openLoop && openLoopScenarios.length === 0) {
+    process.stderr.write(`bench: --open-loop: no open-loop scenario matches --only ${options.only}; they are ${OPEN_LOOP_SCENARIOS.map((s) => s.id).join(' ')}\n`);
+    return 2;
+  }
   if (options.cpuProfDir) mkdirSync(options.cpuProfDir, { recursive: true });
 
   const redis = await redisVersion(options.redisUrl);
@@ -790,6 +999,7 @@ async function main(): Promise<number> {
     bench.interrupted = true;
     process.stderr.write(`\nbench: ${signal}: stopping, cleaning up...\n`);
     stopLoad();
+    stopOpenLoop();
     void bench.cleanup().finally(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);
@@ -801,14 +1011,18 @@ async function main(): Promise<number> {
 
   const perScenario = options.warmupSeconds + options.durationSeconds;
   const pairs = interleavedPairs(scenarios);
+  const openLoopPlan = `open loop at ${options.openLoop.toLocaleString('en-US')} req/s: ${openLoopScenarios.length} scenarios (${openLoopScenarios.map((s) => s.id).join(' ')}) × (${options.warmupSeconds} s warm-up + ${options.durationSeconds} s measured) ≈ ${Math.ceil((openLoopScenarios.length * (perScenario + 2)) / 60)} min`;
   console.log(`agentgate benchmark — ${machine.cpu_model}, ${machine.cores} cores, Node ${machine.node}, ${new Date().toISOString()}`);
   console.log(
-    options.baseline
+    options.openLoop && !options.interleave
+      ? `${openLoopPlan}${options.quick ? ' (quick mode: figures are rough)' : ''}`
+      : options.baseline
       ? `${scenarios.length} scenarios (${scenarios.map((s) => s.id).join(' ')}), each run by the old build (${options.baseline}) and by this checkout's side by side: 2 × ${options.warmupSeconds} s warm-up + 2 × ${options.durationSeconds} s measured in ${options.interleave} alternating slices, at ${options.connections} connections ≈ ${Math.ceil((scenarios.length * (2 * perScenario + 3 + options.interleave * 0.3)) / 60)} min`
       : options.interleave
       ? `${pairs.length} targets, each two scenarios side by side: 2 × ${options.warmupSeconds} s warm-up + 2 × ${options.durationSeconds} s measured in ${options.interleave} alternating slices, at ${options.connections} connections ≈ ${Math.ceil((pairs.length * (2 * perScenario + 3 + options.interleave * 0.3)) / 60)} min`
       : `${scenarios.length} scenarios${options.rounds > 1 ? ` × ${options.rounds} rounds` : ''} × (${options.warmupSeconds} s warm-up + ${options.durationSeconds} s measured) at ${options.connections} connections ≈ ${Math.ceil((options.rounds * scenarios.length * (perScenario + 1.5)) / 60)} min${options.quick ? ' (quick mode: figures are rough)' : ''}`,
   );
+  if (options.openLoop && options.interleave) console.log(`then ${openLoopPlan}`);
   console.log(
     `Redis: ${redis ? `${redis} at ${options.redisUrl}` : `not reachable at ${options.redisUrl}: Redis scenarios are skipped`}; nginx: ${nginx ?? 'not found: G is skipped (apt-get install nginx, or set BENCH_NGINX)'}\n`,
   );
@@ -833,7 +1047,8 @@ async function main(): Promise<number> {
     return undefined;
   };
   if (options.baseline) return baselineMain(bench, scenarios, options, machine, unavailable);
-  if (options.interleave) return interleavedMain(bench, pairs, options, machine, unavailable);
+  if (options.interleave) return interleavedMain(bench, pairs, options, machine, unavailable, openLoopScenarios);
+  if (options.openLoop) return openLoopMain(bench, openLoopScenarios, options, machine, unavailable);
 
   const rounds: ScenarioResult[][] = [];
   for (let round = 1; round <= options.rounds && !bench.interrupted; round++) {
@@ -870,7 +1085,7 @@ async function main(): Promise<number> {
   console.log(formatResults(results));
   console.log(`\n${formatTargets(analysis.targets)}`);
   console.log(
-    '  Verdicts are on requests/s, as issue 7 defines the targets. "same by CPU µs/req" asks the same of CPU time per request\n' +
+    '  Verdicts are on requests/s, as issues 7 and 23 define the targets. "same by CPU µs/req" asks the same of CPU time per request\n' +
       '  (e.g. B\'s ÷ C\'s for C/B), which CPU stolen by the hypervisor or other processes disturbs much less. Never asserted.',
   );
   console.log(`\n${formatRatios(analysis.ratios)}`);
@@ -892,7 +1107,7 @@ async function main(): Promise<number> {
   return fatal ? 1 : 0;
 }
 
-/** --interleave: the pairs of scenarios issue 7's targets compare, among those selected, each pair once. */
+/** --interleave: the pairs of scenarios the targets (issues 7 and 23) compare, among those selected, each pair once. */
 function interleavedPairs(scenarios: Scenario[]): { of: Scenario; over: Scenario }[] {
   const byId = new Map(scenarios.map((s) => [s.id, s]));
   const seen = new Set<string>();
@@ -915,9 +1130,10 @@ async function interleavedMain(
   options: Options,
   machine: Record<string, unknown>,
   unavailable: (s: Scenario) => ScenarioResult | undefined,
+  openLoopScenarios: Scenario[],
 ): Promise<number> {
   if (pairs.length === 0) {
-    process.stderr.write('bench: --interleave measures issue 7\'s targets: --only must leave both scenarios of at least one (e.g. C-GET and B-GET)\n');
+    process.stderr.write('bench: --interleave measures the targets (issues 7 and 23): --only must leave both scenarios of at least one (e.g. C-GET and B-GET)\n');
     await bench.cleanup();
     return 2;
   }
@@ -932,6 +1148,8 @@ async function interleavedMain(
     for (const r of [pair.of, pair.over]) process.stdout.write(`  ${r.id.padEnd(8)} ${describeResult(r)}\n`);
   }
   if (bench.interrupted) return 130;
+  const openLoop = options.openLoop ? await openLoopSection(bench, openLoopScenarios, options, unavailable) : undefined;
+  if (bench.interrupted) return 130;
   await bench.cleanup();
 
   const results = measured.flatMap((m) => [m.of, m.over]);
@@ -943,9 +1161,82 @@ async function interleavedMain(
       '  are the req/s ratios of adjacent slices: their spread is what the machine did in between. Never asserted.\n',
   );
   console.log(formatSliceRatios(measured.map((m) => ({ name: `${m.of.id} / ${m.over.id}`, ratios: m.slice_ratios }))));
-  warnFlagged(results.filter((r) => r.status === 'flagged' || r.status === 'failed'));
-  writeJson(options, machine, { interleave: options.interleave }, { pairs: measured, targets: measured.flatMap((m) => m.targets) });
-  return results.some((r) => r.status === 'failed') ? 1 : 0;
+  if (openLoop) console.log(`\n${formatOpenLoop(options.openLoop, openLoop.results, openLoop.analysis)}`);
+  warnFlagged([...results, ...(openLoop?.results.map((r) => ({ ...r, id: `${r.id} (open loop)` })) ?? [])].filter((r) => r.status === 'flagged' || r.status === 'failed'));
+  writeJson(options, machine, { interleave: options.interleave }, {
+    pairs: measured,
+    targets: measured.flatMap((m) => m.targets),
+    ...(openLoop ? { open_loop: openLoopJson(options, openLoop) } : {}),
+  });
+  return results.some((r) => r.status === 'failed') || openLoop?.results.some((r) => r.status === 'failed') ? 1 : 0;
+}
+
+/** --open-loop: each scenario in its own fresh process, one after another (open-loop.ts). */
+async function openLoopSection(
+  bench: Bench,
+  scenarios: Scenario[],
+  options: Options,
+  unavailable: (s: Scenario) => ScenarioResult | undefined,
+): Promise<{ results: OpenLoopScenarioResult[]; analysis: ReturnType<typeof analyseOpenLoop> }> {
+  const results: OpenLoopScenarioResult[] = [];
+  for (const s of scenarios) {
+    if (bench.interrupted) break;
+    process.stdout.write(`${`${s.id} open loop`.padEnd(18)} ${s.title}, ${options.openLoop.toLocaleString('en-US')} req/s\n         `);
+    const missing = unavailable(s);
+    let result: OpenLoopScenarioResult;
+    if (missing) result = { ...freshOpenLoopResult(s, options.openLoop), status: missing.status, ...(missing.reason ? { reason: missing.reason } : {}) };
+    else {
+      try {
+        result = await bench.runOpenLoop(s, options.openLoop);
+      } catch (err) {
+        if (bench.interrupted) break;
+        result = { ...freshOpenLoopResult(s, options.openLoop), status: 'failed', reason: (err as Error).message.trim() };
+      }
+    }
+    results.push(result);
+    process.stdout.write(`${describeOpenLoopResult(result)}\n`);
+  }
+  return { results, analysis: analyseOpenLoop(results) };
+}
+
+function openLoopJson(options: Options, openLoop: { results: OpenLoopScenarioResult[]; analysis: ReturnType<typeof analyseOpenLoop> }): Record<string, unknown> {
+  return {
+    rate_per_second: options.openLoop,
+    warmup_seconds: options.warmupSeconds,
+    duration_seconds: options.durationSeconds,
+    generator: 'test/bench/open-loop.ts, in the bench process (latency from the scheduled send time)',
+    scenarios: openLoop.results,
+    added_latency: openLoop.analysis.added,
+    targets: openLoop.analysis.targets,
+  };
+}
+
+/** --open-loop on its own: only the open-loop run. */
+async function openLoopMain(
+  bench: Bench,
+  scenarios: Scenario[],
+  options: Options,
+  machine: Record<string, unknown>,
+  unavailable: (s: Scenario) => ScenarioResult | undefined,
+): Promise<number> {
+  const openLoop = await openLoopSection(bench, scenarios, options, unavailable);
+  if (bench.interrupted) return 130;
+  await bench.cleanup();
+  console.log(`\n${formatOpenLoop(options.openLoop, openLoop.results, openLoop.analysis)}`);
+  console.log(
+    `\nThe machine has ${machine.cores} cores shared by the load generator, the upstream and the process under test; ratios from one run are comparable, absolute figures are not.`,
+  );
+  warnFlagged(openLoop.results.filter((r) => r.status === 'flagged' || r.status === 'failed'));
+  writeJson(options, machine, { open_loop_rate: options.openLoop }, { open_loop: openLoopJson(options, openLoop) });
+  return openLoop.results.some((r) => r.status === 'failed') ? 1 : 0;
+}
+
+function describeOpenLoopResult(r: OpenLoopScenarioResult): string {
+  if (r.status === 'skipped' || r.status === 'failed') return `${r.status.toUpperCase()}: ${r.reason}`;
+  const l = r.latency_ms;
+  const line = `p50 ${l?.p50.toFixed(2) ?? '—'} ms  p99 ${l?.p99.toFixed(2) ?? '—'} ms  p99.9 ${l?.p99_9.toFixed(2) ?? '—'} ms  max ${l?.max.toFixed(1) ?? '—'} ms  peak RSS ${r.peak_rss_mib?.toFixed(1) ?? '—'} MiB  ${r.cpu_us_per_request?.toFixed(0) ?? '—'} CPU µs/req`;
+  const notes = r.notes.map((n) => `\n         note: ${n}`).join('');
+  return r.status === 'flagged' ? `${line}\n    !!! FLAGGED — ${r.problems.join('; ')}${notes}` : `${line}${notes}`;
 }
 
 /**
@@ -1051,7 +1342,7 @@ function buildStamp(dir: string): number {
   return newest;
 }
 
-function warnFlagged(flagged: ScenarioResult[]): void {
+function warnFlagged(flagged: Pick<ScenarioResult, 'id' | 'status' | 'reason' | 'problems'>[]): void {
   if (flagged.length === 0) return;
   console.log('\n!!! SOME SCENARIOS DID NOT MEASURE WHAT THEY WERE MEANT TO:');
   for (const r of flagged) console.log(`!!!   ${r.id}: ${r.status === 'failed' ? `could not run: ${r.reason}` : r.problems.join('; ')}`);
