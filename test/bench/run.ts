@@ -46,6 +46,8 @@ import { BLOB_SIZES_KIB, OPEN_LOOP_SCENARIOS, SCENARIOS, TARGETS, type Scenario 
 import { calibrateSchemaCheck } from './calibrate.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
+/** The node flags of the image's CMD (Dockerfile), read from there so the two cannot drift. */
+const SHIPPED_NODE_FLAGS = shippedNodeFlags();
 const CLI = path.join(ROOT, 'dist/cli.js');
 const HERE = import.meta.dirname;
 
@@ -350,7 +352,9 @@ class Bench {
     const errFile = path.join(dir, 'gateway.err');
     const out = openSync(logFile, 'w');
     const err = openSync(errFile, 'w');
-    const nodeArgs = this.cpuProfArgs('agentgate', s);
+    // The node flags agentgate ships with (the image's CMD), so the bench measures what users run; BENCH_NODE_FLAGS
+    // (space-separated) replaces them, e.g. to weigh another young-generation size.
+    const nodeArgs = [...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? SHIPPED_NODE_FLAGS), ...this.cpuProfArgs('agentgate', s)];
     const child = this.procs.spawn(process.execPath, [...nodeArgs, cli, '--config', configFile], ['ignore', out, err]);
     closeSync(out);
     closeSync(err);
@@ -1377,3 +1381,9 @@ main().then(
     process.exitCode = 1;
   },
 );
+
+function shippedNodeFlags(): string[] {
+  const cmd = /^CMD \[(.*)\]$/m.exec(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'))?.[1] ?? '';
+  const args = (JSON.parse(`[${cmd}]`) as string[]).slice(1);
+  return args.slice(0, Math.max(0, args.findIndex((arg) => !arg.startsWith('--'))));
+}

@@ -56,6 +56,7 @@ process.on('exit', () => procs.killAllSync());
 const dir = mkdtempSync(path.join(os.tmpdir(), 'agentgate-young-'));
 const { port: upstreamPort } = await procs.spawnNodeWithPort(path.join(HERE, 'upstream.ts'), []);
 const rows: string[] = [];
+const spaces: string[] = [];
 console.log(`every policy, memory store with default bounds, ${rate} req/s (GET and POST half each) for ${seconds} s after ${warmupSeconds} s; node ${process.version}`);
 for (const size of sizes) {
   const proxyPort = await freePort();
@@ -83,6 +84,10 @@ for (const size of sizes) {
   const [get, post] = await Promise.all([steady(url, 'GET', rate / 2, seconds), steady(url, 'POST', rate / 2, seconds)]);
   const cpu = cpuSeconds(child.pid!)! - cpuBefore;
   const loadedKiB = procStatusKiB(child.pid!, 'VmRSS')!;
+  const metrics = await fetch(`http://127.0.0.1:${adminPort}/metrics`).then((r) => r.text(), () => '');
+  const space = (name: string) => Number(new RegExp(`^nodejs_heap_space_size_used_bytes\\{space="${name}"\\} (\\S+)`, 'm').exec(metrics)?.[1] ?? NaN) / 1048576;
+  const external = Number(/^nodejs_external_memory_bytes (\S+)/m.exec(metrics)?.[1] ?? NaN) / 1048576;
+  spaces.push(`${size.padStart(8)} | new ${space('new').toFixed(1)} old ${space('old').toFixed(1)} large ${space('large_object').toFixed(1)} code ${space('code').toFixed(1)} external ${external.toFixed(1)} (MiB used, at the end of the load)`);
   const peakKiB = procStatusKiB(child.pid!, 'VmHWM')!;
   const requests = get.requests.total + post.requests.total;
   const non2xx = get.non2xx + post.non2xx + get.errors + post.errors;
@@ -93,5 +98,6 @@ for (const size of sizes) {
 }
 console.log(`semi MiB | idle MiB | loaded MiB | peak MiB | CPU µs/req | req/s | non-2xx`);
 for (const row of rows) console.log(row);
+for (const line of spaces) console.log(line);
 await procs.stopAll();
 rmSync(dir, { recursive: true, force: true });

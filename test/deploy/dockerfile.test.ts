@@ -105,7 +105,7 @@ test('runtime stage: non-root numeric USER, NODE_ENV=production, exec-form CMD r
   assert.equal(config.entrypoint, undefined, 'no ENTRYPOINT: `docker run IMAGE validate ...` style overrides stay simple');
   const cmdStep = final.steps.find((s) => s.keyword === 'CMD');
   assert.ok(cmdStep?.json, 'CMD is in exec form, so the node process is PID 1 and receives SIGTERM itself');
-  assert.deepEqual(config.cmd, ['node', 'dist/cli.js', '--config', '/etc/agentgate/gateway.yaml']);
+  assert.deepEqual(config.cmd, ['node', '--max-semi-space-size=8', 'dist/cli.js', '--config', '/etc/agentgate/gateway.yaml']);
   assert.doesNotMatch(JSON.stringify(config.cmd), /npm/);
   assert.equal(config.stopSignal ?? 'SIGTERM', 'SIGTERM');
 });
@@ -123,7 +123,7 @@ test('HEALTHCHECK needs no curl and probes the admin port the image EXPOSEs; bot
   assert.deepEqual([...config.exposed].sort(), [portOf(defaults.server.listen), portOf(defaults.server.admin_listen)].sort());
   assert.match(defaults.server.listen, /^0\.0\.0\.0:/, 'a container must listen on all interfaces');
   assert.match(defaults.server.admin_listen, /^0\.0\.0\.0:/, 'probes and Prometheus reach the admin port from outside the container');
-  const configCopy = final.steps.filter((s) => s.keyword === 'COPY').map(copyOf).find((c) => c.dest === config.cmd![3]);
+  const configCopy = final.steps.filter((s) => s.keyword === 'COPY').map(copyOf).find((c) => c.dest === config.cmd![config.cmd!.indexOf('--config') + 1]);
   assert.deepEqual(configCopy?.sources, ['deploy/docker/gateway.yaml'], 'the default config is the one the CMD names');
 });
 
