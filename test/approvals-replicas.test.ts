@@ -38,11 +38,11 @@ routes:
   - name: delete-customer
     match: {methods: [DELETE], path: '/customers/{id}'}
     upstream: crm
-    approval: {by: human, ttl: 15m}
+    approval: {by: human, ttl: 15m, max_pending: 10000}
   - name: purge
     match: {methods: [POST], path: '/purge/{id}'}
     upstream: crm
-    approval: {by: agent, ttl: 15m}
+    approval: {by: agent, ttl: 15m, max_pending: 10000}
 `);
 
 /** SIGTERM, and the exit code once the process has ended; SIGKILL (and a failure) when it does not end within timeoutMs. */

@@ -81,8 +81,9 @@ function gatewayCodes(facts: ErrorFacts): ErrorCode[] {
     // can be waited for (409, alongside any other 409) or refused (403); an agent's own confirmation is neither.
     codes.push('APPROVAL_REQUIRED', 'APPROVAL_MISMATCH');
     if (facts.approval.by === 'human') codes.push('APPROVAL_PENDING', 'APPROVAL_DENIED');
-    // The body is read whole to bind the approval to it (bounded by max_body_bytes), and the approval store fails closed.
-    codes.push('PAYLOAD_TOO_LARGE', 'STORE_UNAVAILABLE');
+    // The body is read whole to bind the approval to it (bounded by max_body_bytes), and the approval store fails closed;
+    // an agent past approval.max_pending is told to wait (429).
+    codes.push('PAYLOAD_TOO_LARGE', 'STORE_UNAVAILABLE', 'RATE_LIMITED');
   }
   if (facts.authHalt) codes.push('UNAUTHENTICATED');
   if (facts.circuitBreaker) codes.push('CIRCUIT_OPEN');

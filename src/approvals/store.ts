@@ -84,7 +84,7 @@ export class ApprovalStore {
       }
     }
     // Asking costs no budget, so an agent's asks are bounded on their own: a flood cannot bury other agents' approvals.
-    const asks = { key: storeKey(this.prefix, 'approval-asks', hash('sha256', `${request.agent}\u0000${request.route}`, 'base64url')), capacity: request.maxPending, perMs: request.ttlMs };
+    const asks = { key: storeKey(this.prefix, 'approval-asks', TAG, hash('sha256', `${request.agent}\u0000${request.route}`, 'base64url')), capacity: request.maxPending, perMs: request.ttlMs };
     const admitted = await this.store.consume([asks], 1);
     if (!admitted.allowed) return { kind: 'too_many', waitMs: admitted.buckets[0]!.waitMs };
     const approval = await this.create(request);
