@@ -136,7 +136,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logStoreError = throttled(STORE_ERROR_LOG_INTERVAL_MS, (error: StoreError, suppressed: number) =>
     logger.warn({ operation: error.operation, err: error.message, suppressed }, 'store operation failed'),
   );
-  const store = createStore(
+  const store = await createStore(
     config.store,
     (error) => {
       metrics.storeErrors.inc({ store: config.store.type, operation: error.operation });

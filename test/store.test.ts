@@ -426,7 +426,7 @@ describe('createStore', () => {
   const base = { key_prefix: 'agentgate', command_timeout: '250ms', memory };
 
   it('builds a memory store with the configured bounds of each part', async () => {
-    const store = createStore({ ...base, type: 'memory' });
+    const store = await createStore({ ...base, type: 'memory' });
     assert.equal(store.kind, 'memory');
     for (let i = 0; i < 10; i++) await store.consume([{ key: `b${i}`, capacity: 10, perMs: 60_000 }], 1);
     for (let i = 0; i < 3; i++) assert.equal(await store.claim(`k${i}`, 'v', 10_000), null);
@@ -441,7 +441,7 @@ describe('createStore', () => {
 
   it('shows a memory store\'s parts in the metrics, read when they are scraped', async () => {
     const metrics = new GatewayMetrics();
-    const store = createStore({ ...base, type: 'memory' }, undefined, metrics);
+    const store = await createStore({ ...base, type: 'memory' }, undefined, metrics);
     for (let i = 0; i < 7; i++) await store.consume([{ key: `b${i}`, capacity: 10, perMs: 60_000 }], 1);
     for (let i = 0; i < 4; i++) await store.claim(`k${i}`, 'v', 10_000).catch(() => undefined);
     const text = await metrics.registry.metrics();
@@ -462,7 +462,7 @@ describe('createStore', () => {
   it('builds a Redis store that reports its failures to the listener, and adds no memory-store metrics', async () => {
     const errors: StoreError[] = [];
     const metrics = new GatewayMetrics();
-    const store = createStore({ ...base, type: 'redis', url: `redis://127.0.0.1:${await freePort()}` }, (error) => errors.push(error), metrics);
+    const store = await createStore({ ...base, type: 'redis', url: `redis://127.0.0.1:${await freePort()}` }, (error) => errors.push(error), metrics);
     assert.equal(store.kind, 'redis');
     await assert.rejects(store.get('k'), StoreError);
     assert.equal(errors.length, 1);
