@@ -111,11 +111,11 @@ test('compose: the demo API, agentgate as its sidecar, Redis, Prometheus with th
   assert.ok(existsSync(path.join(REPO, apiEntry)), `${apiEntry} is built into dist/`);
 
   // The config folder is mounted read-only as a folder (edits reload), where the image's CMD looks for it.
-  const configDir = bindMounts(gw).find((m) => m.target === path.posix.dirname(image.cmd![3]!));
+  const configDir = bindMounts(gw).find((m) => m.target === path.posix.dirname(image.cmd![image.cmd!.indexOf('--config') + 1]!));
   assert.ok(configDir, 'a folder is mounted over /etc/agentgate');
   assert.ok(statSync(configDir.source).isDirectory(), 'a folder, not a single file: a single-file bind mount never sees an editor save by rename');
   assert.equal(configDir.readOnly, true);
-  const configFile = path.join(configDir.source, path.posix.basename(image.cmd![3]!));
+  const configFile = path.join(configDir.source, path.posix.basename(image.cmd![image.cmd!.indexOf('--config') + 1]!));
   await expectValid(configFile, gw.environment as Record<string, string>);
 
   // The agents file comes from its own folder, mounted read-only beside the config's, where the config's relative path
@@ -288,7 +288,7 @@ test('kubernetes: the sidecar pod is locked down, probed on the admin port, fed 
   // agents file the config names from the Secret's folder, each laid out at its mount path and validated together.
   const data = configMap.data as Record<string, string>;
   const gwConfig = parseYaml(data['gateway.yaml']!) as Json;
-  const mount = (gw.volumeMounts as Json[]).find((m) => m.mountPath === path.posix.dirname(image.cmd![3]!));
+  const mount = (gw.volumeMounts as Json[]).find((m) => m.mountPath === path.posix.dirname(image.cmd![image.cmd!.indexOf('--config') + 1]!));
   assert.ok(mount, 'the ConfigMap is mounted at /etc/agentgate');
   assert.equal(mount.subPath, undefined, 'subPath mounts never receive ConfigMap updates');
   assert.equal(mount.readOnly, true);
@@ -309,7 +309,11 @@ test('kubernetes: the sidecar pod is locked down, probed on the admin port, fed 
       await mkdir(path.join(root.dir, where), { recursive: true });
       for (const [key, value] of Object.entries(files)) await writeFile(path.join(root.dir, where, key), value);
     }
-    await expectValid(path.join(root.dir, image.cmd![3]!));
+    // The container's environment as the pod gives it: each variable from its Secret key.
+    const env = Object.fromEntries(
+      ((gw.env ?? []) as Json[]).map((e) => [e.name as string, e.value ?? (e.valueFrom?.secretKeyRef?.name === secret.metadata.name ? secretData[e.valueFrom.secretKeyRef.key] : undefined)]),
+    );
+    await expectValid(path.join(root.dir, image.cmd![image.cmd!.indexOf('--config') + 1]!), env);
   } finally {
     await root.remove();
   }

@@ -159,7 +159,7 @@ interface K8sContainer {
   image: string;
   command?: string[];
   args?: string[];
-  env?: { name: string; value: string }[];
+  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
   workingDir?: string;
   ports?: { name: string; containerPort: number }[];
   livenessProbe?: { httpGet?: { path: string; port: string | number } };
@@ -211,7 +211,16 @@ test('the Kubernetes pod as deploy/kubernetes describes it: both containers run,
     }
     // Kubernetes: command replaces the image's ENTRYPOINT, args its CMD.
     const command = c.command ? [...c.command, ...(c.args ?? [])] : [...(config.entrypoint ?? []), ...(c.args ?? config.cmd ?? [])];
-    const env = { ...config.env, ...Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value])) };
+    // A variable from a Secret key, as the kubelet sets it: the test's Secret is the one deploy/kubernetes ships.
+    const valueOf = (e: NonNullable<typeof c.env>[number]): string => {
+      const ref = e.valueFrom?.secretKeyRef;
+      if (e.value !== undefined || ref === undefined) return e.value ?? '';
+      assert.equal(ref.name, secret.metadata.name, `${c.name}: ${e.name} comes from the pod's Secret`);
+      const value = secret.stringData[ref.key];
+      assert.ok(value !== undefined, `${c.name}: the Secret has ${ref.key} for ${e.name}`);
+      return value;
+    };
+    const env = { ...config.env, ...Object.fromEntries((c.env ?? []).map((e) => [e.name, valueOf(e)])) };
     const container = await startContainer(pod, {
       name: c.name,
       rootfs: image.rootfs,
