@@ -15,6 +15,7 @@ import {
 import type { Logger } from 'pino';
 import { AGENT_ID_PATTERN } from './schema.ts';
 import { looksLikeJwt } from './keys.ts';
+import { isLoopbackHost } from '../config/units.ts';
 
 export interface JwtSettings {
   /** https URL of the IdP's JWKS (plain http only to a loopback host); exactly one of jwksUrl and jwksFile */
@@ -398,12 +399,8 @@ function checkJwksUrl(text: string): void {
     throw new Error(`JWKS URL ${text} is not a URL.`);
   }
   if (url.protocol === 'https:') return;
-  if (url.protocol === 'http:' && isLoopback(url.hostname)) return;
+  if (url.protocol === 'http:' && isLoopbackHost(url.hostname)) return;
   throw new Error(`JWKS URL ${loggableUrl(text)} must use https (plain http only to a loopback host).`);
-}
-
-function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }
 
 /** The URL without user info or query, either of which could hold a credential. */

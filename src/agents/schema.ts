@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Duration, NAME_PATTERN, isRecord, quote, type CheckProblem, type ConfigCheck } from '../config/schema-helpers.ts';
 import { KEY_HASH_PATTERN, KEY_IN_TEXT_PATTERN } from './keys.ts';
-import { isDuration, parseDuration } from '../config/units.ts';
+import { isDuration, isLoopbackHost, parseDuration } from '../config/units.ts';
 import { SCOPE_PATTERN } from '../policies/scopes/schema.ts';
 
 /** Agent ids appear in logs, store keys and metrics-free answers: a safe alphabet, and no `{` `}` (Redis hash tags). */
@@ -155,8 +155,7 @@ function jwksUrlProblem(text: string): string | undefined {
     return 'must be a URL';
   }
   if (url.protocol === 'https:') return undefined;
-  const loopback = url.hostname === 'localhost' || url.hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(url.hostname);
-  if (url.protocol === 'http:' && loopback) return undefined;
+  if (url.protocol === 'http:' && isLoopbackHost(url.hostname)) return undefined;
   return `must be https (plain http only to a loopback address), not ${quote(url.protocol.slice(0, -1))}: keys fetched in the clear could be replaced on the way`;
 }
 

@@ -5,10 +5,10 @@ import { createHmac, timingSafeEqual, hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
-import { parseDuration } from '../config/units.ts';
+import { isLoopbackHost, parseDuration } from '../config/units.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import { StoreError } from '../store/store.ts';
-import { isLoopback } from '../policies/approval/schema.ts';
+import { readRequestBody } from '../proxy/body.ts';
 import { APPROVAL_ID_PATTERN, statusAt, type Approval, type ApprovalStatus } from './record.ts';
 import type { ApprovalStore } from './store.ts';
 import { approvalView } from './view.ts';
@@ -26,6 +26,8 @@ export interface ApprovalsAdminDeps {
 
 /** Most bytes of a decision's JSON body. */
 const MAX_DECISION_BYTES = 8 * 1024;
+/** Longest a client may stay silent while sending one. */
+const BODY_IDLE_MS = 5000;
 /** A session cookie lets the page's own requests in for this long after the token was given. */
 export const SESSION_MS = 12 * 60 * 60 * 1000;
 export const SESSION_COOKIE = 'agentgate_admin';
@@ -151,7 +153,7 @@ function refuseRebinding(req: IncomingMessage, config: Config): string | undefin
   if (config.server.admin_token !== undefined) return undefined;
   const host = hostName(req.headers.host);
   const local = req.socket.localAddress?.replace(/^::ffff:/, '');
-  if (local !== undefined && isLoopback(local) && host !== undefined && isLoopback(host)) return undefined;
+  if (local !== undefined && isLoopbackHost(local) && host !== undefined && isLoopbackHost(host)) return undefined;
   return 'without server.admin_token, approvals are served only on a loopback address, under a loopback name (localhost, 127.0.0.1)';
 }
 
@@ -229,22 +231,10 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown> |
   }
 }
 
-function readText(req: IncomingMessage): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_DECISION_BYTES) {
-        resolve(undefined);
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.once('error', () => resolve(undefined));
-  });
+/** A decision's or a sign-in's body, bounded, as text; undefined when too large, stalled, or abandoned. */
+async function readText(req: IncomingMessage): Promise<string | undefined> {
+  const body = await readRequestBody(req, MAX_DECISION_BYTES, BODY_IDLE_MS);
+  return Buffer.isBuffer(body) ? body.toString('utf8') : undefined;
 }
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

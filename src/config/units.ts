@@ -35,6 +35,11 @@ export function parseSize(text: string): number {
   return Number(m[1]) * BYTES_PER_UNIT[m[2]!]!;
 }
 
+/** Whether a host (as written in a URL, a Host header or a listen address, IPv6 bracketed or not) names this machine's loopback. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 /** host:port, [v6]:port; the port must be 0-65535. */
 export function parseListenAddress(text: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);

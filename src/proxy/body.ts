@@ -43,6 +43,19 @@ export function readRequestBody(req: IncomingMessage, max: number, idleMs: numbe
   });
 }
 
+/**
+ * The request body as the first step that needed it read it (kept in `held.requestBody`, and forwarded from there), or
+ * read now and kept: however many policies look at a body, it is read once. `max` is the caller's own bound, also for
+ * a body an earlier step read under a larger one.
+ */
+export async function readRequestBodyOnce(req: IncomingMessage, held: { requestBody?: Buffer | undefined }, max: number, idleMs: number): Promise<RequestBodyRead> {
+  const read = held.requestBody;
+  if (read !== undefined) return read.length > max ? 'too_large' : read;
+  const body = await readRequestBody(req, max, idleMs);
+  if (Buffer.isBuffer(body)) held.requestBody = body;
+  return body;
+}
+
 /** Reads an upstream's body up to `limit` bytes, with the route's idle timeout between chunks. */
 export function readBounded(upstream: IncomingMessage, limit: number, idleTimeoutMs: number): Promise<BodyRead> {
   return new Promise((resolve) => {

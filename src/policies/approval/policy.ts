@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { parseSize, parseDuration } from '../../config/units.ts';
 import { GatewayError, requestBodyStalled, storeUnavailable } from '../../errors/problem.ts';
 import type { GatewayMetrics } from '../../observability/metrics.ts';
-import { readRequestBody } from '../../proxy/body.ts';
+import { readRequestBodyOnce } from '../../proxy/body.ts';
 import { StoreError } from '../../store/store.ts';
 import { gatewayUrl } from '../../proxy/gateway-url.ts';
 import { ApprovalStore, type Execution } from '../../approvals/store.ts';
@@ -82,14 +82,10 @@ export class ApprovalPolicy implements Policy {
    */
   async onRequest(ex: Exchange): Promise<Verdict> {
     const { req, ctx } = ex;
-    let body = ctx.requestBody;
-    if (body === undefined) {
-      const read = await readRequestBody(req, this.maxBodyBytes, this.requestBodyIdleMs);
-      if (read === undefined) return CLIENT_CLOSED;
-      if (read === 'timeout') return refuse(requestBodyStalled());
-      if (read === 'too_large') return refuse(payloadTooLarge(this.maxBodyBytes));
-      body = ctx.requestBody = read;
-    }
+    const body = await readRequestBodyOnce(req, ctx, this.maxBodyBytes, this.requestBodyIdleMs);
+    if (body === undefined) return CLIENT_CLOSED;
+    if (body === 'timeout') return refuse(requestBodyStalled());
+    if (body === 'too_large') return refuse(payloadTooLarge(this.maxBodyBytes));
     const print = boundFingerprint(req, body);
     const ids = req.headersDistinct['approval-id'];
     if (ids === undefined) return this.askInstead(ex, { fingerprint: print, body }, undefined);

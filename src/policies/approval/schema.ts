@@ -2,7 +2,7 @@
 // the rules it brings for the admin port, where people decide.
 import { Type, type Static } from '@sinclair/typebox';
 import { Duration, isRecord, Size, type CheckProblem, type ConfigCheck } from '../../config/schema-helpers.ts';
-import { parseListenAddress } from '../../config/units.ts';
+import { isLoopbackHost, parseListenAddress } from '../../config/units.ts';
 
 export function approvalSchema() {
   return Type.Object(
@@ -81,7 +81,7 @@ export const check: ConfigCheck = (config) => {
     });
   }
   const admin = typeof server.admin_listen === 'string' ? parseListenAddress(server.admin_listen) : undefined;
-  if (admin && !isLoopback(admin.host) && server.admin_token === undefined) {
+  if (admin && !isLoopbackHost(admin.host) && server.admin_token === undefined) {
     problems.push({
       keyPath: ['routes', human, 'approval', 'by'],
       message: `a person approves on the admin port, and admin_listen ${admin.host} is reachable from other machines: set server.admin_token (e.g. admin_token: \${ADMIN_TOKEN}) so that only those holding it can decide`,
@@ -89,7 +89,3 @@ export const check: ConfigCheck = (config) => {
   }
   return problems;
 };
-
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}

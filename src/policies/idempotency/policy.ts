@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { RequestContext } from '../../context.ts';
 import { GatewayError, requestBodyStalled, storeUnavailable } from '../../errors/problem.ts';
 import { parseDuration, parseSize } from '../../config/units.ts';
-import { readRequestBody } from '../../proxy/body.ts';
+import { readRequestBodyOnce } from '../../proxy/body.ts';
 import { storeKey } from '../../store/keys.ts';
 import { StoreError, StoreFullError, type ClaimRequest, type Store } from '../../store/store.ts';
 import type { GatewayMetrics } from '../../observability/metrics.ts';
@@ -165,9 +165,7 @@ export class IdempotencyPolicy implements Policy {
     const id = recordId(ctx.consumer?.id ?? 'anonymous', this.routeName, parsed.key);
     ctx.idempotencyKeyHash = id;
 
-    // Read already by a policy before this one (the approval guard), or read here.
-    const read = ctx.requestBody;
-    const body = read === undefined ? await readRequestBody(req, this.settings.maxBodyBytes, this.requestBodyIdleMs) : read.length > this.settings.maxBodyBytes ? 'too_large' : read;
+    const body = await readRequestBodyOnce(req, ctx, this.settings.maxBodyBytes, this.requestBodyIdleMs);
     if (body === undefined) return { kind: 'client_closed' };
     // The client's fault, answered before anything is charged or claimed.
     if (body === 'timeout') return { kind: 'refuse', error: requestBodyStalled() };
