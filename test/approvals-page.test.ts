@@ -3,26 +3,21 @@
 // refused), sees expiry and refusals; a hostile request body stays text, and nothing breaks the page's CSP or console.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startUpstream, json, type TestUpstream } from './helpers/upstream.ts';
-import { startTestGateway, configYaml, type TestGateway } from './helpers/gateway.ts';
+import { startTestGateway, type TestGateway } from './helpers/gateway.ts';
 import { envelopeOf, send, type Reply } from './helpers/http.ts';
 import { until } from './helpers/wait.ts';
 import { launchChromium } from './helpers/browser.ts';
-import { keyHash, newKey } from '../src/agents/keys.ts';
+import { keyHash } from '../src/agents/keys.ts';
+import { ADMIN_TOKEN, alice, approvalsConfig } from './helpers/approvals.ts';
 
-const ADMIN_TOKEN = 'admin-token-' + randomBytes(12).toString('hex');
-const alice = newKey();
 const HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">';
 
 const CONFIG = (upstreamUrl: string) =>
-  configYaml(`  admin_token: \${ADMIN_TOKEN}
-consumers:
-  authenticate: {api_keys: {file: agents.yaml}}
-upstreams:
-  crm: {url: '${upstreamUrl}'}
-routes:
+  approvalsConfig(
+    upstreamUrl,
+    `routes:
   - name: delete-customer
     match: {methods: [DELETE], path: '/customers/{id}'}
     upstream: crm

@@ -3,7 +3,6 @@
 // (x-agentgate-approval, the Approval-Id header, the APPROVAL_* answers) and stays valid OpenAPI 3.1.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -11,27 +10,17 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { startUpstream, json, type TestUpstream } from './helpers/upstream.ts';
-import { startTestGateway, configYaml, type TestGateway } from './helpers/gateway.ts';
+import { startTestGateway, type TestGateway } from './helpers/gateway.ts';
 import { send } from './helpers/http.ts';
-import { keyHash, newKey } from '../src/agents/keys.ts';
 import { APPROVAL_ID_PATTERN } from '../src/approvals/record.ts';
+import { ADMIN_TOKEN, alice, mallory, AGENTS, approvalsConfig } from './helpers/approvals.ts';
 
-const ADMIN_TOKEN = 'admin-token-' + randomBytes(12).toString('hex');
-const alice = newKey();
-const mallory = newKey();
 
-const AGENTS = `agents:
-  - {id: alice, keys: ['${keyHash(alice)}']}
-  - {id: mallory, keys: ['${keyHash(mallory)}']}
-`;
 
 const CONFIG = (upstreamUrl: string) =>
-  configYaml(`  admin_token: \${ADMIN_TOKEN}
-consumers:
-  authenticate: {api_keys: {file: agents.yaml}}
-upstreams:
-  crm: {url: '${upstreamUrl}'}
-mcp: {path: /mcp}
+  approvalsConfig(
+    upstreamUrl,
+    `mcp: {path: /mcp}
 routes:
   - name: delete-customer
     match: {methods: [DELETE], path: '/customers/{id}'}

@@ -5,7 +5,7 @@
 import { compilePathTemplate, matchesTemplate, type PathTemplate } from '../../routing/router.ts';
 import { GatewayError, requestBodyStalled } from '../../errors/problem.ts';
 import { parseSize } from '../../config/units.ts';
-import { readRequestBody } from '../../proxy/body.ts';
+import { readRequestBodyOnce } from '../../proxy/body.ts';
 import { CLIENT_CLOSED, CONTINUE, refuse, type Exchange, type Policy, type PolicyFactory, type Verdict } from '../contract.ts';
 
 /** The approval routes a POST could reach another way: their path templates, and the first route's name, per load. */
@@ -45,13 +45,12 @@ export class ApprovalOverrideGuard implements Policy {
     if (req.method !== 'POST') return CONTINUE;
     const held = this.guarded.templates.find((g) => matchesTemplate(g.template, ctx.matchPath));
     if (held === undefined) return CONTINUE;
-    const read = ctx.requestBody ?? (await readRequestBody(req, this.maxBodyBytes, this.requestBodyIdleMs));
+    const read = await readRequestBodyOnce(req, ctx, this.maxBodyBytes, this.requestBodyIdleMs);
     if (read === undefined) return CLIENT_CLOSED;
     if (read === 'timeout') return refuse(requestBodyStalled());
     if (read === 'too_large') {
       return refuse(new GatewayError('PAYLOAD_TOO_LARGE', `A POST on a path that route '${held.route}' holds for approval may carry at most ${this.maxBodyBytes} bytes here.`, { headers: { connection: 'close' } }));
     }
-    ctx.requestBody = read;
     if (!namesMethod(read, req.headers['content-type'])) return CONTINUE;
     return refuse(
       new GatewayError(
@@ -62,11 +61,14 @@ export class ApprovalOverrideGuard implements Policy {
   }
 }
 
-/** Whether a form or JSON body carries a `_method` field (any case), as Rack, Laravel and Symfony read it. */
+/**
+ * Whether a form or JSON body carries a `_method` field (any case), as Rack, Laravel and Symfony read it. A POST
+ * without a Content-Type is read as a form too: Rack parses it as one.
+ */
 export function namesMethod(body: Buffer, contentType: string | undefined): boolean {
-  const type = (contentType ?? '').toLowerCase();
+  const type = (contentType ?? '').trim().toLowerCase();
   const text = body.toString('latin1');
-  if (type.includes('application/x-www-form-urlencoded')) {
+  if (type === '' || type.includes('application/x-www-form-urlencoded')) {
     for (const key of new URLSearchParams(text).keys()) if (key.toLowerCase() === '_method') return true;
     return false;
   }
