@@ -583,7 +583,9 @@ function openLoopNote(byId: Map<string, OpenLoopScenarioResult>, ...ids: string[
 /** The latency each agentgate scenario adds over the upstream's, quantile by quantile, and issue 23's targets. */
 export function analyseOpenLoop(results: OpenLoopScenarioResult[]): { added: AddedLatency[]; targets: OpenLoopTargetResult[] } {
   const byId = new Map(results.map((r) => [r.id, r]));
-  const pairs = [...new Set(OPEN_LOOP_TARGETS.filter((t) => t.over !== undefined).map((t) => `${t.of}|${t.over}`))].map((p) => p.split('|') as [string, string]);
+  // B−A is not a target: it is what a bare Node proxy adds at the same rate on the same machine, the floor to read D and E by.
+  const context = (['GET', 'POST'] as const).filter((m) => byId.has(`B-${m}`)).map((m) => `B-${m}|A-${m}`);
+  const pairs = [...new Set([...context, ...OPEN_LOOP_TARGETS.filter((t) => t.over !== undefined).map((t) => `${t.of}|${t.over}`)])].map((p) => p.split('|') as [string, string]);
   const added = pairs.map(([ofId, overId]): AddedLatency => {
     const of = byId.get(ofId);
     const over = byId.get(overId);

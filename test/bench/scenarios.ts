@@ -184,6 +184,7 @@ export const OPEN_LOOP_SCENARIOS: Scenario[] = (['GET', 'POST'] as const).flatMa
   });
   return [
     scenario('A', 'upstream directly', { kind: 'upstream' }),
+    scenario('B', 'bare http-proxy-3: what any Node proxy adds at this rate, on this machine', { kind: 'bare' }),
     scenario('D', 'agentgate, every policy, memory store (default bounds)', { kind: 'agentgate', profile: 'full', store: 'memory', defaultStoreBounds: true }),
     scenario('E', 'agentgate, every policy, Redis store', full('redis')),
   ];
