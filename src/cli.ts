@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=20
 // Command line: `agentgate --config FILE` serves, `agentgate validate --config FILE` checks a config and exits 0 or 1.
 import { readFileSync } from 'node:fs';
 import cluster from 'node:cluster';

@@ -1,6 +1,7 @@
 // The child processes of a benchmark run: started, measured through /proc, and always stopped (also on Ctrl-C).
 import { spawn, execFileSync, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -15,6 +16,33 @@ export const CLK_TCK = (() => {
     return 100;
   }
 })();
+
+const REPO = path.resolve(import.meta.dirname, '../..');
+
+/** The node flags of the image's CMD (Dockerfile), read from there so that what is measured is what ships. */
+export function shippedNodeFlags(): string[] {
+  const cmd = /^CMD \[(.*)\]$/m.exec(readFileSync(path.join(REPO, 'Dockerfile'), 'utf8'))?.[1] ?? '';
+  const args = (JSON.parse(`[${cmd}]`) as string[]).slice(1);
+  return args.slice(0, Math.max(0, args.findIndex((arg) => !arg.startsWith('--'))));
+}
+
+/** The memory limit the Kubernetes manifest gives the agentgate container, in MiB. */
+export function shippedMemoryLimitMiB(): number {
+  const manifest = readFileSync(path.join(REPO, 'deploy/kubernetes/deployment.yaml'), 'utf8');
+  const container = manifest.slice(manifest.indexOf('- name: agentgate'));
+  const limit = /limits: \{[^}]*memory: (\d+)Mi\}/.exec(container)?.[1];
+  if (limit === undefined) throw new Error('deploy/kubernetes/deployment.yaml: no memory limit in Mi for the agentgate container');
+  return Number(limit);
+}
+
+/** A port nothing listens on right now, on 127.0.0.1, for a process about to be started. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 /** Peak resident set size (VmHWM) in KiB, or undefined when the process is gone or /proc is unavailable. */
 export function peakRssKiB(pid: number): number | undefined {

@@ -21,7 +21,7 @@ import { credentialHeaders, writeGatewayConfig, type GatewayProfile } from './co
 import { runLoad, stopLoad, type LoadResult } from './load.ts';
 import { findNginx, nginxVersion, readErrorLog, writeNginxConfig } from './nginx.ts';
 import { ORDER } from './payloads.ts';
-import { childPids, cpuSeconds, machineFacts, machineCpu, mainThreadCpuSeconds, tcpActiveOpens, peakRssKiB, procStatusKiB, ProcessGroup, resetPeakRss } from './procs.ts';
+import { childPids, cpuSeconds, machineFacts, machineCpu, mainThreadCpuSeconds, tcpActiveOpens, peakRssKiB, procStatusKiB, ProcessGroup, resetPeakRss, shippedNodeFlags, freePort } from './procs.ts';
 import { runOpenLoop, stopOpenLoop, type Quantiles } from './open-loop.ts';
 import {
   analyse,
@@ -789,15 +789,6 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as import('node:net').AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /**
  * Requests the upstream served so far (its /__stats calls aside) and connections it accepted. Asked over a fresh
  * connection each time (agent: false), so every call adds exactly one connection of its own.
@@ -1382,8 +1373,3 @@ main().then(
   },
 );
 
-function shippedNodeFlags(): string[] {
-  const cmd = /^CMD \[(.*)\]$/m.exec(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'))?.[1] ?? '';
-  const args = (JSON.parse(`[${cmd}]`) as string[]).slice(1);
-  return args.slice(0, Math.max(0, args.findIndex((arg) => !arg.startsWith('--'))));
-}

@@ -9,6 +9,8 @@ import { REPO, copyOf, dockerignore, parseDockerfile, type Stage } from './helpe
 
 const dockerfile = parseDockerfile();
 const { final, config } = dockerfile;
+/** docs/performance.md, "Memory": what test/bench/heap-flags.ts measured. */
+const HEAP_FLAGS = ['--max-semi-space-size=8', '--heap-growing-percent=20'];
 const pkg = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string; license: string; engines: { node: string } };
 
 function runs(stage: Stage): string[] {
@@ -105,9 +107,18 @@ test('runtime stage: non-root numeric USER, NODE_ENV=production, exec-form CMD r
   assert.equal(config.entrypoint, undefined, 'no ENTRYPOINT: `docker run IMAGE validate ...` style overrides stay simple');
   const cmdStep = final.steps.find((s) => s.keyword === 'CMD');
   assert.ok(cmdStep?.json, 'CMD is in exec form, so the node process is PID 1 and receives SIGTERM itself');
-  assert.deepEqual(config.cmd, ['node', '--max-semi-space-size=8', 'dist/cli.js', '--config', '/etc/agentgate/gateway.yaml']);
+  assert.deepEqual(config.cmd, ['node', ...HEAP_FLAGS, 'dist/cli.js', '--config', '/etc/agentgate/gateway.yaml']);
   assert.doesNotMatch(JSON.stringify(config.cmd), /npm/);
   assert.equal(config.stopSignal ?? 'SIGTERM', 'SIGTERM');
+});
+
+test('the heap flags measured for a sidecar are the same in the image, the CLI and npm start', () => {
+  const shebang = readFileSync(path.join(REPO, 'src/cli.ts'), 'utf8').split('\n')[0];
+  assert.equal(shebang, `#!/usr/bin/env -S node ${HEAP_FLAGS.join(' ')}`, 'the installed `agentgate` command runs with them');
+  const start = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start!;
+  assert.equal(start, `sh scripts/node.sh ${HEAP_FLAGS.join(' ')} dist/demo/start.js`);
+  const built = path.join(REPO, 'dist/cli.js');
+  if (existsSync(built)) assert.equal(readFileSync(built, 'utf8').split('\n')[0], shebang, 'tsc keeps the shebang');
 });
 
 test('HEALTHCHECK needs no curl and probes the admin port the image EXPOSEs; both ports match the default config', () => {
