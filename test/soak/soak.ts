@@ -11,7 +11,7 @@ import { cleanupPrefix } from '../helpers/redis.ts';
 import { HERE, killOnExit, logProblems, median, metricSum, mib, procStatusKiB, ProcessGroup, round, scrapeMetrics, sleep, spawnGateway, type GatewayProcess } from './common.ts';
 import { heapGrowth, summarizeHeapSnapshot, type HeapGrowth, type HeapSummary } from './heap-snapshot.ts';
 import { Inspector } from './inspector.ts';
-import { cpuSeconds } from '../bench/procs.ts';
+import { cpuSeconds, shippedMemoryLimitMiB, shippedNodeFlags } from '../bench/procs.ts';
 import type { LoadPlan, Stopped, WindowStats } from './loader.ts';
 
 export interface SoakOptions {
@@ -70,6 +70,8 @@ export interface SoakWindow extends WindowStats {
 export interface RssAnalysis {
   start_mib: number;
   peak_mib: number;
+  /** The peak before the first snapshot (what a pod that never writes one would see); the peak of the run without one. */
+  peak_before_snapshot_mib: number;
   end_mib: number;
   /** Median RSS over the second half of the stretch before the first snapshot (or of the whole run without one). */
   steady_mib: number;
@@ -120,7 +122,7 @@ export interface SoakResult {
   live_heap_trend: Trend;
   heap_snapshots: { a: Omit<HeapSummary, 'groups'> & { t: number }; b: Omit<HeapSummary, 'groups'> & { t: number }; growth_mib: number; growth_pct: number; top_growth: HeapGrowth[] } | null;
   p99: { first_third_median_ms: number; last_third_median_ms: number; ratio: number; max_window_ms: number };
-  verdicts: { plateau: SoakVerdict; no_leak: SoakVerdict; p99_flat: SoakVerdict; answers: SoakVerdict };
+  verdicts: { plateau: SoakVerdict; no_leak: SoakVerdict; rss_ceiling: SoakVerdict; p99_flat: SoakVerdict; answers: SoakVerdict };
   ok: boolean;
 }
 
@@ -148,7 +150,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       label: 'gateway',
       configFile,
       dir: tmp,
-      nodeArgs: ['--inspect=127.0.0.1:0'],
+      // The image's heap flags: the RSS judged against the shipped limit is the RSS of the gateway as it ships.
+      nodeArgs: [...shippedNodeFlags(), '--inspect=127.0.0.1:0'],
       waitReady: true,
     });
     const gw = gateway;
@@ -301,7 +304,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const unexpected = Object.entries(statuses).reduce((sum, [s, n]) => (EXPECTED_STATUSES.has(s) ? sum : sum + n), 0);
 
     const result: SoakResult = {
-      settings: { ...options, progress: undefined, redisUrl: options.store === 'redis' ? options.redisUrl : undefined },
+      settings: { ...options, progress: undefined, redisUrl: options.store === 'redis' ? options.redisUrl : undefined, node_flags: shippedNodeFlags() },
       duration_seconds: round(loadSeconds, 1),
       requests,
       rps: round(requests / loadSeconds, 0),
@@ -346,7 +349,10 @@ function soakConfig(upstreamUrl: string, options: SoakOptions, redisPrefix: stri
   const store = options.store === 'redis' ? `{type: redis, url: '${options.redisUrl}', key_prefix: '${redisPrefix}'}` : '{type: memory}';
   return `version: 1
 server: {listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0}
-# memory: the default bounds (max_entries 100000, max_bytes 64mb), LRU eviction
+# memory: the default bounds. Budgets (100,000 consumers) fill their part and are evicted least recently used first;
+# idempotency records are never evicted and a full records part answers 503, so their ttl is what keeps this load
+# inside it: at the 2,000+ fresh writes a second of the 2-core machine, 15 s of records take about half of its 64 MiB
+# (a longer ttl would measure a gateway refusing writes, not one serving them; the lease shortened to fit the ttl).
 store: ${store}
 logging: {level: ${options.logLevel}}
 consumers: {identify: [{header: x-agent-id}]}
@@ -363,7 +369,7 @@ routes:
     match: {methods: [POST], path: /soak/orders}
     upstream: api
     cost: 5
-    idempotency: {required: true, ttl: 10m}
+    idempotency: {required: true, ttl: 15s, lease: 5s}
     silent_failure: {empty_body: true}
 `;
 }
@@ -402,6 +408,7 @@ export function rssAnalysis(all: MemorySample[], seconds: number, snapshotAt: nu
   return {
     start_mib: rss[0] ?? NaN,
     peak_mib: Math.max(...rss),
+    peak_before_snapshot_mib: Math.max(...samples.filter((s) => snapshotAt === undefined || s.t <= snapshotAt).map((s) => s.rss_mib)),
     end_mib: rss.at(-1) ?? NaN,
     steady_mib: round(median(points.filter(([t]) => t >= steadyFrom && t <= steadyTo).map(([, v]) => v)), 1),
     before_snapshot: before,
@@ -462,6 +469,8 @@ export const CRITERIA = {
     'RSS plateau: after the first heap snapshot (the longer part of the run; the snapshot leaves its own malloc\'d memory in RSS, a step, not a trend), the median RSS over the last 10% exceeds the median over 60-70% of that stretch by at most 5% or 8 MiB, whichever is larger (without snapshots: of the whole run)',
   no_leak:
     'no leak: the live heap after a forced full GC (measured every window) over the last 10% of the run exceeds that over 60-70% by at most 5% or 4 MiB, whichever is larger, and so does the heap snapshot at the end against the one 40% of the way in',
+  rss_ceiling:
+    'RSS ceiling: the peak RSS before the first heap snapshot (the whole run without snapshots) is at most 60% of the memory limit deploy/kubernetes/deployment.yaml gives the agentgate container, with the image\'s node flags',
   p99_flat: 'p99 flat: the median per-window p99 of the last third of the windows is at most 1.5 times that of the first third (the first window, warm-up, left out)',
   answers: 'answers: every answer 200/201, no client errors, the gateway alive throughout and exiting 0 on SIGTERM, no error/fatal log line',
 };
@@ -510,7 +519,16 @@ export function verdicts(r: SoakResult, judgeTrends = true): SoakResult['verdict
     rule: CRITERIA.answers,
     detail: `${r.requests.toLocaleString('en-US')} answers ${JSON.stringify(r.statuses)}, ${r.client_errors} client errors, ${r.crashed ? 'CRASHED' : `exit ${r.exit?.code ?? r.exit?.signal}`}, ${errorLines} error log lines`,
   };
-  return { plateau, no_leak: noLeak, p99_flat: p99Flat, answers };
+  const limitMiB = shippedMemoryLimitMiB();
+  const ceiling = 0.6 * limitMiB;
+  const peak = r.rss.before_snapshot ? r.rss.peak_before_snapshot_mib : r.rss.peak_mib;
+  const rssCeiling: SoakVerdict = {
+    judged: judgeTrends,
+    ok: peak <= ceiling || !judgeTrends,
+    rule: CRITERIA.rss_ceiling,
+    detail: `peak RSS ${peak} MiB${r.rss.before_snapshot ? ' before the first snapshot' : ''} against ${round(ceiling, 1)} MiB (60% of the shipped ${limitMiB} MiB limit): ${round((100 * peak) / limitMiB, 1)}% of it; node flags ${JSON.stringify(r.settings.node_flags ?? [])}`,
+  };
+  return { plateau, no_leak: noLeak, rss_ceiling: rssCeiling, p99_flat: p99Flat, answers };
 }
 
 function signed(v: number): string {
