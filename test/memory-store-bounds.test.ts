@@ -64,16 +64,18 @@ describe('idempotency records on the memory store, with the default bounds', { t
   });
   after(() => gw?.close());
 
-  test('40 writes with 700 KB answers from other agents never evict an earlier completed record: its retry is replayed, not run again', async () => {
+  test('80 writes with 700 KB answers from other agents never evict an earlier completed record: its retry is replayed, not run again', async () => {
     const earlierKey = freshKey();
     const earlierBody = body('earlier');
     const original = await post(`${gw.url}/small`, earlierKey, earlierBody, agent('first-agent'));
     assert.equal(original.status, 201);
     expectFresh(original);
 
-    // The issue's scenario: 40 large answers, together more than the records part holds (64 MB by default).
+    // The issue's scenario: large answers, together more than the records part holds (64 MB by default). Each counts
+    // about 1 MB (base64 in JSON, times the heap-to-RSS factor), so 80 of them overflow it.
+    const writes = 80;
     const others: { key: string; body: string; agent: Record<string, string>; reply: Reply }[] = [];
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < writes; i++) {
       const key = freshKey();
       const sent = body('large');
       const reply = await post(`${gw.url}/large`, key, sent, agent(`other-agent-${i % 8}`));
@@ -101,7 +103,7 @@ describe('idempotency records on the memory store, with the default bounds', { t
       }
       assert.equal(executions.get(other.body), 1, 'every write ran exactly once');
     }
-    assert.ok(notReplayable > 0 && notReplayable < 40, `${notReplayable} of 40 answers were too large for the room left`);
+    assert.ok(notReplayable > 0 && notReplayable < writes, `${notReplayable} of ${writes} answers were too large for the room left`);
     assert.equal((await eventsOf(gw.adminUrl, 'large')).not_replayable, notReplayable, 'each one counted');
     const { records } = (gw.gateway.store as MemoryStore).stats();
     assert.ok(records.bytes <= records.maxBytes && records.evictions === 0, JSON.stringify(records));

@@ -114,9 +114,9 @@ describe('MemoryStore', () => {
 
   it('evicts the least recently used budget beyond max bytes', async () => {
     const time = 1_000_000;
-    // Each budget is "1000:1000000" under a 2-character key: (2 + 12 + 170) * 2.5 = 460 bytes, so 1,000 bytes hold two.
-    assert.equal(budgetBytes('k1', '1000:1000000'), 460);
-    const store = new MemoryStore({ maxEntries: 1_000, maxBytes: 1_000, clock: () => time });
+    // Each budget is "1000:1000000" under a 2-character key: (2 + 12 + 170) * 1.1 = 203 bytes (rounded up), so 450 hold two.
+    assert.equal(budgetBytes('k1', '1000:1000000'), 203);
+    const store = new MemoryStore({ maxEntries: 1_000, maxBytes: 450, clock: () => time });
     const b = (key: string) => budget(key, 10, 1_000);
     await store.consume([b('k1')], 1);
     await store.consume([b('k2')], 1);
@@ -158,14 +158,14 @@ describe('MemoryStore', () => {
     assert.equal(store.stats().records.refusals, 2);
 
     // By bytes: a replacement that needs more room than is left is refused and leaves the record as it was.
-    // 'pending' counts 370, 600 characters 1,853, 300 characters 1,103: 3,000 bytes hold the first two, not two of 600.
-    const bytes = new MemoryStore({ maxEntries: 100, maxBytes: 1_000_000, records: { maxEntries: 100, maxBytes: 3_000 } });
+    // 'pending' counts 163, 600 characters 816, 300 characters 486: 1,320 bytes hold the first two, not two of 600.
+    const bytes = new MemoryStore({ maxEntries: 100, maxBytes: 1_000_000, records: { maxEntries: 100, maxBytes: 1_320 } });
     assert.equal(await bytes.claim('r', 'pending', HOUR), null);
     assert.equal(await bytes.claim('s', 'x'.repeat(600), HOUR), null);
     await assert.rejects(bytes.replaceIf('r', 'pending', 'y'.repeat(600), HOUR), (err) => err instanceof StoreFullError && err.operation === 'replaceIf');
     assert.equal(await bytes.get('r'), 'pending');
     assert.equal(await bytes.replaceIf('r', 'pending', 'y'.repeat(300), HOUR), true, 'a replacement that fits is made');
-    assert.ok(bytes.usedBytes <= 3_000, `${bytes.usedBytes} bytes`);
+    assert.ok(bytes.usedBytes <= 1_320, `${bytes.usedBytes} bytes`);
     await Promise.all([store.close(), bytes.close()]);
   });
 
@@ -360,7 +360,7 @@ describe('MemoryStore', () => {
     let model: Model[] = [];
     let evictions = 0;
     const maxEntries = 8;
-    const maxBytes = 3_000;
+    const maxBytes = 1_320;
     let time = 0;
     const store = new MemoryStore({ maxEntries, maxBytes, clock: () => time, sweepIntervalMs: 3_600_000 });
     const live = (key: string): Model | undefined => {

@@ -96,7 +96,7 @@ const StoreSchema = Type.Object(
           description: 'most rate-limit budgets kept; beyond it the least recently used budget is evicted, which only refills it early (idempotency records are bounded apart, by records)',
         }),
         max_bytes: Size(
-          'most bytes of RSS the rate-limit budgets may take (each counts its key and value as V8 keeps them plus about 170 bytes of objects, times 2.5 for the room V8 keeps to collect in: measured); beyond it the least recently used budget is evicted',
+          'most bytes of RSS the rate-limit budgets may take (each counts its key and value as V8 keeps them plus about 170 bytes of objects, times 1.1 for the room V8 keeps to collect in, as measured with the shipped node flags); beyond it the least recently used budget is evicted',
           '64mb',
         ),
         records: Type.Object(
@@ -107,7 +107,7 @@ const StoreSchema = Type.Object(
               description: 'most idempotency records kept (in flight, stored answers, outcome unknown); when full, a request with a new key gets 503 STORE_UNAVAILABLE',
             }),
             max_bytes: Size(
-              'most bytes of RSS the idempotency records may take, stored answers included (each counts its key and value as V8 keeps them plus about 140 bytes of objects, times 2.5 for the room V8 keeps to collect in: measured); when full, a request with a new key gets 503 STORE_UNAVAILABLE, and an answer that does not fit in the room left is kept as not replayable (its retries get 409 IDEMPOTENCY_OUTCOME_UNKNOWN)',
+              'most bytes of RSS the idempotency records may take, stored answers included (each counts its key and value as V8 keeps them plus about 140 bytes of objects, times 1.1 for the room V8 keeps to collect in, as measured with the shipped node flags); when full, a request with a new key gets 503 STORE_UNAVAILABLE, and an answer that does not fit in the room left is kept as not replayable (its retries get 409 IDEMPOTENCY_OUTCOME_UNKNOWN)',
               '64mb',
             ),
           },

@@ -215,7 +215,7 @@ export class GatewayMetrics {
         },
       });
     gauge('agentgate_memory_store_entries', 'Entries held by the memory store, by part (budgets, records); expired ones count until swept.', (p) => p.entries);
-    gauge('agentgate_memory_store_bytes', 'Bytes of RSS the memory store takes as counted against its bounds (keys, values and their V8 objects, times 2.5 for the room V8 keeps to collect in: measured), by part.', (p) => p.bytes);
+    gauge('agentgate_memory_store_bytes', 'Bytes of RSS the memory store takes as counted against its bounds (keys, values and their V8 objects, times 1.1 for the room V8 keeps to collect in, as measured with the shipped node flags), by part.', (p) => p.bytes);
     gauge('agentgate_memory_store_max_entries', 'The memory store\'s bound on entries, by part (store.memory.max_entries, store.memory.records.max_entries).', (p) => p.maxEntries);
     gauge('agentgate_memory_store_max_bytes', 'The memory store\'s bound on bytes, by part (store.memory.max_bytes, store.memory.records.max_bytes).', (p) => p.maxBytes);
     counter(

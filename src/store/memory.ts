@@ -70,10 +70,12 @@ export interface MemoryStoreStats {
 const BUDGET_OVERHEAD_BYTES = 170;
 const RECORD_OVERHEAD_BYTES = 140;
 /**
- * The process's RSS grew by 2.3 to 3.4 times the heap the entries hold (V8 keeps room to collect in, and its pages once
- * grown); counting 2.5 times the heap makes max_bytes about the RSS the part takes, not a third of it.
+ * RSS per byte of heap the entries hold, with the node flags the gateway ships with (`--heap-growing-percent=20` lets
+ * the old generation grow a fifth over what survives, not up to 4 times): test/bench/store-rss.ts measured 1.0 to 1.05
+ * (docs/performance.md, "Memory"); a tenth more keeps max_bytes an upper bound. Under node's default heap growth RSS
+ * grew about 1.7 bytes per byte of heap.
  */
-const HEAP_TO_RSS = 2.5;
+const HEAP_TO_RSS = 1.1;
 /** A character V8 cannot keep in a one-byte string. */
 const TWO_BYTE = /[^\x00-\xff]/;
 
