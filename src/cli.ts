@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { loadConfigFile, ConfigError } from './config/load.ts';
 import { parseDuration } from './config/units.ts';
 import { MAX_WORKERS } from './config/schema.ts';
-import { restartOnlyDigest, startGateway, StartError } from './gateway.ts';
+import { releaseStartUpMemory, restartOnlyDigest, startGateway, StartError } from './gateway.ts';
 import { startPrimary, WORKER_SLOT_ENV, WORKER_STARTED_WITH_ENV } from './workers/primary.ts';
 import { serveAsWorker } from './workers/worker.ts';
 import { keyHash, newKey } from './agents/keys.ts';
@@ -162,6 +162,12 @@ interface Running {
  * cluster worker). The config is read first to know which; each worker reads it again itself.
  */
 async function start(configFile: string): Promise<Running> {
+  const running = await startProcess(configFile);
+  releaseStartUpMemory();
+  return running;
+}
+
+async function startProcess(configFile: string): Promise<Running> {
   if (cluster.isWorker) {
     const worker = { id: Number(process.env[WORKER_SLOT_ENV]), startedWith: process.env[WORKER_STARTED_WITH_ENV]! };
     return serveAsWorker(await startGateway({ configFile, worker }));

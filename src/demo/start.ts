@@ -3,7 +3,7 @@
 // config/gateway.yaml), so one file chooses all three ports of the demo. The banner prints the demo's agent keys.
 import { fileURLToPath } from 'node:url';
 import { startLegacyApi, type LegacyApi } from './legacy-api.ts';
-import { startGateway, StartError, type Gateway } from '../gateway.ts';
+import { releaseStartUpMemory, startGateway, StartError, type Gateway } from '../gateway.ts';
 import { ConfigError, loadConfigFile, type LoadedConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { parseListenAddress } from '../config/units.ts';
@@ -120,6 +120,7 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) fail(`invalid config ${configFile}:\n${err.message}`);
     throw err;
   }
+  releaseStartUpMemory();
 
   // The first example answers 200 on a fresh demo (GET /orders/ord_1 would be a 404 until an order exists).
   const keys = keysBanner(config, demoAgents(loaded));
