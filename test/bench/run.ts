@@ -280,7 +280,8 @@ class Bench {
       case 'upstream':
         return { url: upstream.url, pids: () => [upstream.pid], describeFailure: () => '', stop: async () => {} };
       case 'bare': {
-        const { child, port } = await this.procs.spawnNodeWithPort(path.join(HERE, 'bare-proxy.ts'), [upstream.url], this.cpuProfArgs('bare-proxy', s));
+        const args = s.target.gatewayHeaders ? [upstream.url, '--gateway-headers'] : [upstream.url];
+        const { child, port } = await this.procs.spawnNodeWithPort(path.join(HERE, 'bare-proxy.ts'), args, this.cpuProfArgs('bare-proxy', s));
         return { url: `http://127.0.0.1:${port}`, pids: () => [child.pid!], describeFailure: () => '', stop: () => this.procs.stop(child) };
       }
       case 'nginx':

@@ -3,7 +3,8 @@ import type { GatewayProfile } from './configs.ts';
 
 export type Target =
   | { kind: 'upstream' }
-  | { kind: 'bare' }
+  /** gatewayHeaders: the bare proxy also sends the seven headers agentgate adds upstream (see bare-proxy.ts). */
+  | { kind: 'bare'; gatewayHeaders?: true }
   | { kind: 'nginx' }
   /** Issue 23: what a user would build instead, a few lines of a web framework and its plugins (test/bench/stacks/). */
   | { kind: 'stack'; stack: 'fastify' | 'express' }
@@ -55,6 +56,8 @@ export const SCENARIOS: Scenario[] = [
   // A first: the upstream is then fresh, so its peak RSS is its own.
   ...both('A', 'upstream directly', { kind: 'upstream' }),
   ...both('B', 'bare http-proxy-3 with keep-alive', { kind: 'bare' }),
+  // B doing the one part of agentgate's forwarding that costs node the most: the headers it adds to every upstream request.
+  ...both('BH', "bare http-proxy-3 sending agentgate's seven upstream headers", { kind: 'bare', gatewayHeaders: true }),
   ...both('C', 'agentgate, passthrough route (no policies)', { kind: 'agentgate', profile: 'passthrough', store: 'memory' }),
   ...both('D', 'agentgate, every policy, memory store', full('memory')),
   ...both('E', 'agentgate, every policy, Redis store', full('redis')),
@@ -150,6 +153,8 @@ export const CONTEXT_RATIOS: { name: string; of: string; over: string }[] = [
   { name: 'B/A POST', of: 'B-POST', over: 'A-POST' },
   { name: 'G/B GET', of: 'G-GET', over: 'B-GET' },
   { name: 'G/B POST', of: 'G-POST', over: 'B-POST' },
+  { name: 'C/BH GET (BH: B with the gateway\'s upstream headers)', of: 'C-GET', over: 'BH-GET' },
+  { name: 'C/BH POST', of: 'C-POST', over: 'BH-POST' },
   { name: 'D/C GET', of: 'D-GET', over: 'C-GET' },
   { name: 'D/C POST', of: 'D-POST', over: 'C-POST' },
   { name: 'E/D GET', of: 'E-GET', over: 'D-GET' },
