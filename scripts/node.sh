@@ -5,8 +5,9 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 local_node="$root/.tools/node24/node_modules/node/bin/node"
 
+# NODE_OPTIONS is left out of the probe: an option node refuses there would read as a node too old.
 new_enough() {
-  "$1" -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=18)?0:1)' 2>/dev/null
+  NODE_OPTIONS= "$1" -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=18)?0:1)' 2>/dev/null
 }
 
 if command -v node >/dev/null 2>&1 && new_enough node; then

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { writeGatewayConfig } from './configs.ts';
 import { ORDER } from './payloads.ts';
-import { cpuSeconds, freePort, procStatusKiB, ProcessGroup, shippedNodeFlags } from './procs.ts';
+import { cpuSeconds, freePort, gatewayGc, procStatusKiB, ProcessGroup, shippedNodeFlags } from './procs.ts';
 
 const HERE = import.meta.dirname;
 const CLI = path.resolve(HERE, '../../dist/cli.js');
@@ -75,18 +75,6 @@ async function mixed(url: string, durationSeconds: number, requestsPerSecond?: n
   };
 }
 
-async function gc(adminPort: number): Promise<{ seconds: number; majors: number }> {
-  const text = await fetch(`http://127.0.0.1:${adminPort}/metrics`).then((r) => r.text());
-  let total = 0;
-  let majors = 0;
-  for (const line of text.split('\n')) {
-    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-    if (line.startsWith('nodejs_gc_duration_seconds_sum{')) total += value;
-    else if (line.startsWith('nodejs_gc_duration_seconds_count{kind="major"')) majors += value;
-  }
-  return { seconds: total, majors };
-}
-
 const procs = new ProcessGroup();
 process.on('exit', () => procs.killAllSync());
 const dir = mkdtempSync(path.join(os.tmpdir(), 'agentgate-heap-flags-'));
@@ -115,10 +103,12 @@ async function measure(variant: string, index: number): Promise<Reading> {
   const idleKiB = procStatusKiB(child.pid!, 'VmRSS')!;
   await mixed(url, warmupSeconds, rate);
   const cpuBefore = cpuSeconds(child.pid!)!;
-  const gcBefore = await gc(adminPort);
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  // An unreadable /metrics leaves the GC columns NaN rather than failing the sweep.
+  const gcBefore = (await gatewayGc(adminUrl)) ?? { seconds: NaN, majors: NaN };
   const steady = await mixed(url, seconds, rate);
   const steadyCpu = cpuSeconds(child.pid!)! - cpuBefore;
-  const gcAfter = await gc(adminPort);
+  const gcAfter = (await gatewayGc(adminUrl)) ?? { seconds: NaN, majors: NaN };
   const loadedKiB = procStatusKiB(child.pid!, 'VmRSS')!;
   const peakKiB = procStatusKiB(child.pid!, 'VmHWM')!;
   let saturatedCpuUs = NaN;

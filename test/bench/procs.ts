@@ -44,6 +44,23 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** Garbage-collection pause seconds (all kinds) and major collections so far, from prom-client's default GC metrics. */
+export async function gatewayGc(adminUrl: string): Promise<{ seconds: number; majors: number } | undefined> {
+  try {
+    const text = await (await fetch(`${adminUrl}/metrics`)).text();
+    let seconds = 0;
+    let majors = 0;
+    for (const line of text.split('\n')) {
+      const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+      if (line.startsWith('nodejs_gc_duration_seconds_sum{')) seconds += value;
+      else if (line.startsWith('nodejs_gc_duration_seconds_count{kind="major"')) majors += value;
+    }
+    return { seconds, majors };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Peak resident set size (VmHWM) in KiB, or undefined when the process is gone or /proc is unavailable. */
 export function peakRssKiB(pid: number): number | undefined {
   return procStatusKiB(pid, 'VmHWM');

@@ -21,7 +21,7 @@ import { credentialHeaders, writeGatewayConfig, type GatewayProfile } from './co
 import { runLoad, stopLoad, type LoadResult } from './load.ts';
 import { findNginx, nginxVersion, readErrorLog, writeNginxConfig } from './nginx.ts';
 import { ORDER } from './payloads.ts';
-import { childPids, cpuSeconds, machineFacts, machineCpu, mainThreadCpuSeconds, tcpActiveOpens, peakRssKiB, procStatusKiB, ProcessGroup, resetPeakRss, shippedNodeFlags, freePort } from './procs.ts';
+import { childPids, cpuSeconds, machineFacts, machineCpu, mainThreadCpuSeconds, tcpActiveOpens, peakRssKiB, procStatusKiB, ProcessGroup, resetPeakRss, shippedNodeFlags, freePort, gatewayGc } from './procs.ts';
 import { runOpenLoop, stopOpenLoop, type Quantiles } from './open-loop.ts';
 import {
   analyse,
@@ -826,23 +826,6 @@ async function gatewayOutcomes(adminUrl: string): Promise<Record<string, number>
       if (outcome !== undefined && Number.isFinite(value)) outcomes[outcome] = (outcomes[outcome] ?? 0) + value;
     }
     return outcomes;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Garbage-collection pause seconds (all kinds) and major collections so far, from prom-client's default GC metrics. */
-async function gatewayGc(adminUrl: string): Promise<{ seconds: number; majors: number } | undefined> {
-  try {
-    const text = await (await fetch(`${adminUrl}/metrics`)).text();
-    let seconds = 0;
-    let majors = 0;
-    for (const line of text.split('\n')) {
-      const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-      if (line.startsWith('nodejs_gc_duration_seconds_sum{')) seconds += value;
-      else if (line.startsWith('nodejs_gc_duration_seconds_count{kind="major"')) majors += value;
-    }
-    return { seconds, majors };
   } catch {
     return undefined;
   }
