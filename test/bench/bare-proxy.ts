@@ -3,8 +3,7 @@
 // Usage: node bare-proxy.ts http://127.0.0.1:PORT [--gateway-headers] — listens on 127.0.0.1, an ephemeral port,
 // reported over IPC. --gateway-headers (scenario BH): every upstream request also carries the seven headers agentgate
 // adds (X-Request-Id, traceparent, X-Forwarded-For/-Proto/-Host, X-Real-IP, Forwarded), as fixed values of the same
-// length: node's outgoing request validates and stores each header, and that is most of what agentgate's passthrough
-// costs over this proxy (docs/performance.md, "Cores").
+// length, so that forwarding them is not counted as agentgate's own cost (docs/performance.md, "Cores": 1-3 µs).
 import { Agent, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createProxyServer } from 'http-proxy-3';
