@@ -13,21 +13,13 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { cleanupPrefix } from '../helpers/redis.ts';
 import { writeGatewayConfig } from './configs.ts';
 import { ORDER } from './payloads.ts';
-import { childPids, cpuSeconds, freePort, ProcessGroup, shippedNodeFlags } from './procs.ts';
+import { childPids, cpuSeconds, freePort, GATEWAY_CLI, option, ProcessGroup, shippedNodeFlags, waitForGateway } from './procs.ts';
 
 const HERE = import.meta.dirname;
-const CLI = path.resolve(HERE, '../../dist/cli.js');
-
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at === -1 ? fallback : process.argv[at + 1]!;
-}
-
 const cores = os.availableParallelism();
 if (cores < 2) {
   console.error('cores.ts: needs at least two cores (one for the gateway, one for the rest)');
@@ -86,12 +78,8 @@ function agentgate(name: string, profile: 'passthrough' | 'full', store: 'memory
         logLevel: 'info',
         workers,
       });
-      const child = procs.spawn('taskset', ['-c', gatewayCores, process.execPath, ...shippedNodeFlags(), CLI, '--config', config], ['ignore', 'ignore', 'inherit']);
-      for (let i = 0; ; i++) {
-        if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) break;
-        if (child.exitCode !== null || i === 150) throw new Error(`${name}: the gateway did not get ready (exit ${child.exitCode})`);
-        await sleep(100);
-      }
+      const child = procs.spawn('taskset', ['-c', gatewayCores, process.execPath, ...shippedNodeFlags(), GATEWAY_CLI, '--config', config], ['ignore', 'ignore', 'inherit']);
+      await waitForGateway(child, adminPort, name);
       // taskset execs node in place: the child's pid is the gateway's (the primary's, with workers).
       return { url: `http://127.0.0.1:${proxyPort}`, pids: () => [child.pid!, ...childPids(child.pid!)], stop: () => procs.stop(child) };
     },

@@ -10,19 +10,11 @@
 import path from 'node:path';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { writeGatewayConfig, type GatewayProfile } from './configs.ts';
-import { freePort, ProcessGroup, shippedNodeFlags } from './procs.ts';
+import { freePort, GATEWAY_CLI, option, ProcessGroup, shippedNodeFlags, waitForGateway } from './procs.ts';
 
 const HERE = import.meta.dirname;
-const CLI = path.resolve(HERE, '../../dist/cli.js');
-
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at === -1 ? fallback : process.argv[at + 1]!;
-}
-
 const profile = option('profile', 'passthrough') as GatewayProfile;
 const rate = Number(option('rate', '1000'));
 const connections = Number(option('connections', '8'));
@@ -67,26 +59,22 @@ if (bare) {
   const proxyPort = await freePort();
   const adminPort = await freePort();
   const config = writeGatewayConfig(dir, 'gateway', { profile, upstreamUrl, store: { type: 'memory', defaultBounds: true }, proxyPort, adminPort, logLevel: 'warn', workers: 1 });
-  child = procs.spawn(process.execPath, [...traceFlags, CLI, '--config', config], ['ignore', openSync(trace, 'w'), 'inherit']);
-  for (let i = 0; i < 100; i++) {
-    if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) break;
-    await sleep(100);
-  }
+  child = procs.spawn(process.execPath, [...traceFlags, GATEWAY_CLI, '--config', config], ['ignore', openSync(trace, 'w'), 'inherit']);
+  await waitForGateway(child, adminPort, 'gc-trace');
   url = `http://127.0.0.1:${proxyPort}`;
 }
 
 const load = (duration: number) =>
   autocannon({ url: `${url}/bench/item`, connections, duration, ...(rate > 0 ? { overallRate: rate } : {}) });
+/** Every collection the trace holds so far, in order. */
+const traced = (): Collection[] => readFileSync(trace, 'utf8').split('\n').map(parseLine).filter((c): c is Collection => c !== undefined);
 await load(warmupSeconds);
-const measuredFrom = Date.now();
-const startMs = Number(readFileSync(trace, 'utf8').trim().split('\n').map(parseLine).findLast(Boolean)?.atMs ?? 0);
+const startMs = traced().at(-1)?.atMs ?? 0;
 const result = await load(seconds);
+// Read before the gateway is stopped: its shutdown is not part of the load.
+const collections = traced().filter((c) => c.atMs > startMs);
 await procs.stop(child);
 
-const collections = readFileSync(trace, 'utf8')
-  .split('\n')
-  .map(parseLine)
-  .filter((c): c is Collection => c !== undefined && c.atMs > startMs);
 const young = collections.filter((c) => c.kind === 's');
 const majors = collections.filter((c) => c.kind !== 's').length;
 const requests = result.requests.total;
@@ -99,7 +87,7 @@ console.log(
   `${bare ? 'bare http-proxy-3' : `agentgate, ${profile}`}; GET ${rate > 0 ? `at ${rate} req/s` : 'at saturation'}, ${connections} connections, ` +
     `${seconds} s after ${warmupSeconds} s; node ${process.version} ${flags.join(' ')}`,
 );
-console.log(`requests                      ${requests} (${(requests / ((Date.now() - measuredFrom) / 1000)).toFixed(0)} req/s), bad ${result.non2xx + result.errors}`);
+console.log(`requests                      ${requests} (${(requests / seconds).toFixed(0)} req/s), bad ${result.non2xx + result.errors}`);
 console.log(`young collections             ${young.length}, pause ${(sum(young.map((c) => c.pauseMs)) / Math.max(1, young.length)).toFixed(2)} ms each`);
 console.log(`major collections             ${majors}`);
 console.log(`allocated per young / request ${kib(allocated / Math.max(1, young.length))} KiB / ${kib(allocated / Math.max(1, requests))} KiB`);

@@ -13,16 +13,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { writeGatewayConfig } from './configs.ts';
 import { ORDER } from './payloads.ts';
-import { cpuSeconds, freePort, gatewayGc, procStatusKiB, ProcessGroup, shippedNodeFlags } from './procs.ts';
+import { cpuSeconds, freePort, GATEWAY_CLI, gatewayGc, option, ProcessGroup, procStatusKiB, shippedNodeFlags, waitForGateway } from './procs.ts';
 
 const HERE = import.meta.dirname;
-const CLI = path.resolve(HERE, '../../dist/cli.js');
-
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at === -1 ? fallback : process.argv[at + 1]!;
-}
-
 /** Node's defaults, the shipped flags (the Dockerfile's CMD) and their neighbours. */
 const DEFAULT_VARIANTS = [
   'default',
@@ -93,12 +86,9 @@ async function measure(variant: string, index: number): Promise<Reading> {
     workers: 1,
   });
   const flags = variant === 'default' ? [] : variant.split(/\s+/);
-  const child = procs.spawn(process.execPath, [...flags, CLI, '--config', config], ['ignore', 'ignore', 'inherit']);
+  const child = procs.spawn(process.execPath, [...flags, GATEWAY_CLI, '--config', config], ['ignore', 'ignore', 'inherit']);
   const url = `http://127.0.0.1:${proxyPort}`;
-  for (let i = 0; i < 100; i++) {
-    if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) break;
-    await sleep(100);
-  }
+  await waitForGateway(child, adminPort, variant);
   await sleep(1000);
   const idleKiB = procStatusKiB(child.pid!, 'VmRSS')!;
   await mixed(url, warmupSeconds, rate);

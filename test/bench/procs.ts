@@ -19,6 +19,27 @@ export const CLK_TCK = (() => {
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 
+/** The built command line, which every bench script starts the gateway with. */
+export const GATEWAY_CLI = path.join(REPO, 'dist/cli.js');
+
+/** A bench script's `--name value` option, or `fallback`. */
+export function option(name: string, fallback: string): string {
+  const at = process.argv.indexOf(`--${name}`);
+  return at === -1 ? fallback : process.argv[at + 1]!;
+}
+
+/**
+ * Waits until the gateway's /readyz answers 200. A gateway that exits first, or is not ready within 15 s, stops the
+ * script: measuring a process that never got ready would report its connection errors as figures.
+ */
+export async function waitForGateway(child: ChildProcess, adminPort: number, label: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) return;
+    if (child.exitCode !== null || i === 150) throw new Error(`${label}: the gateway did not get ready (exit ${child.exitCode})`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** The node flags of the image's CMD (Dockerfile), read from there so that what is measured is what ships. */
 export function shippedNodeFlags(): string[] {
   const cmd = /^CMD \[(.*)\]$/m.exec(readFileSync(path.join(REPO, 'Dockerfile'), 'utf8'))?.[1] ?? '';

@@ -13,16 +13,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { writeGatewayConfig } from './configs.ts';
 import { ORDER } from './payloads.ts';
-import { freePort, procStatusKiB, ProcessGroup, shippedNodeFlags } from './procs.ts';
+import { freePort, GATEWAY_CLI, option, ProcessGroup, procStatusKiB, shippedNodeFlags, waitForGateway } from './procs.ts';
 
 const HERE = import.meta.dirname;
-const CLI = path.resolve(HERE, '../../dist/cli.js');
-
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at === -1 ? fallback : process.argv[at + 1]!;
-}
-
 const rate = Number(option('rate', '1000'));
 const fillMiB = Number(option('fill', '96'));
 const warmupSeconds = Number(option('warmup', '10'));
@@ -43,12 +36,8 @@ const config = writeGatewayConfig(dir, 'store-rss', {
   logLevel: 'info',
   workers: 1,
 });
-const child = procs.spawn(process.execPath, [...flags, CLI, '--config', config], ['ignore', 'ignore', 'inherit']);
-for (let i = 0; ; i++) {
-  if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) break;
-  if (child.exitCode !== null || i === 150) throw new Error('the gateway did not get ready');
-  await sleep(100);
-}
+const child = procs.spawn(process.execPath, [...flags, GATEWAY_CLI, '--config', config], ['ignore', 'ignore', 'inherit']);
+await waitForGateway(child, adminPort, 'store-rss');
 
 async function counted(): Promise<number> {
   const text = await fetch(`http://127.0.0.1:${adminPort}/metrics`).then((r) => r.text());
