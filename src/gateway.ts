@@ -434,12 +434,15 @@ type GcExtension = (options: { type: 'major'; execution: 'sync'; flavor: 'last-r
  * anywhere else in the process.
  */
 export function releaseStartUpMemory(): void {
-  setFlagsFromString('--expose-gc');
-  let gc: GcExtension;
-  try {
-    gc = runInNewContext('gc') as GcExtension;
-  } finally {
-    setFlagsFromString('--no-expose-gc');
+  // Started with --expose-gc (an operator's choice), the extension is there already and is left switched on.
+  let gc = (globalThis as { gc?: GcExtension }).gc;
+  if (gc === undefined) {
+    setFlagsFromString('--expose-gc');
+    try {
+      gc = runInNewContext('gc') as GcExtension;
+    } finally {
+      setFlagsFromString('--no-expose-gc');
+    }
   }
   gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
 }

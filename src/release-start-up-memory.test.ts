@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getHeapStatistics } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { execFileSync } from 'node:child_process';
 import { releaseStartUpMemory } from './gateway.ts';
 
 test('collects what start-up left behind and gives the pages back', () => {
@@ -23,4 +24,14 @@ test('leaves no gc function behind: not as a global, not in contexts made later'
   releaseStartUpMemory();
   assert.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined');
   assert.equal(runInNewContext('typeof gc'), 'undefined');
+});
+
+test('a process started with --expose-gc keeps its gc, in its own context and in contexts made later', () => {
+  const gateway = new URL('./gateway.ts', import.meta.url).href;
+  const script = `const { releaseStartUpMemory } = await import(${JSON.stringify(gateway)});
+const { runInNewContext } = await import('node:vm');
+releaseStartUpMemory();
+process.stdout.write(JSON.stringify([typeof globalThis.gc, runInNewContext('typeof gc')]));`;
+  const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '--eval', script], { encoding: 'utf8' });
+  assert.deepEqual(JSON.parse(out), ['function', 'function']);
 });
